@@ -1,0 +1,427 @@
+//! Log-file collector: tails the application logs (`--logs.app`, by default
+//! the guide's `/var/log/llmchat/app.log` and `error.log`) and counts lines
+//! by level. Serves the daily check's `grep -c "ERROR" app.log`, and
+//! `LogMonitor`'s "more than 10 errors" and "not updated for 1 hour" checks
+//! (the thresholds are alerting rules).
+//!
+//! Counting happens on a background thread fed by [`crate::tail`]; a scrape
+//! only stats the files for presence and last-write time.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::encode::gauge_family;
+use super::{RefreshError, Source};
+use crate::config::LogsConfig;
+use crate::log_line::{classify, Level};
+use crate::tail::{self, Rotation, Sink, Tailer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error("cannot start the log tailer thread: {0}")]
+    Spawn(std::io::Error),
+    #[error("the log tailer thread has stopped")]
+    TailerStopped,
+    #[error("the file check task failed: {0}")]
+    Join(String),
+}
+
+impl EncodeLabelValue for Level {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum RotationKind {
+    Replaced,
+    Truncated,
+}
+
+impl EncodeLabelValue for RotationKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            RotationKind::Replaced => "replaced",
+            RotationKind::Truncated => "truncated",
+        };
+        EncodeLabelValue::encode(&s, encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LineLabels {
+    file: String,
+    level: Level,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RotationLabels {
+    file: String,
+    kind: RotationKind,
+}
+
+/// Counter handles for one file, plus counts batched between flushes so the
+/// hot path touches no atomics.
+struct FileCounters {
+    by_level: [Counter; 5],
+    errors: Counter,
+    truncated: Counter,
+    read_bytes: Counter,
+    replaced: Counter,
+    truncations: Counter,
+    pending: [u64; 5],
+    pending_truncated: u64,
+}
+
+struct CountingSink {
+    files: Vec<FileCounters>,
+}
+
+impl Sink for CountingSink {
+    #[inline]
+    fn line(&mut self, file: usize, line: &[u8], truncated: bool) {
+        let f = &mut self.files[file];
+        f.pending[classify(line) as usize] += 1;
+        f.pending_truncated += u64::from(truncated);
+    }
+
+    fn bytes_read(&mut self, file: usize, n: u64) {
+        self.files[file].read_bytes.inc_by(n);
+    }
+
+    fn rotated(&mut self, file: usize, kind: Rotation) {
+        let f = &self.files[file];
+        match kind {
+            Rotation::Replaced => f.replaced.inc(),
+            Rotation::Truncated => f.truncations.inc(),
+        };
+    }
+
+    fn flush(&mut self, file: usize) {
+        let f = &mut self.files[file];
+        for (i, n) in f.pending.iter_mut().enumerate() {
+            if *n > 0 {
+                f.by_level[i].inc_by(*n);
+                if i == Level::Error as usize {
+                    f.errors.inc_by(*n);
+                }
+                *n = 0;
+            }
+        }
+        if f.pending_truncated > 0 {
+            f.truncated.inc_by(f.pending_truncated);
+            f.pending_truncated = 0;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FileState {
+    labels: FileLabels,
+    exists: bool,
+    size: u64,
+    modified: Option<f64>,
+}
+
+pub struct LogCollector {
+    paths: Vec<PathBuf>,
+    states: Mutex<Vec<FileState>>,
+    alive: Arc<AtomicBool>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl std::fmt::Debug for LogCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogCollector")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogCollector {
+    /// Registers the log metrics and starts the tailer thread.
+    pub fn start(config: &LogsConfig, registry: &mut Registry) -> Result<Arc<Self>, LogsError> {
+        let lines = Family::<LineLabels, Counter>::default();
+        let errors = Family::<FileLabels, Counter>::default();
+        let truncated = Family::<FileLabels, Counter>::default();
+        let read_bytes = Family::<FileLabels, Counter>::default();
+        let rotations = Family::<RotationLabels, Counter>::default();
+        registry.register(
+            "log_lines",
+            "Application log lines read, by level (winston JSON level field, or ERROR/WARN/INFO/DEBUG in plain lines)",
+            lines.clone(),
+        );
+        registry.register(
+            "log_errors",
+            "Application log lines at error level (the guide's grep -c ERROR)",
+            errors.clone(),
+        );
+        registry.register(
+            "log_truncated_lines",
+            "Log lines longer than logs.max_line_bytes, counted once and classified on their first bytes",
+            truncated.clone(),
+        );
+        registry.register_with_unit(
+            "log_read",
+            "Bytes read from the application log file",
+            Unit::Bytes,
+            read_bytes.clone(),
+        );
+        registry.register(
+            "log_rotations",
+            "Times the log file was replaced (rename or delete, then create) or truncated (copytruncate)",
+            rotations.clone(),
+        );
+
+        let label = |p: &PathBuf| p.display().to_string();
+        let files = config
+            .app
+            .iter()
+            .map(|p| {
+                let file = label(p);
+                let by_level = [
+                    Level::Other,
+                    Level::Debug,
+                    Level::Info,
+                    Level::Warn,
+                    Level::Error,
+                ]
+                .map(|level| {
+                    lines
+                        .get_or_create(&LineLabels {
+                            file: file.clone(),
+                            level,
+                        })
+                        .clone()
+                });
+                let fl = FileLabels { file: file.clone() };
+                let rot = |kind| {
+                    rotations
+                        .get_or_create(&RotationLabels {
+                            file: file.clone(),
+                            kind,
+                        })
+                        .clone()
+                };
+                FileCounters {
+                    by_level,
+                    errors: errors.get_or_create(&fl).clone(),
+                    truncated: truncated.get_or_create(&fl).clone(),
+                    read_bytes: read_bytes.get_or_create(&fl).clone(),
+                    replaced: rot(RotationKind::Replaced),
+                    truncations: rot(RotationKind::Truncated),
+                    pending: [0; 5],
+                    pending_truncated: 0,
+                }
+            })
+            .collect();
+
+        let tailer = Tailer::new(
+            config.app.clone(),
+            tail::Options {
+                from_beginning: config.from_beginning,
+                rotate_wait: config.rotate_wait,
+                max_line_bytes: config.max_line_bytes,
+            },
+            CountingSink { files },
+        );
+        let alive = Arc::new(AtomicBool::new(true));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let poll_interval = config.poll_interval;
+        let thread_alive = alive.clone();
+        std::thread::Builder::new()
+            .name("llmchat-log-tailer".into())
+            .spawn(move || {
+                // Marks the tailer dead however the thread ends, panic included.
+                struct Alive(Arc<AtomicBool>);
+                impl Drop for Alive {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::SeqCst);
+                    }
+                }
+                let _alive = Alive(thread_alive);
+                run_tailer(tailer, poll_interval, stop_rx);
+            })
+            .map_err(LogsError::Spawn)?;
+
+        let states = config
+            .app
+            .iter()
+            .map(|p| FileState {
+                labels: FileLabels { file: label(p) },
+                exists: false,
+                size: 0,
+                modified: None,
+            })
+            .collect();
+        let collector = Arc::new(LogCollector {
+            paths: config.app.clone(),
+            states: Mutex::new(states),
+            alive,
+            stop: Mutex::new(Some(stop_tx)),
+        });
+        registry.register_collector(Box::new(collector.clone()));
+        Ok(collector)
+    }
+}
+
+/// The tailer thread: a small single-threaded runtime that waits for file
+/// events or the poll tick, and reads on each.
+fn run_tailer(
+    mut tailer: Tailer<CountingSink>,
+    poll_interval: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the log tailer runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut events = match linemux::MuxedEvents::new() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                tracing::warn!(error = %e, "file events unavailable; polling log files only");
+                None
+            }
+        };
+        if let Some(ev) = events.as_mut() {
+            let paths: Vec<PathBuf> = tailer.paths().map(PathBuf::from).collect();
+            for path in paths {
+                if let Err(e) = ev.add_file(&path).await {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "cannot watch log file; it is polled instead");
+                }
+            }
+        }
+        tailer.start();
+        let mut tick = tokio::time::interval(poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                event = next_event(&mut events) => {
+                    if let Err(e) = event {
+                        tracing::warn!(error = %e, "file event error; polling continues");
+                        events = None;
+                    }
+                    tailer.sync_all();
+                }
+                _ = tick.tick() => tailer.sync_all(),
+            }
+        }
+    });
+}
+
+async fn next_event(events: &mut Option<linemux::MuxedEvents>) -> std::io::Result<()> {
+    match events {
+        Some(ev) => match ev.next_event().await? {
+            Some(_) => Ok(()),
+            // Nothing left to watch: rely on the poll tick from now on.
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+impl Source for LogCollector {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
+        Box::pin(async move {
+            let paths = self.paths.clone();
+            // stat() can block on a hung network filesystem.
+            let stats = tokio::task::spawn_blocking(move || {
+                paths
+                    .iter()
+                    .map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| LogsError::Join(e.to_string()))?;
+            {
+                let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+                for (state, meta) in states.iter_mut().zip(stats) {
+                    state.exists = meta.is_some();
+                    state.size = meta.as_ref().map_or(0, |m| m.len());
+                    state.modified = meta
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs_f64());
+                }
+            }
+            if !self.alive.load(Ordering::SeqCst) {
+                return Err(LogsError::TailerStopped.into());
+            }
+            Ok(())
+        })
+    }
+
+    fn clear(&self) {
+        // The file states are fresh stats; nothing stale to forget.
+    }
+
+    fn stop(&self) {
+        if let Some(tx) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Collector for LogCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        gauge_family(
+            &mut e,
+            "log_file_exists",
+            "1 if the application log file exists now, else 0.",
+            None,
+            states
+                .iter()
+                .map(|s| (s.labels.clone(), f64::from(u8::from(s.exists)))),
+        )?;
+        gauge_family(
+            &mut e,
+            "log_file_size",
+            "Current size of the application log file.",
+            Some(Unit::Bytes),
+            states
+                .iter()
+                .filter(|s| s.exists)
+                .map(|s| (s.labels.clone(), s.size as f64)),
+        )?;
+        gauge_family(
+            &mut e,
+            "log_last_write_timestamp",
+            "Last modification time of the application log file, Unix time (the guide's not-updated-for-1-hour check).",
+            Some(Unit::Seconds),
+            states
+                .iter()
+                .filter_map(|s| s.modified.map(|m| (s.labels.clone(), m))),
+        )?;
+        Ok(())
+    }
+}

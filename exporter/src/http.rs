@@ -1,0 +1,301 @@
+//! The HTTP surface: `/metrics` (or the configured telemetry path), `/`,
+//! `/health`, and the liveness/readiness endpoints `/-/healthy` and
+//! `/-/ready`. [`handle`] maps a request to a response without a socket, so
+//! tests can call it directly; [`serve`] runs it on hyper.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::exposition::Format;
+use crate::scrape::{CheckResult, Exporter};
+
+/// What a request handler needs.
+pub struct AppState {
+    exporter: Arc<Exporter>,
+    telemetry_path: String,
+    collectors: Vec<&'static str>,
+}
+
+impl AppState {
+    pub fn new(exporter: Arc<Exporter>, config: &Config) -> Self {
+        Self {
+            exporter,
+            telemetry_path: config.web.telemetry_path.clone(),
+            collectors: config.enabled_collectors(),
+        }
+    }
+}
+
+type Body = Full<Bytes>;
+
+/// Errors a request can end in; each maps to a status and a message that
+/// says what went wrong without internals.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method {method} not allowed; use {allow}")]
+    MethodNotAllowed { method: Method, allow: &'static str },
+    #[error("metrics encoding failed")]
+    Encode,
+}
+
+impl RequestError {
+    fn into_response(self) -> Response<Body> {
+        let status = match &self {
+            RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+            RequestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::Encode => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut resp = text(status, format!("{self}\n"));
+        if let RequestError::MethodNotAllowed { allow, .. } = self {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    response(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Routes one request.
+pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
+    let head_only = req.method() == Method::HEAD;
+    let result = route(state, &req).await;
+    let mut resp = result.unwrap_or_else(RequestError::into_response);
+    if head_only {
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
+    resp
+}
+
+async fn route<B>(state: &AppState, req: &Request<B>) -> Result<Response<Body>, RequestError> {
+    let path = req.uri().path();
+    let endpoint = if path == state.telemetry_path {
+        Endpoint::Metrics
+    } else {
+        match path {
+            "/" => Endpoint::Landing,
+            "/health" => Endpoint::Health,
+            "/-/healthy" => Endpoint::Healthy,
+            "/-/ready" => Endpoint::Ready,
+            _ => return Err(RequestError::NotFound(path.to_string())),
+        }
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(RequestError::MethodNotAllowed {
+            method: req.method().clone(),
+            allow: "GET, HEAD",
+        });
+    }
+    match endpoint {
+        Endpoint::Metrics => metrics(state, req).await,
+        Endpoint::Landing => Ok(landing(state)),
+        Endpoint::Health => Ok(health(state).await),
+        Endpoint::Healthy => Ok(text(StatusCode::OK, "Healthy\n")),
+        Endpoint::Ready => Ok(text(StatusCode::OK, "Ready\n")),
+    }
+}
+
+enum Endpoint {
+    Metrics,
+    Landing,
+    Health,
+    Healthy,
+    Ready,
+}
+
+async fn metrics<B>(state: &AppState, req: &Request<B>) -> Result<Response<Body>, RequestError> {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let body = state.exporter.scrape(format).await.map_err(|_| {
+        tracing::error!("metrics encoding failed");
+        RequestError::Encode
+    })?;
+    Ok(response(StatusCode::OK, format.content_type(), body.into()))
+}
+
+fn landing(state: &AppState) -> Response<Body> {
+    let collectors: String = state
+        .collectors
+        .iter()
+        .map(|c| format!("<li><code>{c}</code></li>"))
+        .collect();
+    let path = html_escape(&state.telemetry_path);
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>LLMChat Exporter</title></head>\n\
+         <body><h1>LLMChat Exporter</h1>\n<p>Version {version} (revision {revision})</p>\n\
+         <ul>\n<li><a href=\"{path}\">{path}</a>: metrics</li>\n\
+         <li><a href=\"/health\">/health</a>: health of each collector (JSON)</li>\n\
+         <li><a href=\"/-/healthy\">/-/healthy</a>: liveness</li>\n\
+         <li><a href=\"/-/ready\">/-/ready</a>: readiness</li>\n</ul>\n\
+         <h2>Enabled collectors</h2>\n<ul>{collectors}</ul>\n</body></html>\n",
+        version = crate::VERSION,
+        revision = crate::REVISION,
+    );
+    response(StatusCode::OK, "text/html; charset=utf-8", body.into())
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// The guide's `aggregateHealthStatus`: no unhealthy check is healthy;
+/// fewer than half unhealthy is degraded; otherwise unhealthy.
+pub fn aggregate(checks: &[bool]) -> HealthStatus {
+    let unhealthy = checks.iter().filter(|ok| !**ok).count();
+    if unhealthy == 0 {
+        HealthStatus::Healthy
+    } else if (unhealthy as f64) < checks.len() as f64 / 2.0 {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Unhealthy
+    }
+}
+
+#[derive(Serialize)]
+struct HealthCheck {
+    name: &'static str,
+    status: HealthStatus,
+    duration_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HealthResponse {
+    status: HealthStatus,
+    checks: Vec<HealthCheck>,
+    uptime_seconds: f64,
+    version: &'static str,
+}
+
+async fn health(state: &AppState) -> Response<Body> {
+    let results: Vec<CheckResult> = state.exporter.check().await;
+    let status = aggregate(&results.iter().map(|r| r.healthy).collect::<Vec<_>>());
+    let body = HealthResponse {
+        status,
+        checks: results
+            .into_iter()
+            .map(|r| HealthCheck {
+                name: r.name,
+                status: if r.healthy {
+                    HealthStatus::Healthy
+                } else {
+                    HealthStatus::Unhealthy
+                },
+                duration_seconds: r.duration.as_secs_f64(),
+                error: r.error,
+            })
+            .collect(),
+        uptime_seconds: state.exporter.uptime().as_secs_f64(),
+        version: crate::VERSION,
+    };
+    let code = match status {
+        HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    response(code, "application/json", json.into())
+}
+
+/// Serves until `shutdown` resolves, then lets open connections finish
+/// (for at most 10 s).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let state = state.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10s; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregate_follows_the_guide() {
+        assert_eq!(aggregate(&[]), HealthStatus::Healthy);
+        assert_eq!(aggregate(&[true, true]), HealthStatus::Healthy);
+        assert_eq!(aggregate(&[true, true, false]), HealthStatus::Degraded);
+        assert_eq!(aggregate(&[true, false]), HealthStatus::Unhealthy);
+        assert_eq!(aggregate(&[false]), HealthStatus::Unhealthy);
+        assert_eq!(
+            aggregate(&[true, true, true, false, false]),
+            HealthStatus::Degraded
+        );
+    }
+}

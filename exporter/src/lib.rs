@@ -1,0 +1,46 @@
+//! `llmchat-exporter`: publishes LLMChat's `llmchat_*` metrics for Prometheus.
+//!
+//! The binary in `main.rs` only parses flags and calls [`run`]; everything
+//! else lives here so that tests can drive it without a process.
+#![forbid(unsafe_code)]
+
+pub mod collectors;
+pub mod config;
+pub mod exposition;
+pub mod http;
+pub mod log_line;
+pub mod scrape;
+pub mod shutdown;
+pub mod tail;
+
+use std::sync::Arc;
+
+pub use config::{Cli, Config, ConfigError};
+
+/// Version from Cargo, and the git revision the binary was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("LLMCHAT_BUILD_REVISION");
+
+/// Starts every enabled collector, binds the listener, and serves until
+/// `shutdown` resolves. The configuration must already be validated.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = config::resolve_listen_address(&config.web.listen_address)?;
+    let exporter = Arc::new(scrape::Exporter::start(&config)?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        version = VERSION,
+        collectors = ?config.enabled_collectors(),
+        "llmchat-exporter listening"
+    );
+    let state = Arc::new(http::AppState::new(exporter.clone(), &config));
+    http::serve(listener, state, shutdown).await;
+    exporter.stop();
+    tracing::info!("llmchat-exporter stopped");
+    Ok(())
+}

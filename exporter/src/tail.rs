@@ -1,0 +1,471 @@
+//! Follows log files the way `tail -F` does, but counts every line exactly
+//! once through rotation, truncation, deletion and re-creation.
+//!
+//! `linemux::MuxedEvents` tells us *when* to look (inotify, including files
+//! whose directory exists but the file not yet); a poll tick covers lost
+//! events. *What* to read is decided here, on bytes, because counting needs
+//! guarantees that a line-string stream cannot give:
+//!
+//! - a line counts once its `\n` arrives, never as two halves;
+//! - the old file of a rename+create rotation is drained to its end, and
+//!   kept open for `rotate_wait` after its last write for late writers;
+//! - a file that shrinks (copytruncate) is re-read from its start;
+//! - a file that appears after start-up is read from its start;
+//! - a line longer than `max_line_bytes` is counted once, classified on its
+//!   first bytes, and the rest dropped, so memory stays bounded;
+//! - invalid UTF-8 is just bytes.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Receives what the tailer reads. Calls for one file arrive in file order.
+pub trait Sink {
+    /// One complete line, without its `\n`. `truncated` says the line was
+    /// longer than `max_line_bytes` and `line` holds only its first bytes.
+    fn line(&mut self, file: usize, line: &[u8], truncated: bool);
+    /// Bytes read from the file (lines and partial lines alike).
+    fn bytes_read(&mut self, file: usize, n: u64);
+    /// The file at the path was replaced (rename/delete+create) or truncated.
+    fn rotated(&mut self, file: usize, kind: Rotation);
+    /// End of one read pass over `file`; a sink may publish batched counts.
+    fn flush(&mut self, file: usize);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// A new file took the path (rename+create, delete+create).
+    Replaced,
+    /// The file got shorter than what was already read (copytruncate).
+    Truncated,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Start files that exist at start-up at their beginning, not their end.
+    pub from_beginning: bool,
+    /// Keep reading a replaced file until it has been idle this long.
+    pub rotate_wait: Duration,
+    pub max_line_bytes: usize,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// One open file (inode) and where we are in it.
+struct Reader {
+    file: File,
+    id: FileId,
+    offset: u64,
+    /// Bytes after the last `\n`, at most `max_line_bytes` of them.
+    partial: Vec<u8>,
+    /// The partial line was longer than `partial` holds.
+    partial_truncated: bool,
+}
+
+struct Retired {
+    reader: Reader,
+    idle_since: Instant,
+}
+
+struct Followed {
+    path: PathBuf,
+    current: Option<Reader>,
+    retired: Vec<Retired>,
+    exists: bool,
+}
+
+/// Follows a fixed list of paths; `file` indexes in [`Sink`] calls are
+/// positions in that list.
+pub struct Tailer<S> {
+    files: Vec<Followed>,
+    sink: S,
+    options: Options,
+    buf: Vec<u8>,
+}
+
+impl<S: Sink> Tailer<S> {
+    pub fn new(paths: Vec<PathBuf>, options: Options, sink: S) -> Self {
+        Tailer {
+            files: paths
+                .into_iter()
+                .map(|path| Followed {
+                    path,
+                    current: None,
+                    retired: Vec::new(),
+                    exists: false,
+                })
+                .collect(),
+            sink,
+            options,
+            buf: vec![0; READ_CHUNK],
+        }
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|f| f.path.as_path())
+    }
+
+    /// Opens the files that exist now, at their end unless `from_beginning`.
+    pub fn start(&mut self) {
+        for index in 0..self.files.len() {
+            let at_end = !self.options.from_beginning;
+            let followed = &mut self.files[index];
+            match open_at(&followed.path, at_end) {
+                Ok(Some(reader)) => {
+                    followed.current = Some(reader);
+                    followed.exists = true;
+                }
+                Ok(None) => followed.exists = false,
+                Err(e) => {
+                    tracing::warn!(path = %followed.path.display(), error = %e, "cannot open log file")
+                }
+            }
+            self.sync(index);
+        }
+    }
+
+    /// Reads whatever is new in every file.
+    pub fn sync_all(&mut self) {
+        for index in 0..self.files.len() {
+            self.sync(index);
+        }
+    }
+
+    /// Whether the path exists, as of the last sync.
+    pub fn exists(&self, index: usize) -> bool {
+        self.files[index].exists
+    }
+
+    /// Reads whatever is new for one path: first what is left in the files
+    /// we hold (so lines written before a rotation are not lost), then the
+    /// file now at the path if it is a new one.
+    pub fn sync(&mut self, index: usize) {
+        let Self {
+            files,
+            sink,
+            options,
+            buf,
+        } = self;
+        let followed = &mut files[index];
+        let now = Instant::now();
+
+        if let Some(reader) = followed.current.as_mut() {
+            if let Err(e) = drain(reader, index, sink, options, buf) {
+                tracing::warn!(path = %followed.path.display(), error = %e, "log read failed");
+            }
+        }
+
+        match std::fs::metadata(&followed.path) {
+            Ok(meta) if meta.is_file() => {
+                followed.exists = true;
+                let id = FileId::of(&meta);
+                let replaced = followed.current.as_ref().is_some_and(|r| r.id != id);
+                if replaced {
+                    let old = followed.current.take().expect("checked above");
+                    followed.retired.push(Retired {
+                        reader: old,
+                        idle_since: now,
+                    });
+                    sink.rotated(index, Rotation::Replaced);
+                }
+                if followed.current.is_none() {
+                    // Appeared (or re-appeared) after start-up: all of it is new.
+                    match open_at(&followed.path, false) {
+                        Ok(Some(mut reader)) => {
+                            if let Err(e) = drain(&mut reader, index, sink, options, buf) {
+                                tracing::warn!(path = %followed.path.display(), error = %e, "log read failed");
+                            }
+                            followed.current = Some(reader);
+                        }
+                        Ok(None) => followed.exists = false,
+                        Err(e) => {
+                            tracing::warn!(path = %followed.path.display(), error = %e, "cannot open log file")
+                        }
+                    }
+                }
+            }
+            Ok(_) | Err(_) => {
+                // Gone (deleted or renamed away) or not a regular file. Keep
+                // draining what we hold until it goes idle.
+                followed.exists = false;
+                if let Some(old) = followed.current.take() {
+                    followed.retired.push(Retired {
+                        reader: old,
+                        idle_since: now,
+                    });
+                }
+            }
+        }
+
+        let rotate_wait = options.rotate_wait;
+        followed.retired.retain_mut(|r| {
+            match drain(&mut r.reader, index, sink, options, buf) {
+                Ok(0) => {}
+                Ok(_) => r.idle_since = now,
+                Err(e) => {
+                    tracing::debug!(error = %e, "read of rotated log file failed");
+                }
+            }
+            if now.duration_since(r.idle_since) < rotate_wait {
+                return true;
+            }
+            // Nobody writes here any more: an unterminated last line is
+            // complete now.
+            if !r.reader.partial.is_empty() || r.reader.partial_truncated {
+                sink.line(index, &r.reader.partial, r.reader.partial_truncated);
+                r.reader.partial.clear();
+                r.reader.partial_truncated = false;
+            }
+            false
+        });
+        sink.flush(index);
+    }
+}
+
+/// Opens `path`; `Ok(None)` when it does not exist (or is not a file).
+fn open_at(path: &Path, at_end: bool) -> io::Result<Option<Reader>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let offset = if at_end {
+        file.seek(SeekFrom::End(0))?
+    } else {
+        0
+    };
+    Ok(Some(Reader {
+        file,
+        id: FileId::of(&meta),
+        offset,
+        partial: Vec::new(),
+        partial_truncated: false,
+    }))
+}
+
+/// Reads a file from its offset to its end, handing complete lines to the
+/// sink. Returns the number of bytes read.
+fn drain<S: Sink>(
+    reader: &mut Reader,
+    index: usize,
+    sink: &mut S,
+    options: &Options,
+    buf: &mut [u8],
+) -> io::Result<u64> {
+    let len = reader.file.metadata()?.len();
+    if len < reader.offset {
+        // copytruncate: the file was emptied under us. A partial line is
+        // kept: its end will be the first bytes written after truncation.
+        reader.file.seek(SeekFrom::Start(0))?;
+        reader.offset = 0;
+        sink.rotated(index, Rotation::Truncated);
+    }
+    let mut total = 0u64;
+    loop {
+        let n = match reader.file.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        reader.offset += n as u64;
+        split_lines(reader, index, sink, options.max_line_bytes, &buf[..n]);
+    }
+    if total > 0 {
+        sink.bytes_read(index, total);
+    }
+    Ok(total)
+}
+
+fn split_lines<S: Sink>(reader: &mut Reader, index: usize, sink: &mut S, max: usize, chunk: &[u8]) {
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', chunk) {
+        let piece = &chunk[start..nl];
+        if reader.partial.is_empty() && !reader.partial_truncated {
+            if piece.len() > max {
+                sink.line(index, &piece[..max], true);
+            } else {
+                sink.line(index, piece, false);
+            }
+        } else {
+            append_bounded(reader, piece, max);
+            sink.line(index, &reader.partial, reader.partial_truncated);
+            reader.partial.clear();
+            reader.partial_truncated = false;
+        }
+        start = nl + 1;
+    }
+    if start < chunk.len() {
+        append_bounded(reader, &chunk[start..], max);
+    }
+}
+
+fn append_bounded(reader: &mut Reader, bytes: &[u8], max: usize) {
+    let room = max.saturating_sub(reader.partial.len());
+    if bytes.len() > room {
+        reader.partial.extend_from_slice(&bytes[..room]);
+        reader.partial_truncated = true;
+    } else {
+        reader.partial.extend_from_slice(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[derive(Default)]
+    struct Collect {
+        lines: Vec<(Vec<u8>, bool)>,
+        bytes: u64,
+        rotations: Vec<Rotation>,
+    }
+
+    impl Sink for Collect {
+        fn line(&mut self, _: usize, line: &[u8], truncated: bool) {
+            self.lines.push((line.to_vec(), truncated));
+        }
+        fn bytes_read(&mut self, _: usize, n: u64) {
+            self.bytes += n;
+        }
+        fn rotated(&mut self, _: usize, kind: Rotation) {
+            self.rotations.push(kind);
+        }
+        fn flush(&mut self, _: usize) {}
+    }
+
+    fn opts() -> Options {
+        Options {
+            from_beginning: false,
+            rotate_wait: Duration::ZERO,
+            max_line_bytes: 16,
+        }
+    }
+
+    fn append(path: &Path, data: &[u8]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(data).unwrap();
+    }
+
+    fn lines(t: &Tailer<Collect>) -> Vec<&[u8]> {
+        t.sink.lines.iter().map(|(l, _)| l.as_slice()).collect()
+    }
+
+    #[test]
+    fn existing_content_is_skipped_and_partial_lines_wait_for_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"old\n");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        append(&p, b"hel");
+        t.sync_all();
+        assert!(t.sink.lines.is_empty());
+        append(&p, b"lo\nworld\n");
+        t.sync_all();
+        assert_eq!(lines(&t), vec![&b"hello"[..], b"world"]);
+        assert_eq!(t.sink.bytes, 12);
+    }
+
+    #[test]
+    fn rename_and_create_drains_the_old_file_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        append(&p, b"one\n");
+        std::fs::rename(&p, dir.path().join("a.log.1")).unwrap();
+        append(&dir.path().join("a.log.1"), b"two\n");
+        append(&p, b"three\n");
+        t.sync_all();
+        assert_eq!(lines(&t), vec![&b"one"[..], b"two", b"three"]);
+        assert_eq!(t.sink.rotations, vec![Rotation::Replaced]);
+    }
+
+    #[test]
+    fn truncation_rereads_from_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        append(&p, b"aaaa\nbbbb\n");
+        t.sync_all();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, b"c\n");
+        t.sync_all();
+        assert_eq!(lines(&t), vec![&b"aaaa"[..], b"bbbb", b"c"]);
+        assert_eq!(t.sink.rotations, vec![Rotation::Truncated]);
+    }
+
+    #[test]
+    fn long_lines_are_counted_once_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        append(&p, &[b'x'; 40]);
+        t.sync_all();
+        append(&p, &[b'y'; 40]);
+        append(&p, b"\nshort\n");
+        t.sync_all();
+        assert_eq!(t.sink.lines.len(), 2);
+        assert_eq!(t.sink.lines[0], (vec![b'x'; 16], true));
+        assert_eq!(t.sink.lines[1], (b"short".to_vec(), false));
+    }
+
+    #[test]
+    fn deleted_file_with_unterminated_line_flushes_it_once_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        append(&p, b"last words");
+        std::fs::remove_file(&p).unwrap();
+        t.sync_all();
+        assert!(!t.exists(0));
+        assert_eq!(lines(&t), vec![&b"last words"[..]]);
+        append(&p, b"reborn\n");
+        t.sync_all();
+        assert!(t.exists(0));
+        assert_eq!(lines(&t), vec![&b"last words"[..], b"reborn"]);
+    }
+}

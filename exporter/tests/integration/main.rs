@@ -1,0 +1,8 @@
+//! End-to-end tests of the real `llmchat-exporter` binary: one test binary,
+//! shared helpers, one module per surface.
+
+mod config;
+mod exposition;
+mod helpers;
+mod http;
+mod logs;
