@@ -203,7 +203,6 @@ impl Default for OwnLogConfig {
     }
 }
 
-
 /// Durations in the TOML file are strings such as `"5s"` or `"1m30s"`.
 mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
@@ -662,5 +661,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("host.mount-points-exclude"));
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_toml_text_is_accepted_or_refused_with_a_key(text in "\\PC{0,200}") {
+            if let Err((key, message)) = Config::from_toml(&text) {
+                prop_assert!(!key.is_empty() && !message.is_empty());
+            }
+        }
     }
 }

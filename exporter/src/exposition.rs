@@ -115,3 +115,16 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_accept_header_negotiates(h in "\\PC{0,200}") {
+            let _ = Format::negotiate(Some(&h));
+        }
+    }
+}

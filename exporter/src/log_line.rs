@@ -198,3 +198,23 @@ mod tests {
         assert_eq!(classify(b"{ not json WARN"), Level::Warn);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+        #[test]
+        fn any_bytes_classify_without_panicking(line in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = classify(&line);
+        }
+
+        #[test]
+        fn json_level_field_wins_over_message_text(level in "[a-zA-Z]{0,10}", msg in "[ -~]{0,40}") {
+            let line = serde_json::json!({"level": level, "message": msg}).to_string();
+            prop_assert_eq!(classify(line.as_bytes()), Level::from_name(&level));
+        }
+    }
+}

@@ -73,10 +73,63 @@ struct Reader {
     file: File,
     id: FileId,
     offset: u64,
-    /// Bytes after the last `\n`, at most `max_line_bytes` of them.
+    lines: LineSplitter,
+}
+
+/// Cuts a byte stream into lines, whatever the chunk boundaries, keeping at
+/// most `max` bytes of an unfinished line.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    /// Bytes after the last `\n`, at most `max` of them.
     partial: Vec<u8>,
-    /// The partial line was longer than `partial` holds.
-    partial_truncated: bool,
+    /// The unfinished line was longer than `partial` holds.
+    truncated: bool,
+}
+
+impl LineSplitter {
+    /// Emits every line that `chunk` completes, as `(line, truncated)`.
+    pub fn feed(&mut self, chunk: &[u8], max: usize, mut emit: impl FnMut(&[u8], bool)) {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            let piece = &chunk[start..nl];
+            if self.partial.is_empty() && !self.truncated {
+                if piece.len() > max {
+                    emit(&piece[..max], true);
+                } else {
+                    emit(piece, false);
+                }
+            } else {
+                self.append(piece, max);
+                emit(&self.partial, self.truncated);
+                self.partial.clear();
+                self.truncated = false;
+            }
+            start = nl + 1;
+        }
+        if start < chunk.len() {
+            self.append(&chunk[start..], max);
+        }
+    }
+
+    /// Emits the unfinished line, if any, as complete: its file will get
+    /// no more bytes.
+    pub fn finish(&mut self, mut emit: impl FnMut(&[u8], bool)) {
+        if !self.partial.is_empty() || self.truncated {
+            emit(&self.partial, self.truncated);
+            self.partial.clear();
+            self.truncated = false;
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8], max: usize) {
+        let room = max.saturating_sub(self.partial.len());
+        if bytes.len() > room {
+            self.partial.extend_from_slice(&bytes[..room]);
+            self.truncated = true;
+        } else {
+            self.partial.extend_from_slice(bytes);
+        }
+    }
 }
 
 struct Retired {
@@ -232,11 +285,9 @@ impl<S: Sink> Tailer<S> {
             }
             // Nobody writes here any more: an unterminated last line is
             // complete now.
-            if !r.reader.partial.is_empty() || r.reader.partial_truncated {
-                sink.line(index, &r.reader.partial, r.reader.partial_truncated);
-                r.reader.partial.clear();
-                r.reader.partial_truncated = false;
-            }
+            r.reader
+                .lines
+                .finish(|line, truncated| sink.line(index, line, truncated));
             false
         });
         sink.flush(index);
@@ -263,8 +314,7 @@ fn open_at(path: &Path, at_end: bool) -> io::Result<Option<Reader>> {
         file,
         id: FileId::of(&meta),
         offset,
-        partial: Vec::new(),
-        partial_truncated: false,
+        lines: LineSplitter::default(),
     }))
 }
 
@@ -295,45 +345,16 @@ fn drain<S: Sink>(
         };
         total += n as u64;
         reader.offset += n as u64;
-        split_lines(reader, index, sink, options.max_line_bytes, &buf[..n]);
+        reader
+            .lines
+            .feed(&buf[..n], options.max_line_bytes, |line, truncated| {
+                sink.line(index, line, truncated)
+            });
     }
     if total > 0 {
         sink.bytes_read(index, total);
     }
     Ok(total)
-}
-
-fn split_lines<S: Sink>(reader: &mut Reader, index: usize, sink: &mut S, max: usize, chunk: &[u8]) {
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', chunk) {
-        let piece = &chunk[start..nl];
-        if reader.partial.is_empty() && !reader.partial_truncated {
-            if piece.len() > max {
-                sink.line(index, &piece[..max], true);
-            } else {
-                sink.line(index, piece, false);
-            }
-        } else {
-            append_bounded(reader, piece, max);
-            sink.line(index, &reader.partial, reader.partial_truncated);
-            reader.partial.clear();
-            reader.partial_truncated = false;
-        }
-        start = nl + 1;
-    }
-    if start < chunk.len() {
-        append_bounded(reader, &chunk[start..], max);
-    }
-}
-
-fn append_bounded(reader: &mut Reader, bytes: &[u8], max: usize) {
-    let room = max.saturating_sub(reader.partial.len());
-    if bytes.len() > room {
-        reader.partial.extend_from_slice(&bytes[..room]);
-        reader.partial_truncated = true;
-    } else {
-        reader.partial.extend_from_slice(bytes);
-    }
 }
 
 #[cfg(test)]
@@ -467,5 +488,48 @@ mod tests {
         t.sync_all();
         assert!(t.exists(0));
         assert_eq!(lines(&t), vec![&b"last words"[..], b"reborn"]);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests: any byte stream, cut into any chunks, gives the same
+    //! lines as splitting it whole.
+    use super::LineSplitter;
+    use proptest::prelude::*;
+
+    fn reference(data: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
+        let mut out: Vec<(Vec<u8>, bool)> = data
+            .split(|b| *b == b'\n')
+            .map(|l| (l[..l.len().min(max)].to_vec(), l.len() > max))
+            .collect();
+        // The last piece has no newline yet; `finish` completes it if any.
+        if out.last().is_some_and(|(l, t)| l.is_empty() && !t) {
+            out.pop();
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn chunking_never_changes_the_lines(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..600),
+            cuts in proptest::collection::vec(1usize..50, 1..40),
+            max in 1usize..40,
+        ) {
+            let mut splitter = LineSplitter::default();
+            let mut got = Vec::new();
+            let mut rest = &data[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                splitter.feed(&rest[..n], max, |l, t| got.push((l.to_vec(), t)));
+                rest = &rest[n..];
+                i += 1;
+            }
+            splitter.finish(|l, t| got.push((l.to_vec(), t)));
+            prop_assert_eq!(got, reference(&data, max));
+        }
     }
 }
