@@ -14,6 +14,10 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser};
 use serde::Deserialize;
 
+use crate::access_log::{DurationUnit, JsonFields};
+use crate::chat_event::ChatConfig;
+use crate::route::RouteRule;
+
 /// The default port. The Prometheus default-port-allocation list gives
 /// 9100-9999 to exporters; 9842 is not listed there for any well-known
 /// exporter (see README, "Configuration").
@@ -56,6 +60,8 @@ pub struct Config {
     pub web: WebConfig,
     pub collectors: CollectorsConfig,
     pub logs: LogsConfig,
+    pub access: AccessConfig,
+    pub chat: ChatConfig,
     pub host: HostConfig,
     pub log: OwnLogConfig,
 }
@@ -76,6 +82,10 @@ pub struct WebConfig {
 pub struct CollectorsConfig {
     pub host: bool,
     pub logs: bool,
+    /// HTTP metrics from access logs.
+    pub access: bool,
+    /// Chat events from the app logs (needs `logs`, whose tailer reads them).
+    pub chat: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -83,6 +93,8 @@ pub struct CollectorsConfig {
 pub struct LogsConfig {
     /// Application log files to tail (winston JSON or plain lines).
     pub app: Vec<PathBuf>,
+    /// Access log files to tail (nginx, or JSON lines).
+    pub access: Vec<PathBuf>,
     /// Read files that exist at start-up from their beginning instead of
     /// their end.
     pub from_beginning: bool,
@@ -95,6 +107,35 @@ pub struct LogsConfig {
     /// Longer lines are counted once, classified on their first bytes and
     /// the rest discarded, so memory stays bounded.
     pub max_line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// `combined` (nginx combined + $request_time), `json`, or an nginx
+    /// `log_format` string.
+    pub format: String,
+    /// Field names for `format = "json"`.
+    pub json: JsonFields,
+    /// Bucket bounds of `llmchat_http_request_duration_seconds`.
+    pub buckets: Vec<f64>,
+    /// Distinct routes kept; the rest become `other`.
+    pub max_routes: usize,
+    /// User rules, applied before the built-in `:id` normalisation.
+    pub routes: Vec<RouteRule>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            format: "combined".into(),
+            json: JsonFields::default(),
+            // The guide's MetricsService buckets.
+            buckets: vec![0.1, 0.5, 1.0, 2.0, 5.0, 10.0],
+            max_routes: 200,
+            routes: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -132,6 +173,8 @@ impl Default for CollectorsConfig {
         Self {
             host: true,
             logs: true,
+            access: true,
+            chat: true,
         }
     }
 }
@@ -143,10 +186,21 @@ impl Default for LogsConfig {
                 PathBuf::from("/var/log/llmchat/app.log"),
                 PathBuf::from("/var/log/llmchat/error.log"),
             ],
+            access: vec![PathBuf::from("/var/log/nginx/access.log")],
             from_beginning: false,
             poll_interval: Duration::from_secs(1),
             rotate_wait: Duration::from_secs(5),
             max_line_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl LogsConfig {
+    pub fn tail_options(&self) -> crate::tail::Options {
+        crate::tail::Options {
+            from_beginning: self.from_beginning,
+            rotate_wait: self.rotate_wait,
+            max_line_bytes: self.max_line_bytes,
         }
     }
 }
@@ -276,6 +330,139 @@ pub struct Cli {
     )]
     pub logs_app: Vec<PathBuf>,
 
+    /// Access log file to tail; repeat for several [default:
+    /// /var/log/nginx/access.log].
+    #[arg(
+        long = "logs.access",
+        env = "LLMCHAT_EXPORTER_LOGS_ACCESS",
+        value_name = "PATH",
+        value_delimiter = ',',
+        action = ArgAction::Append
+    )]
+    pub logs_access: Vec<PathBuf>,
+
+    /// Access log format: combined, json, or an nginx log_format string [default: combined].
+    #[arg(
+        long = "access.format",
+        env = "LLMCHAT_EXPORTER_ACCESS_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub access_format: Option<String>,
+
+    /// Request duration histogram buckets, seconds, comma-separated [default: 0.1,0.5,1,2,5,10].
+    #[arg(
+        long = "access.buckets",
+        env = "LLMCHAT_EXPORTER_ACCESS_BUCKETS",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub access_buckets: Vec<f64>,
+
+    /// Distinct route label values kept; the rest become "other" [default: 200].
+    #[arg(
+        long = "access.max-routes",
+        env = "LLMCHAT_EXPORTER_ACCESS_MAX_ROUTES",
+        value_name = "N"
+    )]
+    pub access_max_routes: Option<usize>,
+
+    /// A route rule REGEX=ROUTE, applied before the :id normalisation; repeatable.
+    #[arg(long = "access.routes", env = "LLMCHAT_EXPORTER_ACCESS_ROUTES", value_name = "REGEX=ROUTE", action = ArgAction::Append)]
+    pub access_routes: Vec<RouteRule>,
+
+    /// JSON access logs: field (dotted path) of the method [default: method].
+    #[arg(
+        long = "access.json.method",
+        env = "LLMCHAT_EXPORTER_ACCESS_JSON_METHOD",
+        value_name = "FIELD"
+    )]
+    pub access_json_method: Option<String>,
+    /// JSON access logs: field of the request path [default: url].
+    #[arg(
+        long = "access.json.path",
+        env = "LLMCHAT_EXPORTER_ACCESS_JSON_PATH",
+        value_name = "FIELD"
+    )]
+    pub access_json_path: Option<String>,
+    /// JSON access logs: field of the status code [default: statusCode].
+    #[arg(
+        long = "access.json.status",
+        env = "LLMCHAT_EXPORTER_ACCESS_JSON_STATUS",
+        value_name = "FIELD"
+    )]
+    pub access_json_status: Option<String>,
+    /// JSON access logs: field of the duration [default: responseTime].
+    #[arg(
+        long = "access.json.duration",
+        env = "LLMCHAT_EXPORTER_ACCESS_JSON_DURATION",
+        value_name = "FIELD"
+    )]
+    pub access_json_duration: Option<String>,
+    /// JSON access logs: unit of the duration, ms or s [default: ms].
+    #[arg(long = "access.json.duration-unit", env = "LLMCHAT_EXPORTER_ACCESS_JSON_DURATION_UNIT", value_name = "UNIT", value_parser = parse_unit)]
+    pub access_json_duration_unit: Option<DurationUnit>,
+    /// JSON access logs: field of the response size [default: contentLength].
+    #[arg(
+        long = "access.json.bytes",
+        env = "LLMCHAT_EXPORTER_ACCESS_JSON_BYTES",
+        value_name = "FIELD"
+    )]
+    pub access_json_bytes: Option<String>,
+
+    /// Chat events: field naming the event [default: event].
+    #[arg(
+        long = "chat.event-field",
+        env = "LLMCHAT_EXPORTER_CHAT_EVENT_FIELD",
+        value_name = "FIELD"
+    )]
+    pub chat_event_field: Option<String>,
+    /// Chat events: value of that field that marks a chat message [default: chat_message].
+    #[arg(
+        long = "chat.event-value",
+        env = "LLMCHAT_EXPORTER_CHAT_EVENT_VALUE",
+        value_name = "VALUE"
+    )]
+    pub chat_event_value: Option<String>,
+    /// Chat events: field of the agent id [default: agent_id].
+    #[arg(
+        long = "chat.agent-field",
+        env = "LLMCHAT_EXPORTER_CHAT_AGENT_FIELD",
+        value_name = "FIELD"
+    )]
+    pub chat_agent_field: Option<String>,
+    /// Chat events: field of the status, success or error [default: status].
+    #[arg(
+        long = "chat.status-field",
+        env = "LLMCHAT_EXPORTER_CHAT_STATUS_FIELD",
+        value_name = "FIELD"
+    )]
+    pub chat_status_field: Option<String>,
+    /// Chat events: field of the response duration [default: duration_ms].
+    #[arg(
+        long = "chat.duration-field",
+        env = "LLMCHAT_EXPORTER_CHAT_DURATION_FIELD",
+        value_name = "FIELD"
+    )]
+    pub chat_duration_field: Option<String>,
+    /// Chat events: unit of the duration, ms or s [default: ms].
+    #[arg(long = "chat.duration-unit", env = "LLMCHAT_EXPORTER_CHAT_DURATION_UNIT", value_name = "UNIT", value_parser = parse_unit)]
+    pub chat_duration_unit: Option<DurationUnit>,
+    /// Distinct agent_id values kept; the rest become "other" [default: 100].
+    #[arg(
+        long = "chat.max-agents",
+        env = "LLMCHAT_EXPORTER_CHAT_MAX_AGENTS",
+        value_name = "N"
+    )]
+    pub chat_max_agents: Option<usize>,
+    /// Chat duration histogram buckets, seconds [default: 0.5,1,2,5,10,30,60].
+    #[arg(
+        long = "chat.buckets",
+        env = "LLMCHAT_EXPORTER_CHAT_BUCKETS",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub chat_buckets: Vec<f64>,
+
     /// Read log files that already exist from their start, not their end.
     #[arg(
         long = "logs.from-beginning",
@@ -377,10 +564,32 @@ pub struct CollectorFlags {
     /// Disable the log-file collector.
     #[arg(long = "no-collector.logs")]
     pub no_logs: bool,
+
+    /// Enable the HTTP collector (tails --logs.access) [default: true].
+    #[arg(long = "collector.access", env = "LLMCHAT_EXPORTER_COLLECTOR_ACCESS", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub access: Option<bool>,
+    /// Disable the HTTP collector.
+    #[arg(long = "no-collector.access")]
+    pub no_access: bool,
+
+    /// Enable chat events from the app logs (with the logs collector) [default: true].
+    #[arg(long = "collector.chat", env = "LLMCHAT_EXPORTER_COLLECTOR_CHAT", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub chat: Option<bool>,
+    /// Disable chat events.
+    #[arg(long = "no-collector.chat")]
+    pub no_chat: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. \"5s\")"))
+}
+
+fn parse_unit(s: &str) -> Result<DurationUnit, String> {
+    DurationUnit::parse(s).ok_or_else(|| "expected ms or s".to_string())
 }
 
 fn flag(enable: Option<bool>, disable: bool) -> Option<bool> {
@@ -426,7 +635,36 @@ impl Cli {
             &mut c.collectors.logs,
             flag(self.collectors.logs, self.collectors.no_logs),
         );
+        set(
+            &mut c.collectors.access,
+            flag(self.collectors.access, self.collectors.no_access),
+        );
+        set(
+            &mut c.collectors.chat,
+            flag(self.collectors.chat, self.collectors.no_chat),
+        );
         set_list(&mut c.logs.app, self.logs_app);
+        set_list(&mut c.logs.access, self.logs_access);
+        set(&mut c.access.format, self.access_format);
+        set_list(&mut c.access.buckets, self.access_buckets);
+        set(&mut c.access.max_routes, self.access_max_routes);
+        set_list(&mut c.access.routes, self.access_routes);
+        let j = &mut c.access.json;
+        set(&mut j.method, self.access_json_method);
+        set(&mut j.path, self.access_json_path);
+        set(&mut j.status, self.access_json_status);
+        set(&mut j.duration, self.access_json_duration);
+        set(&mut j.duration_unit, self.access_json_duration_unit);
+        set(&mut j.bytes, self.access_json_bytes);
+        let ch = &mut c.chat;
+        set(&mut ch.event_field, self.chat_event_field);
+        set(&mut ch.event_value, self.chat_event_value);
+        set(&mut ch.agent_field, self.chat_agent_field);
+        set(&mut ch.status_field, self.chat_status_field);
+        set(&mut ch.duration_field, self.chat_duration_field);
+        set(&mut ch.duration_unit, self.chat_duration_unit);
+        set(&mut ch.max_agents, self.chat_max_agents);
+        set_list(&mut ch.buckets, self.chat_buckets);
         set(&mut c.logs.from_beginning, self.logs_from_beginning);
         set(&mut c.logs.poll_interval, self.logs_poll_interval);
         set(&mut c.logs.rotate_wait, self.logs_rotate_wait);
@@ -509,14 +747,40 @@ impl Config {
                 "must be at least 64",
             ));
         }
-        for (i, p) in self.logs.app.iter().enumerate() {
-            if p.as_os_str().is_empty() || p.file_name().is_none() {
-                return Err(invalid(
-                    "logs.app",
-                    p.display(),
-                    format!("entry {i} is not a file path"),
-                ));
+        for (key, list) in [
+            ("logs.app", &self.logs.app),
+            ("logs.access", &self.logs.access),
+        ] {
+            for (i, p) in list.iter().enumerate() {
+                if p.as_os_str().is_empty() || p.file_name().is_none() {
+                    return Err(invalid(
+                        key,
+                        p.display(),
+                        format!("entry {i} is not a file path"),
+                    ));
+                }
             }
+        }
+        if let Err(e) = crate::access_log::Parser::new(&self.access.format, &self.access.json) {
+            return Err(invalid("access.format", &self.access.format, e));
+        }
+        validate_buckets("access.buckets", &self.access.buckets)?;
+        validate_buckets("chat.buckets", &self.chat.buckets)?;
+        if self.access.max_routes == 0 {
+            return Err(invalid("access.max-routes", 0, "must be at least 1"));
+        }
+        if let Err(e) = crate::route::Normalizer::new(&self.access.routes, 1) {
+            return Err(invalid("access.routes", "", e));
+        }
+        if self.chat.max_agents == 0 {
+            return Err(invalid("chat.max-agents", 0, "must be at least 1"));
+        }
+        if self.chat.event_field.is_empty() || self.chat.event_value.is_empty() {
+            return Err(invalid(
+                "chat.event-value",
+                &self.chat.event_value,
+                "event field and value must not be empty",
+            ));
         }
         if self.host.process_name.is_empty() && self.host.pid_file.is_none() {
             return Err(invalid(
@@ -546,9 +810,38 @@ impl Config {
         }
         if self.collectors.logs {
             names.push("logs");
+            if self.collectors.chat {
+                names.push("chat");
+            }
+        }
+        if self.collectors.access {
+            names.push("access");
         }
         names
     }
+}
+
+fn validate_buckets(key: &'static str, buckets: &[f64]) -> Result<(), ConfigError> {
+    let text = || {
+        buckets
+            .iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if buckets.is_empty() {
+        return Err(invalid(key, "", "needs at least one bucket"));
+    }
+    if buckets.iter().any(|b| !b.is_finite() || *b < 0.0)
+        || buckets.windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(invalid(
+            key,
+            text(),
+            "bounds must be finite, non-negative and increasing",
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves `host:port` or `:port` to a socket address.

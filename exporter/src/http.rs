@@ -38,6 +38,17 @@ impl AppState {
     }
 }
 
+#[cfg(test)]
+impl AppState {
+    fn for_test(exporter: Exporter) -> Self {
+        Self {
+            exporter: Arc::new(exporter),
+            telemetry_path: "/metrics".into(),
+            collectors: vec![],
+        }
+    }
+}
+
 type Body = Full<Bytes>;
 
 /// Errors a request can end in; each maps to a status and a message that
@@ -285,6 +296,99 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::{RefreshError, Source};
+    use futures_util::future::BoxFuture;
+    use http_body_util::BodyExt;
+
+    /// A collector that fails, or never finishes, on demand.
+    struct Fake {
+        name: &'static str,
+        behaviour: Behaviour,
+    }
+
+    enum Behaviour {
+        Ok,
+        Fail,
+        Hang,
+    }
+
+    impl Source for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
+            Box::pin(async move {
+                match self.behaviour {
+                    Behaviour::Ok => Ok(()),
+                    Behaviour::Fail => Err("connection refused".into()),
+                    Behaviour::Hang => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(())
+                    }
+                }
+            })
+        }
+        fn clear(&self) {}
+    }
+
+    fn state(fakes: Vec<(&'static str, Behaviour)>) -> AppState {
+        let sources = fakes
+            .into_iter()
+            .map(|(name, behaviour)| Arc::new(Fake { name, behaviour }) as Arc<dyn Source>)
+            .collect();
+        AppState::for_test(Exporter::with_sources(sources, Duration::from_millis(100)))
+    }
+
+    async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
+        let req = Request::get(path).body(()).unwrap();
+        let resp = handle(state, req).await;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_is_503_when_half_or_more_checks_fail() {
+        let s = state(vec![("a", Behaviour::Ok), ("b", Behaviour::Fail)]);
+        let (status, body) = get(&s, "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "unhealthy");
+        assert_eq!(v["checks"][1]["status"], "unhealthy");
+        assert_eq!(v["checks"][1]["error"], "connection refused");
+    }
+
+    #[tokio::test]
+    async fn health_is_degraded_but_200_when_fewer_than_half_fail() {
+        let s = state(vec![
+            ("a", Behaviour::Ok),
+            ("b", Behaviour::Ok),
+            ("c", Behaviour::Fail),
+        ]);
+        let (status, body) = get(&s, "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\"status\":\"degraded\""), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_collector_never_hangs_the_scrape() {
+        let s = state(vec![("fast", Behaviour::Ok), ("stuck", Behaviour::Hang)]);
+        let started = std::time::Instant::now();
+        let (status, body) = get(&s, "/metrics").await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("llmchat_exporter_collector_success{collector=\"stuck\"} 0"),
+            "{body}"
+        );
+        assert!(
+            body.contains("llmchat_exporter_collector_success{collector=\"fast\"} 1"),
+            "{body}"
+        );
+        let (status, body) = get(&s, "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("timed out"), "{body}");
+    }
 
     #[test]
     fn aggregate_follows_the_guide() {

@@ -18,9 +18,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::collectors::{host, logs, Source};
+use crate::collectors::{access, host, logs, FileLabels, Source};
 use crate::config::Config;
 use crate::exposition::Format;
+use prometheus_client::metrics::counter::Counter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -28,6 +29,8 @@ pub enum StartError {
     Host(#[from] host::HostError),
     #[error("logs collector: {0}")]
     Logs(#[from] logs::LogsError),
+    #[error("access collector: {0}")]
+    Access(#[from] access::AccessError),
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,36 +64,33 @@ impl Exporter {
     /// starts its background thread here).
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let mut registry = Registry::with_prefix("llmchat");
-        let duration = Family::<CollectorLabels, Gauge<f64, AtomicU64>>::default();
-        let success = Family::<CollectorLabels, Gauge>::default();
-        registry.register_with_unit(
-            "exporter_collector_duration",
-            "Time the collector took during the last scrape",
-            Unit::Seconds,
-            duration.clone(),
-        );
-        registry.register(
-            "exporter_collector_success",
-            "1 if the collector's last read succeeded within its time budget, else 0",
-            success.clone(),
-        );
-        registry.register(
-            "exporter_build",
-            "Version and git revision of llmchat-exporter",
-            Info::new(vec![
-                ("version", crate::VERSION),
-                ("revision", crate::REVISION),
-            ]),
-        );
-
+        let (duration, success) = register_self_metrics(&mut registry);
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         if config.collectors.host {
             let c = Arc::new(host::HostCollector::new(&config.host)?);
             registry.register_collector(Box::new(c.clone()));
             sources.push(c);
         }
+        let parse_errors = Family::<FileLabels, Counter>::default();
+        if config.collectors.logs || config.collectors.access {
+            registry.register(
+                "log_parse_errors",
+                "Log lines skipped because they could not be parsed (access lines, chat events)",
+                parse_errors.clone(),
+            );
+        }
         if config.collectors.logs {
-            let c = logs::LogCollector::start(&config.logs, &mut registry)?;
+            let chat = config.collectors.chat.then_some(&config.chat);
+            let c = logs::LogCollector::start(&config.logs, chat, &parse_errors, &mut registry)?;
+            sources.push(c);
+        }
+        if config.collectors.access {
+            let c = access::AccessCollector::start(
+                &config.logs,
+                &config.access,
+                &parse_errors,
+                &mut registry,
+            )?;
             sources.push(c);
         }
         Ok(Self {
@@ -102,6 +102,22 @@ impl Exporter {
             scrape_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
         })
+    }
+
+    /// An exporter over the given sources only (for tests of the scrape
+    /// and health logic without real collectors).
+    pub fn with_sources(sources: Vec<Arc<dyn Source>>, timeout: Duration) -> Self {
+        let mut registry = Registry::with_prefix("llmchat");
+        let (duration, success) = register_self_metrics(&mut registry);
+        Self {
+            registry,
+            sources,
+            duration,
+            success,
+            timeout,
+            scrape_lock: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+        }
     }
 
     /// Refreshes every collector and encodes the registry.
@@ -164,6 +180,36 @@ impl Exporter {
             s.stop();
         }
     }
+}
+
+type SelfMetrics = (
+    Family<CollectorLabels, Gauge<f64, AtomicU64>>,
+    Family<CollectorLabels, Gauge>,
+);
+
+fn register_self_metrics(registry: &mut Registry) -> SelfMetrics {
+    let duration = Family::<CollectorLabels, Gauge<f64, AtomicU64>>::default();
+    let success = Family::<CollectorLabels, Gauge>::default();
+    registry.register_with_unit(
+        "exporter_collector_duration",
+        "Time the collector took during the last scrape",
+        Unit::Seconds,
+        duration.clone(),
+    );
+    registry.register(
+        "exporter_collector_success",
+        "1 if the collector's last read succeeded within its time budget, else 0",
+        success.clone(),
+    );
+    registry.register(
+        "exporter_build",
+        "Version and git revision of llmchat-exporter",
+        Info::new(vec![
+            ("version", crate::VERSION),
+            ("revision", crate::REVISION),
+        ]),
+    );
+    (duration, success)
 }
 
 impl Drop for Exporter {

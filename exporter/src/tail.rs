@@ -19,6 +19,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Receives what the tailer reads. Calls for one file arrive in file order.
@@ -291,6 +293,121 @@ impl<S: Sink> Tailer<S> {
             false
         });
         sink.flush(index);
+    }
+}
+
+/// A running tailer thread.
+pub struct Handle {
+    alive: Arc<AtomicBool>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Handle {
+    /// False once the thread has ended, panic included.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    pub fn stop(&self) {
+        if let Some(tx) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `tailer` on its own thread: a small single-threaded runtime that
+/// waits for a file event or the poll tick, and reads on each. Reads are
+/// plain blocking reads, which is why the thread is its own.
+pub fn spawn<S: Sink + Send + 'static>(
+    tailer: Tailer<S>,
+    poll_interval: Duration,
+) -> io::Result<Handle> {
+    let alive = Arc::new(AtomicBool::new(true));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let thread_alive = alive.clone();
+    std::thread::Builder::new()
+        .name("llmchat-tailer".into())
+        .spawn(move || {
+            struct Alive(Arc<AtomicBool>);
+            impl Drop for Alive {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::SeqCst);
+                }
+            }
+            let _alive = Alive(thread_alive);
+            run(tailer, poll_interval, stop_rx);
+        })?;
+    Ok(Handle {
+        alive,
+        stop: Mutex::new(Some(stop_tx)),
+    })
+}
+
+fn run<S: Sink>(
+    mut tailer: Tailer<S>,
+    poll_interval: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the tailer runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut events = match linemux::MuxedEvents::new() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                tracing::warn!(error = %e, "file events unavailable; polling log files only");
+                None
+            }
+        };
+        if let Some(ev) = events.as_mut() {
+            let paths: Vec<PathBuf> = tailer.paths().map(PathBuf::from).collect();
+            for path in paths {
+                if let Err(e) = ev.add_file(&path).await {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "cannot watch log file; it is polled instead");
+                }
+            }
+        }
+        tailer.start();
+        let mut tick = tokio::time::interval(poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                event = next_event(&mut events) => {
+                    if let Err(e) = event {
+                        tracing::warn!(error = %e, "file event error; polling continues");
+                        events = None;
+                    }
+                    tailer.sync_all();
+                }
+                _ = tick.tick() => tailer.sync_all(),
+            }
+        }
+    });
+}
+
+async fn next_event(events: &mut Option<linemux::MuxedEvents>) -> io::Result<()> {
+    match events {
+        Some(ev) => match ev.next_event().await? {
+            Some(_) => Ok(()),
+            // Nothing left to watch: rely on the poll tick from now on.
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

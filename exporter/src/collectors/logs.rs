@@ -8,9 +8,8 @@
 //! only stats the files for presence and last-write time.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use futures_util::future::BoxFuture;
 use prometheus_client::collector::Collector;
@@ -21,8 +20,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::chat::ChatRecorder;
 use super::encode::gauge_family;
-use super::{RefreshError, Source};
+use super::{FileLabels, RefreshError, Source};
+use crate::chat_event::ChatConfig;
 use crate::config::LogsConfig;
 use crate::log_line::{classify, Level};
 use crate::tail::{self, Rotation, Sink, Tailer};
@@ -60,11 +61,6 @@ impl EncodeLabelValue for RotationKind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FileLabels {
-    file: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LineLabels {
     file: String,
     level: Level,
@@ -85,12 +81,15 @@ struct FileCounters {
     read_bytes: Counter,
     replaced: Counter,
     truncations: Counter,
+    parse_errors: Counter,
     pending: [u64; 5],
     pending_truncated: u64,
+    pending_parse_errors: u64,
 }
 
 struct CountingSink {
     files: Vec<FileCounters>,
+    chat: Option<ChatRecorder>,
 }
 
 impl Sink for CountingSink {
@@ -99,6 +98,11 @@ impl Sink for CountingSink {
         let f = &mut self.files[file];
         f.pending[classify(line) as usize] += 1;
         f.pending_truncated += u64::from(truncated);
+        if let Some(chat) = self.chat.as_mut() {
+            if chat.record(line) == Some(false) {
+                f.pending_parse_errors += 1;
+            }
+        }
     }
 
     fn bytes_read(&mut self, file: usize, n: u64) {
@@ -128,6 +132,13 @@ impl Sink for CountingSink {
             f.truncated.inc_by(f.pending_truncated);
             f.pending_truncated = 0;
         }
+        if f.pending_parse_errors > 0 {
+            f.parse_errors.inc_by(f.pending_parse_errors);
+            f.pending_parse_errors = 0;
+        }
+        if let Some(chat) = self.chat.as_mut() {
+            chat.flush();
+        }
     }
 }
 
@@ -142,8 +153,7 @@ struct FileState {
 pub struct LogCollector {
     paths: Vec<PathBuf>,
     states: Mutex<Vec<FileState>>,
-    alive: Arc<AtomicBool>,
-    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    tail: tail::Handle,
 }
 
 impl std::fmt::Debug for LogCollector {
@@ -155,8 +165,14 @@ impl std::fmt::Debug for LogCollector {
 }
 
 impl LogCollector {
-    /// Registers the log metrics and starts the tailer thread.
-    pub fn start(config: &LogsConfig, registry: &mut Registry) -> Result<Arc<Self>, LogsError> {
+    /// Registers the log metrics and starts the tailer thread; with `chat`,
+    /// the same pass over the lines also records chat events.
+    pub fn start(
+        config: &LogsConfig,
+        chat: Option<&ChatConfig>,
+        parse_errors: &Family<FileLabels, Counter>,
+        registry: &mut Registry,
+    ) -> Result<Arc<Self>, LogsError> {
         let lines = Family::<LineLabels, Counter>::default();
         let errors = Family::<FileLabels, Counter>::default();
         let truncated = Family::<FileLabels, Counter>::default();
@@ -224,41 +240,27 @@ impl LogCollector {
                     errors: errors.get_or_create(&fl).clone(),
                     truncated: truncated.get_or_create(&fl).clone(),
                     read_bytes: read_bytes.get_or_create(&fl).clone(),
+                    parse_errors: parse_errors.get_or_create(&fl).clone(),
                     replaced: rot(RotationKind::Replaced),
                     truncations: rot(RotationKind::Truncated),
                     pending: [0; 5],
                     pending_truncated: 0,
+                    pending_parse_errors: 0,
                 }
             })
             .collect();
 
+        let chat = chat.map(|c| {
+            let (recorder, collector) = super::chat::new(c);
+            registry.register_collector(Box::new(collector));
+            recorder
+        });
         let tailer = Tailer::new(
             config.app.clone(),
-            tail::Options {
-                from_beginning: config.from_beginning,
-                rotate_wait: config.rotate_wait,
-                max_line_bytes: config.max_line_bytes,
-            },
-            CountingSink { files },
+            config.tail_options(),
+            CountingSink { files, chat },
         );
-        let alive = Arc::new(AtomicBool::new(true));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let poll_interval = config.poll_interval;
-        let thread_alive = alive.clone();
-        std::thread::Builder::new()
-            .name("llmchat-log-tailer".into())
-            .spawn(move || {
-                // Marks the tailer dead however the thread ends, panic included.
-                struct Alive(Arc<AtomicBool>);
-                impl Drop for Alive {
-                    fn drop(&mut self) {
-                        self.0.store(false, Ordering::SeqCst);
-                    }
-                }
-                let _alive = Alive(thread_alive);
-                run_tailer(tailer, poll_interval, stop_rx);
-            })
-            .map_err(LogsError::Spawn)?;
+        let tail = tail::spawn(tailer, config.poll_interval).map_err(LogsError::Spawn)?;
 
         let states = config
             .app
@@ -273,75 +275,10 @@ impl LogCollector {
         let collector = Arc::new(LogCollector {
             paths: config.app.clone(),
             states: Mutex::new(states),
-            alive,
-            stop: Mutex::new(Some(stop_tx)),
+            tail,
         });
         registry.register_collector(Box::new(collector.clone()));
         Ok(collector)
-    }
-}
-
-/// The tailer thread: a small single-threaded runtime that waits for file
-/// events or the poll tick, and reads on each.
-fn run_tailer(
-    mut tailer: Tailer<CountingSink>,
-    poll_interval: Duration,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the log tailer runtime");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let mut events = match linemux::MuxedEvents::new() {
-            Ok(events) => Some(events),
-            Err(e) => {
-                tracing::warn!(error = %e, "file events unavailable; polling log files only");
-                None
-            }
-        };
-        if let Some(ev) = events.as_mut() {
-            let paths: Vec<PathBuf> = tailer.paths().map(PathBuf::from).collect();
-            for path in paths {
-                if let Err(e) = ev.add_file(&path).await {
-                    tracing::warn!(path = %path.display(), error = %e,
-                        "cannot watch log file; it is polled instead");
-                }
-            }
-        }
-        tailer.start();
-        let mut tick = tokio::time::interval(poll_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                event = next_event(&mut events) => {
-                    if let Err(e) = event {
-                        tracing::warn!(error = %e, "file event error; polling continues");
-                        events = None;
-                    }
-                    tailer.sync_all();
-                }
-                _ = tick.tick() => tailer.sync_all(),
-            }
-        }
-    });
-}
-
-async fn next_event(events: &mut Option<linemux::MuxedEvents>) -> std::io::Result<()> {
-    match events {
-        Some(ev) => match ev.next_event().await? {
-            Some(_) => Ok(()),
-            // Nothing left to watch: rely on the poll tick from now on.
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
     }
 }
 
@@ -373,7 +310,7 @@ impl Source for LogCollector {
                         .map(|d| d.as_secs_f64());
                 }
             }
-            if !self.alive.load(Ordering::SeqCst) {
+            if !self.tail.is_alive() {
                 return Err(LogsError::TailerStopped.into());
             }
             Ok(())
@@ -385,9 +322,7 @@ impl Source for LogCollector {
     }
 
     fn stop(&self) {
-        if let Some(tx) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = tx.send(());
-        }
+        self.tail.stop();
     }
 }
 

@@ -3,11 +3,20 @@
 //! a `prometheus_client` [`Collector`](prometheus_client::collector::Collector)
 //! that encodes what the last read found.
 
+pub mod access;
+pub mod chat;
 pub mod encode;
 pub mod host;
 pub mod logs;
 
 use futures_util::future::BoxFuture;
+use prometheus_client::encoding::EncodeLabelSet;
+
+/// The `file` label: a configured path, so its values are bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabels {
+    pub file: String,
+}
 
 /// Why a collector could not read its values for this scrape. Each
 /// collector's own `thiserror` enum is boxed into this at the boundary.

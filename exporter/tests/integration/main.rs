@@ -6,3 +6,4 @@ mod exposition;
 mod helpers;
 mod http;
 mod logs;
+mod traffic;

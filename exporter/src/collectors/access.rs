@@ -1,0 +1,315 @@
+//! HTTP collector: tails nginx (or JSON) access logs and publishes the
+//! guide's `MetricsService` HTTP series, `llmchat_http_requests_total`,
+//! `llmchat_http_request_duration_seconds` and the response sizes, so that
+//! LLMChat needs no code change. Lines that do not parse are counted in
+//! `llmchat_log_parse_errors_total{file}` and skipped.
+//!
+//! The tailer thread parses and aggregates a batch at a time, then merges
+//! into the shared totals under one lock per batch; a scrape encodes the
+//! totals.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::encode::{counter_family, histogram_family, HistogramCounts};
+use super::{FileLabels, RefreshError, Source};
+use crate::access_log::Parser;
+use crate::config::{AccessConfig, LogsConfig};
+use crate::route::{Normalizer, RouteId};
+use crate::tail::{self, Rotation, Sink, Tailer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("access.format: {0}")]
+    Format(#[from] crate::access_log::FormatError),
+    #[error("access.routes: {0}")]
+    Route(#[from] crate::route::RuleError),
+    #[error("cannot start the access-log tailer thread: {0}")]
+    Spawn(std::io::Error),
+    #[error("the access-log tailer thread has stopped")]
+    TailerStopped,
+}
+
+/// The standard methods; anything else is `OTHER`, so a scanner sending
+/// made-up methods cannot grow the label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+    Other,
+}
+
+impl Method {
+    pub fn parse(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"CONNECT" => Method::Connect,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Connect => "CONNECT",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+impl EncodeLabelValue for Method {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: Method,
+    route: Arc<str>,
+    status_code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: Method,
+    route: Arc<str>,
+}
+
+#[derive(Default)]
+struct Totals {
+    requests: HashMap<RequestLabels, u64>,
+    durations: HashMap<RouteLabels, HistogramCounts>,
+    sizes: HashMap<RouteLabels, u64>,
+}
+
+/// What one batch adds, keyed by route id so the hot path never touches a
+/// string.
+#[derive(Default)]
+struct Batch {
+    requests: HashMap<(Method, RouteId, u16), u64>,
+    durations: HashMap<(Method, RouteId), HistogramCounts>,
+    sizes: HashMap<(Method, RouteId), u64>,
+    parse_errors: u64,
+}
+
+struct AccessSink {
+    parser: Parser,
+    routes: Normalizer,
+    bounds: Arc<[f64]>,
+    batch: Batch,
+    totals: Arc<Mutex<Totals>>,
+    parse_errors: Vec<Counter>,
+}
+
+impl Sink for AccessSink {
+    fn line(&mut self, _file: usize, line: &[u8], truncated: bool) {
+        let parsed = if truncated {
+            None
+        } else {
+            self.parser.parse(line).ok()
+        };
+        let Some(req) = parsed else {
+            self.batch.parse_errors += 1;
+            return;
+        };
+        let method = Method::parse(&req.method);
+        let route = self.routes.route(req.target.as_deref());
+        *self
+            .batch
+            .requests
+            .entry((method, route, req.status))
+            .or_insert(0) += 1;
+        if let Some(d) = req.duration_seconds {
+            let bounds = &self.bounds;
+            self.batch
+                .durations
+                .entry((method, route))
+                .or_insert_with(|| HistogramCounts::new(bounds))
+                .observe(bounds, d);
+        }
+        if let Some(b) = req.bytes {
+            *self.batch.sizes.entry((method, route)).or_insert(0) += b;
+        }
+    }
+
+    fn bytes_read(&mut self, _file: usize, _n: u64) {}
+
+    fn rotated(&mut self, _file: usize, _kind: Rotation) {}
+
+    fn flush(&mut self, file: usize) {
+        if self.batch.parse_errors > 0 {
+            self.parse_errors[file].inc_by(self.batch.parse_errors);
+            self.batch.parse_errors = 0;
+        }
+        if self.batch.requests.is_empty() {
+            return;
+        }
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = &self.routes;
+        for ((method, route, status_code), n) in self.batch.requests.drain() {
+            let key = RequestLabels {
+                method,
+                route: routes.name(route).clone(),
+                status_code,
+            };
+            *totals.requests.entry(key).or_insert(0) += n;
+        }
+        for ((method, route), h) in self.batch.durations.drain() {
+            let key = RouteLabels {
+                method,
+                route: routes.name(route).clone(),
+            };
+            match totals.durations.get_mut(&key) {
+                Some(total) => total.merge(&h),
+                None => {
+                    totals.durations.insert(key, h);
+                }
+            }
+        }
+        for ((method, route), n) in self.batch.sizes.drain() {
+            let key = RouteLabels {
+                method,
+                route: routes.name(route).clone(),
+            };
+            *totals.sizes.entry(key).or_insert(0) += n;
+        }
+    }
+}
+
+pub struct AccessCollector {
+    totals: Arc<Mutex<Totals>>,
+    bounds: Arc<[f64]>,
+    tail: tail::Handle,
+}
+
+impl std::fmt::Debug for AccessCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessCollector").finish_non_exhaustive()
+    }
+}
+
+impl AccessCollector {
+    /// Starts tailing `logs.access` and registers the HTTP metrics.
+    pub fn start(
+        logs: &LogsConfig,
+        config: &AccessConfig,
+        parse_errors: &Family<FileLabels, Counter>,
+        registry: &mut Registry,
+    ) -> Result<Arc<Self>, AccessError> {
+        let parser = Parser::new(&config.format, &config.json)?;
+        let routes = Normalizer::new(&config.routes, config.max_routes)?;
+        let bounds: Arc<[f64]> = config.buckets.clone().into();
+        let totals = Arc::new(Mutex::new(Totals::default()));
+        let sink = AccessSink {
+            parser,
+            routes,
+            bounds: bounds.clone(),
+            batch: Batch::default(),
+            totals: totals.clone(),
+            parse_errors: logs
+                .access
+                .iter()
+                .map(|p| {
+                    parse_errors
+                        .get_or_create(&FileLabels {
+                            file: p.display().to_string(),
+                        })
+                        .clone()
+                })
+                .collect(),
+        };
+        let tailer = Tailer::new(logs.access.clone(), logs.tail_options(), sink);
+        let tail = tail::spawn(tailer, logs.poll_interval).map_err(AccessError::Spawn)?;
+        let collector = Arc::new(AccessCollector {
+            totals,
+            bounds,
+            tail,
+        });
+        registry.register_collector(Box::new(collector.clone()));
+        Ok(collector)
+    }
+}
+
+impl Source for AccessCollector {
+    fn name(&self) -> &'static str {
+        "access"
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
+        Box::pin(async move {
+            if self.tail.is_alive() {
+                Ok(())
+            } else {
+                Err(AccessError::TailerStopped.into())
+            }
+        })
+    }
+
+    fn clear(&self) {
+        // Counters are totals since start; nothing goes stale.
+    }
+
+    fn stop(&self) {
+        self.tail.stop();
+    }
+}
+
+impl Collector for AccessCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        counter_family(
+            &mut e,
+            "http_requests",
+            "HTTP requests, from the access log (the guide's MetricsService http_requests_total).",
+            None,
+            totals.requests.iter().map(|(k, v)| (k.clone(), *v as f64)),
+        )?;
+        histogram_family(
+            &mut e,
+            "http_request_duration",
+            "HTTP request duration ($request_time, else the sum of $upstream_response_time), from the access log.",
+            Some(Unit::Seconds),
+            &self.bounds,
+            totals.durations.iter().map(|(k, h)| (k.clone(), h)),
+        )?;
+        counter_family(
+            &mut e,
+            "http_response_size",
+            "HTTP response body bytes sent, from the access log.",
+            Some(Unit::Bytes),
+            totals.sizes.iter().map(|(k, v)| (k.clone(), *v as f64)),
+        )?;
+        Ok(())
+    }
+}
