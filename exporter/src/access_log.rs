@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use memchr::memmem;
+
 /// nginx's `combined` format followed by `$request_time`: the default.
 pub const COMBINED_WITH_REQUEST_TIME: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_time";
 
@@ -82,9 +84,9 @@ impl Var {
 #[derive(Debug, Clone)]
 pub struct NginxFormat {
     prefix: Vec<u8>,
-    /// Each variable and the literal text that follows it (empty for the
-    /// last variable when the format ends with it).
-    fields: Vec<(Var, Vec<u8>)>,
+    /// Each variable and a searcher for the literal text that follows it
+    /// (`None` for the last variable when the format ends with it).
+    fields: Vec<(Var, Option<memmem::Finder<'static>>)>,
 }
 
 impl NginxFormat {
@@ -130,6 +132,13 @@ impl NginxFormat {
         {
             return Err(FormatError::NoRequest);
         }
+        let fields = fields
+            .into_iter()
+            .map(|(var, lit)| {
+                let finder = (!lit.is_empty()).then(|| memmem::Finder::new(&lit).into_owned());
+                (var, finder)
+            })
+            .collect();
         Ok(NginxFormat { prefix, fields })
     }
 
@@ -149,13 +158,15 @@ impl NginxFormat {
         let mut request_time = None;
         let mut upstream_time = None;
         for (var, literal) in &self.fields {
-            let end = if literal.is_empty() {
-                line.len()
-            } else {
-                find_unescaped(line, pos, literal).ok_or(ParseError::NoMatch)?
+            let (end, next) = match literal {
+                None => (line.len(), line.len()),
+                Some(finder) => {
+                    let at = find_unescaped(line, pos, finder).ok_or(ParseError::NoMatch)?;
+                    (at, at + finder.needle().len())
+                }
             };
             let value = &line[pos..end];
-            pos = end + literal.len();
+            pos = next;
             match var {
                 Var::Request => request = Some(value),
                 Var::RequestMethod => method = Some(value),
@@ -203,10 +214,10 @@ fn is_var_start(b: u8) -> bool {
 /// Position of `literal` at or after `from`, skipping matches whose first
 /// byte is escaped by an odd run of backslashes (nginx `escape=json` writes
 /// `\"`; the default escaping writes `\x22` and needs no help).
-fn find_unescaped(line: &[u8], from: usize, literal: &[u8]) -> Option<usize> {
+fn find_unescaped(line: &[u8], from: usize, literal: &memmem::Finder) -> Option<usize> {
     let mut start = from;
     loop {
-        let rel = memchr::memmem::find(line.get(start..)?, literal)?;
+        let rel = literal.find(line.get(start..)?)?;
         let at = start + rel;
         let backslashes = line[from..at]
             .iter()

@@ -55,9 +55,12 @@ pub struct Normalizer {
     max_routes: usize,
     names: Vec<Arc<str>>,
     ids: HashMap<Arc<str>, RouteId>,
-    /// Raw path → route; cleared when full, so memory stays bounded under
+    /// Raw path → route, used only with user rules (a regex per line is
+    /// the costly part); cleared when full, so memory stays bounded under
     /// a scan of random paths.
     cache: HashMap<Box<[u8]>, RouteId>,
+    /// Scratch space for the built-in normalisation, reused per line.
+    buf: String,
 }
 
 impl Normalizer {
@@ -80,6 +83,7 @@ impl Normalizer {
             names: vec![other.clone()],
             ids: HashMap::from([(other, 0)]),
             cache: HashMap::new(),
+            buf: String::new(),
         })
     }
 
@@ -103,6 +107,17 @@ impl Normalizer {
         };
         let end = memchr::memchr2(b'?', b'#', target).unwrap_or(target.len());
         let path = &target[..end];
+        if self.rules.is_empty() {
+            // Hot path: no allocation unless the route is new.
+            let mut buf = std::mem::take(&mut self.buf);
+            normalize_segments(path, &mut buf);
+            let id = match self.ids.get(buf.as_str()) {
+                Some(id) => *id,
+                None => self.intern(buf.clone()),
+            };
+            self.buf = buf;
+            return id;
+        }
         if let Some(id) = self.cache.get(path) {
             return *id;
         }
@@ -140,20 +155,29 @@ impl Normalizer {
             }
         }
         let mut out = String::with_capacity(path.len());
-        for (i, segment) in path.split(|b| *b == b'/').enumerate() {
-            if i > 0 {
-                out.push('/');
-            }
-            if is_identifier(segment) {
-                out.push_str(":id");
-            } else {
-                out.push_str(&String::from_utf8_lossy(segment));
-            }
-        }
-        if out.is_empty() {
+        normalize_segments(path, &mut out);
+        out
+    }
+}
+
+/// The built-in normalisation into `out`: identifier segments become `:id`.
+fn normalize_segments(path: &[u8], out: &mut String) {
+    out.clear();
+    for (i, segment) in path.split(|b| *b == b'/').enumerate() {
+        if i > 0 {
             out.push('/');
         }
-        out
+        if is_identifier(segment) {
+            out.push_str(":id");
+        } else {
+            match std::str::from_utf8(segment) {
+                Ok(s) => out.push_str(s),
+                Err(_) => out.push_str(&String::from_utf8_lossy(segment)),
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
     }
 }
 

@@ -9,6 +9,8 @@
 //! totals.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
@@ -113,13 +115,20 @@ struct Totals {
     sizes: HashMap<RouteLabels, u64>,
 }
 
+/// What one batch adds for one method and route.
+struct RouteBatch {
+    /// (status, count); a route sees few distinct statuses.
+    statuses: Vec<(u16, u64)>,
+    durations: HistogramCounts,
+    bytes: u64,
+    bytes_seen: bool,
+}
+
 /// What one batch adds, keyed by route id so the hot path never touches a
-/// string.
+/// string, and one hash lookup per line.
 #[derive(Default)]
 struct Batch {
-    requests: HashMap<(Method, RouteId, u16), u64>,
-    durations: HashMap<(Method, RouteId), HistogramCounts>,
-    sizes: HashMap<(Method, RouteId), u64>,
+    routes: FxHashMap<(Method, RouteId), RouteBatch>,
     parse_errors: u64,
 }
 
@@ -145,21 +154,27 @@ impl Sink for AccessSink {
         };
         let method = Method::parse(&req.method);
         let route = self.routes.route(req.target.as_deref());
-        *self
+        let bounds = &self.bounds;
+        let entry = self
             .batch
-            .requests
-            .entry((method, route, req.status))
-            .or_insert(0) += 1;
+            .routes
+            .entry((method, route))
+            .or_insert_with(|| RouteBatch {
+                statuses: Vec::new(),
+                durations: HistogramCounts::new(bounds),
+                bytes: 0,
+                bytes_seen: false,
+            });
+        match entry.statuses.iter_mut().find(|(s, _)| *s == req.status) {
+            Some((_, n)) => *n += 1,
+            None => entry.statuses.push((req.status, 1)),
+        }
         if let Some(d) = req.duration_seconds {
-            let bounds = &self.bounds;
-            self.batch
-                .durations
-                .entry((method, route))
-                .or_insert_with(|| HistogramCounts::new(bounds))
-                .observe(bounds, d);
+            entry.durations.observe(bounds, d);
         }
         if let Some(b) = req.bytes {
-            *self.batch.sizes.entry((method, route)).or_insert(0) += b;
+            entry.bytes += b;
+            entry.bytes_seen = true;
         }
     }
 
@@ -172,37 +187,33 @@ impl Sink for AccessSink {
             self.parse_errors[file].inc_by(self.batch.parse_errors);
             self.batch.parse_errors = 0;
         }
-        if self.batch.requests.is_empty() {
+        if self.batch.routes.is_empty() {
             return;
         }
         let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        let routes = &self.routes;
-        for ((method, route, status_code), n) in self.batch.requests.drain() {
-            let key = RequestLabels {
-                method,
-                route: routes.name(route).clone(),
-                status_code,
-            };
-            *totals.requests.entry(key).or_insert(0) += n;
-        }
-        for ((method, route), h) in self.batch.durations.drain() {
-            let key = RouteLabels {
-                method,
-                route: routes.name(route).clone(),
-            };
-            match totals.durations.get_mut(&key) {
-                Some(total) => total.merge(&h),
-                None => {
-                    totals.durations.insert(key, h);
+        let totals = &mut *totals;
+        for ((method, route), batch) in self.batch.routes.drain() {
+            let route = self.routes.name(route).clone();
+            for (status_code, n) in batch.statuses {
+                let key = RequestLabels {
+                    method,
+                    route: route.clone(),
+                    status_code,
+                };
+                *totals.requests.entry(key).or_insert(0) += n;
+            }
+            let key = RouteLabels { method, route };
+            if batch.durations.count > 0 {
+                match totals.durations.get_mut(&key) {
+                    Some(total) => total.merge(&batch.durations),
+                    None => {
+                        totals.durations.insert(key.clone(), batch.durations);
+                    }
                 }
             }
-        }
-        for ((method, route), n) in self.batch.sizes.drain() {
-            let key = RouteLabels {
-                method,
-                route: routes.name(route).clone(),
-            };
-            *totals.sizes.entry(key).or_insert(0) += n;
+            if batch.bytes_seen {
+                *totals.sizes.entry(key).or_insert(0) += batch.bytes;
+            }
         }
     }
 }
