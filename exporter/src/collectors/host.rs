@@ -121,6 +121,14 @@ impl Reader {
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram().with_swap());
         // CPU usage is the busy share since the previous refresh; sysinfo
         // needs some time between two refreshes for it to mean anything.
+        if self.cpu_usage_ratio.is_none() {
+            // The very first scrape, right after start-up: wait out the
+            // rest of the minimum interval (at most 200 ms, once) so that
+            // it already has a CPU value.
+            if let Some(t) = self.last_cpu_refresh {
+                std::thread::sleep(MINIMUM_CPU_UPDATE_INTERVAL.saturating_sub(t.elapsed()));
+            }
+        }
         let now = Instant::now();
         let due = self
             .last_cpu_refresh

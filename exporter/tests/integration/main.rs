@@ -4,6 +4,7 @@
 mod config;
 mod exposition;
 mod helpers;
+mod host;
 mod http;
 mod logs;
 mod traffic;
