@@ -16,6 +16,10 @@ use serde::Deserialize;
 
 use crate::access_log::{DurationUnit, JsonFields};
 use crate::chat_event::ChatConfig;
+use crate::collectors::app::AppConfig;
+use crate::collectors::backup::BackupConfig;
+use crate::collectors::database::DatabaseConfig;
+use crate::collectors::redis::RedisConfig;
 use crate::route::RouteRule;
 
 /// The default port. The Prometheus default-port-allocation list gives
@@ -62,6 +66,10 @@ pub struct Config {
     pub logs: LogsConfig,
     pub access: AccessConfig,
     pub chat: ChatConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub app: AppConfig,
+    pub backup: BackupConfig,
     pub host: HostConfig,
     pub log: OwnLogConfig,
 }
@@ -72,9 +80,13 @@ pub struct WebConfig {
     /// `host:port`, or `:port` for every IPv4 address.
     pub listen_address: String,
     pub telemetry_path: String,
-    /// Per-collector time budget within one scrape.
-    #[serde(with = "humantime_serde_compat")]
+    /// Time budget of one scrape's collectors; Prometheus' own scrape
+    /// timeout (X-Prometheus-Scrape-Timeout-Seconds) lowers it further.
+    #[serde(with = "duration")]
     pub collector_timeout: Duration,
+    /// Bearer token that /health/detailed requires (the guide's AdminGuard);
+    /// without one, /health/detailed answers 403.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -86,6 +98,13 @@ pub struct CollectorsConfig {
     pub access: bool,
     /// Chat events from the app logs (needs `logs`, whose tailer reads them).
     pub chat: bool,
+    /// PostgreSQL.
+    pub database: bool,
+    pub redis: bool,
+    /// The backend's own /health endpoints.
+    pub app: bool,
+    /// The backup directory.
+    pub backup: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -99,10 +118,10 @@ pub struct LogsConfig {
     /// their end.
     pub from_beginning: bool,
     /// Safety-net re-check of every file, on top of inotify events.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration")]
     pub poll_interval: Duration,
     /// How long a rotated-away file is still drained for late writes.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration")]
     pub rotate_wait: Duration,
     /// Longer lines are counted once, classified on their first bytes and
     /// the rest discarded, so memory stays bounded.
@@ -164,6 +183,7 @@ impl Default for WebConfig {
             listen_address: format!(":{DEFAULT_PORT}"),
             telemetry_path: "/metrics".into(),
             collector_timeout: Duration::from_secs(5),
+            admin_token: None,
         }
     }
 }
@@ -175,6 +195,10 @@ impl Default for CollectorsConfig {
             logs: true,
             access: true,
             chat: true,
+            database: true,
+            redis: true,
+            app: true,
+            backup: true,
         }
     }
 }
@@ -258,7 +282,7 @@ impl Default for OwnLogConfig {
 }
 
 /// Durations in the TOML file are strings such as `"5s"` or `"1m30s"`.
-mod humantime_serde_compat {
+pub mod duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
@@ -463,6 +487,85 @@ pub struct Cli {
     )]
     pub chat_buckets: Vec<f64>,
 
+    /// PostgreSQL URL; the password never appears in labels, logs or errors
+    /// [default: postgres://postgres@localhost:5432/llmchat].
+    #[arg(
+        long = "database.url",
+        env = "LLMCHAT_EXPORTER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Tables whose statistics are exported, comma-separated [default: chat_sessions,messages,agents].
+    #[arg(
+        long = "database.tables",
+        env = "LLMCHAT_EXPORTER_DATABASE_TABLES",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub database_tables: Vec<String>,
+    /// Window in which an updated session counts as active [default: 30m].
+    #[arg(long = "database.active-window", env = "LLMCHAT_EXPORTER_DATABASE_ACTIVE_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
+    pub database_active_window: Option<Duration>,
+    /// How long sizes and backlog counts are reused [default: 60s].
+    #[arg(long = "database.cache-ttl", env = "LLMCHAT_EXPORTER_DATABASE_CACHE_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub database_cache_ttl: Option<Duration>,
+    /// Connections the collector may open at most [default: 2].
+    #[arg(
+        long = "database.max-connections",
+        env = "LLMCHAT_EXPORTER_DATABASE_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub database_max_connections: Option<u32>,
+
+    /// Redis URL [default: redis://localhost:6379].
+    #[arg(
+        long = "redis.url",
+        env = "LLMCHAT_EXPORTER_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+    /// Cache namespaces counted by key prefix, comma-separated [default: agents,sessions,messages].
+    #[arg(
+        long = "redis.namespaces",
+        env = "LLMCHAT_EXPORTER_REDIS_NAMESPACES",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub redis_namespaces: Vec<String>,
+    /// Time budget of the namespace SCAN per scrape [default: 500ms].
+    #[arg(long = "redis.scan-budget", env = "LLMCHAT_EXPORTER_REDIS_SCAN_BUDGET", value_name = "DURATION", value_parser = parse_duration)]
+    pub redis_scan_budget: Option<Duration>,
+    /// Keys the namespace SCAN examines at most per scrape [default: 100000].
+    #[arg(
+        long = "redis.scan-max-keys",
+        env = "LLMCHAT_EXPORTER_REDIS_SCAN_MAX_KEYS",
+        value_name = "N"
+    )]
+    pub redis_scan_max_keys: Option<u64>,
+
+    /// The backend's base URL, probed at /health, /health/db, /health/redis [default: http://localhost:3001].
+    #[arg(long = "app.url", env = "LLMCHAT_EXPORTER_APP_URL", value_name = "URL")]
+    pub app_url: Option<String>,
+
+    /// Directory backup.sh writes to [default: /backups/llmchat].
+    #[arg(
+        long = "backup.dir",
+        env = "LLMCHAT_EXPORTER_BACKUP_DIR",
+        value_name = "PATH"
+    )]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Bearer token for /health/detailed (prefer the environment variable).
+    #[arg(
+        long = "web.admin-token",
+        env = "LLMCHAT_EXPORTER_WEB_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub web_admin_token: Option<String>,
+
     /// Read log files that already exist from their start, not their end.
     #[arg(
         long = "logs.from-beginning",
@@ -582,6 +685,42 @@ pub struct CollectorFlags {
     /// Disable chat events.
     #[arg(long = "no-collector.chat")]
     pub no_chat: bool,
+
+    /// Enable the PostgreSQL collector [default: true].
+    #[arg(long = "collector.database", env = "LLMCHAT_EXPORTER_COLLECTOR_DATABASE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub database: Option<bool>,
+    /// Disable the PostgreSQL collector.
+    #[arg(long = "no-collector.database")]
+    pub no_database: bool,
+
+    /// Enable the Redis collector [default: true].
+    #[arg(long = "collector.redis", env = "LLMCHAT_EXPORTER_COLLECTOR_REDIS", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub redis: Option<bool>,
+    /// Disable the Redis collector.
+    #[arg(long = "no-collector.redis")]
+    pub no_redis: bool,
+
+    /// Enable the app probe [default: true].
+    #[arg(long = "collector.app", env = "LLMCHAT_EXPORTER_COLLECTOR_APP", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub app: Option<bool>,
+    /// Disable the app probe.
+    #[arg(long = "no-collector.app")]
+    pub no_app: bool,
+
+    /// Enable the backup collector [default: true].
+    #[arg(long = "collector.backup", env = "LLMCHAT_EXPORTER_COLLECTOR_BACKUP", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub backup: Option<bool>,
+    /// Disable the backup collector.
+    #[arg(long = "no-collector.backup")]
+    pub no_backup: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -643,6 +782,39 @@ impl Cli {
             &mut c.collectors.chat,
             flag(self.collectors.chat, self.collectors.no_chat),
         );
+        set(
+            &mut c.collectors.database,
+            flag(self.collectors.database, self.collectors.no_database),
+        );
+        set(
+            &mut c.collectors.redis,
+            flag(self.collectors.redis, self.collectors.no_redis),
+        );
+        set(
+            &mut c.collectors.app,
+            flag(self.collectors.app, self.collectors.no_app),
+        );
+        set(
+            &mut c.collectors.backup,
+            flag(self.collectors.backup, self.collectors.no_backup),
+        );
+        set(&mut c.database.url, self.database_url);
+        set_list(&mut c.database.tables, self.database_tables);
+        set(&mut c.database.active_window, self.database_active_window);
+        set(&mut c.database.cache_ttl, self.database_cache_ttl);
+        set(
+            &mut c.database.max_connections,
+            self.database_max_connections,
+        );
+        set(&mut c.redis.url, self.redis_url);
+        set_list(&mut c.redis.namespaces, self.redis_namespaces);
+        set(&mut c.redis.scan_budget, self.redis_scan_budget);
+        set(&mut c.redis.scan_max_keys, self.redis_scan_max_keys);
+        set(&mut c.app.url, self.app_url);
+        set(&mut c.backup.dir, self.backup_dir);
+        if self.web_admin_token.is_some() {
+            c.web.admin_token = self.web_admin_token;
+        }
         set_list(&mut c.logs.app, self.logs_app);
         set_list(&mut c.logs.access, self.logs_access);
         set(&mut c.access.format, self.access_format);
@@ -772,6 +944,59 @@ impl Config {
         if let Err(e) = crate::route::Normalizer::new(&self.access.routes, 1) {
             return Err(invalid("access.routes", "", e));
         }
+        if self.collectors.database {
+            if let Err(e) =
+                crate::collectors::database::DatabaseCollector::validate_url(&self.database.url)
+            {
+                return Err(invalid(
+                    "database.url",
+                    "(not shown: may hold a password)",
+                    e,
+                ));
+            }
+        }
+        if !(1..=10).contains(&self.database.max_connections) {
+            return Err(invalid(
+                "database.max-connections",
+                self.database.max_connections,
+                "must be 1 to 10",
+            ));
+        }
+        for (i, q) in self.database.custom_queries.iter().enumerate() {
+            let ok_name = !q.name.is_empty()
+                && q.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !ok_name {
+                return Err(invalid(
+                    "database.custom_queries.name",
+                    &q.name,
+                    format!("entry {i}: use [a-z0-9_]+"),
+                ));
+            }
+        }
+        if self.collectors.redis {
+            if let Err(e) = redis::Client::open(self.redis.url.as_str()) {
+                return Err(invalid("redis.url", "(not shown: may hold a password)", e));
+            }
+        }
+        if self.collectors.app {
+            if let Err(e) = crate::collectors::app::AppCollector::new(&self.app) {
+                return Err(invalid("app.url", &self.app.url, e));
+            }
+        }
+        if self
+            .web
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            return Err(invalid(
+                "web.admin-token",
+                "(not shown)",
+                "must be at least 16 characters",
+            ));
+        }
         if self.chat.max_agents == 0 {
             return Err(invalid("chat.max-agents", 0, "must be at least 1"));
         }
@@ -816,6 +1041,16 @@ impl Config {
         }
         if self.collectors.access {
             names.push("access");
+        }
+        for (on, name) in [
+            (self.collectors.database, "database"),
+            (self.collectors.redis, "redis"),
+            (self.collectors.app, "app"),
+            (self.collectors.backup, "backup"),
+        ] {
+            if on {
+                names.push(name);
+            }
         }
         names
     }

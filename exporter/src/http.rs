@@ -26,6 +26,7 @@ pub struct AppState {
     exporter: Arc<Exporter>,
     telemetry_path: String,
     collectors: Vec<&'static str>,
+    admin_token: Option<String>,
 }
 
 impl AppState {
@@ -34,6 +35,7 @@ impl AppState {
             exporter,
             telemetry_path: config.web.telemetry_path.clone(),
             collectors: config.enabled_collectors(),
+            admin_token: config.web.admin_token.clone(),
         }
     }
 }
@@ -45,6 +47,7 @@ impl AppState {
             exporter: Arc::new(exporter),
             telemetry_path: "/metrics".into(),
             collectors: vec![],
+            admin_token: Some("test-admin-token-0123456789".into()),
         }
     }
 }
@@ -61,6 +64,10 @@ pub enum RequestError {
     MethodNotAllowed { method: Method, allow: &'static str },
     #[error("metrics encoding failed")]
     Encode,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
 }
 
 impl RequestError {
@@ -69,11 +76,18 @@ impl RequestError {
             RequestError::NotFound(_) => StatusCode::NOT_FOUND,
             RequestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::Encode => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            RequestError::Forbidden(_) => StatusCode::FORBIDDEN,
         };
         let mut resp = text(status, format!("{self}\n"));
         if let RequestError::MethodNotAllowed { allow, .. } = self {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        } else if matches!(self, RequestError::Unauthorized(_)) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"llmchat-exporter\""),
+            );
         }
         resp
     }
@@ -110,6 +124,9 @@ async fn route<B>(state: &AppState, req: &Request<B>) -> Result<Response<Body>, 
         match path {
             "/" => Endpoint::Landing,
             "/health" => Endpoint::Health,
+            "/health/db" => Endpoint::HealthDb,
+            "/health/redis" => Endpoint::HealthRedis,
+            "/health/detailed" => Endpoint::HealthDetailed,
             "/-/healthy" => Endpoint::Healthy,
             "/-/ready" => Endpoint::Ready,
             _ => return Err(RequestError::NotFound(path.to_string())),
@@ -125,6 +142,12 @@ async fn route<B>(state: &AppState, req: &Request<B>) -> Result<Response<Body>, 
         Endpoint::Metrics => metrics(state, req).await,
         Endpoint::Landing => Ok(landing(state)),
         Endpoint::Health => Ok(health(state).await),
+        Endpoint::HealthDb => dependency(state, "database").await,
+        Endpoint::HealthRedis => dependency(state, "redis").await,
+        Endpoint::HealthDetailed => {
+            authorize(state, req)?;
+            Ok(detailed(state).await)
+        }
         Endpoint::Healthy => Ok(text(StatusCode::OK, "Healthy\n")),
         Endpoint::Ready => Ok(text(StatusCode::OK, "Ready\n")),
     }
@@ -134,6 +157,9 @@ enum Endpoint {
     Metrics,
     Landing,
     Health,
+    HealthDb,
+    HealthRedis,
+    HealthDetailed,
     Healthy,
     Ready,
 }
@@ -144,10 +170,21 @@ async fn metrics<B>(state: &AppState, req: &Request<B>) -> Result<Response<Body>
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    let body = state.exporter.scrape(format).await.map_err(|_| {
-        tracing::error!("metrics encoding failed");
-        RequestError::Encode
-    })?;
+    let scraper_timeout = req
+        .headers()
+        .get("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64);
+    let body = state
+        .exporter
+        .scrape(format, scraper_timeout)
+        .await
+        .map_err(|_| {
+            tracing::error!("metrics encoding failed");
+            RequestError::Encode
+        })?;
     Ok(response(StatusCode::OK, format.content_type(), body.into()))
 }
 
@@ -163,6 +200,10 @@ fn landing(state: &AppState) -> Response<Body> {
          <body><h1>LLMChat Exporter</h1>\n<p>Version {version} (revision {revision})</p>\n\
          <ul>\n<li><a href=\"{path}\">{path}</a>: metrics</li>\n\
          <li><a href=\"/health\">/health</a>: health of each collector (JSON)</li>\n\
+         <li><a href=\"/health/db\">/health/db</a>, <a href=\"/health/redis\">/health/redis</a>: \
+         PostgreSQL and Redis reachability (200 or 503)</li>\n\
+         <li><a href=\"/health/detailed\">/health/detailed</a>: every collector's status and \
+         last error (bearer token)</li>\n\
          <li><a href=\"/-/healthy\">/-/healthy</a>: liveness</li>\n\
          <li><a href=\"/-/ready\">/-/ready</a>: readiness</li>\n</ul>\n\
          <h2>Enabled collectors</h2>\n<ul>{collectors}</ul>\n</body></html>\n",
@@ -222,17 +263,12 @@ async fn health(state: &AppState) -> Response<Body> {
     let status = aggregate(&results.iter().map(|r| r.healthy).collect::<Vec<_>>());
     let body = HealthResponse {
         status,
+        // Error text stays behind /health/detailed's token.
         checks: results
             .into_iter()
             .map(|r| HealthCheck {
-                name: r.name,
-                status: if r.healthy {
-                    HealthStatus::Healthy
-                } else {
-                    HealthStatus::Unhealthy
-                },
-                duration_seconds: r.duration.as_secs_f64(),
-                error: r.error,
+                error: None,
+                ..HealthCheck::from(r)
             })
             .collect(),
         uptime_seconds: state.exporter.uptime().as_secs_f64(),
@@ -244,6 +280,123 @@ async fn health(state: &AppState) -> Response<Body> {
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     response(code, "application/json", json.into())
+}
+
+/// The guide's AdminGuard: a bearer token, compared in constant time.
+fn authorize<B>(state: &AppState, req: &Request<B>) -> Result<(), RequestError> {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = state.admin_token.as_deref() else {
+        return Err(RequestError::Forbidden(
+            "/health/detailed is disabled: set web.admin_token",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(RequestError::Unauthorized("missing bearer token"))?;
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(RequestError::Unauthorized("wrong bearer token"))
+    }
+}
+
+#[derive(Serialize)]
+struct DependencyHealth {
+    name: &'static str,
+    status: HealthStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_time_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `/health/db`, `/health/redis`: the daily check's `curl -f` targets.
+async fn dependency(state: &AppState, name: &'static str) -> Result<Response<Body>, RequestError> {
+    let timeout = state.exporter.timeout();
+    let result = match name {
+        "database" => match &state.exporter.database {
+            Some(db) => db.ping(timeout).await,
+            None => {
+                return Err(RequestError::NotFound(
+                    "the database collector is disabled".into(),
+                ))
+            }
+        },
+        _ => match &state.exporter.redis {
+            Some(r) => r.ping(timeout).await,
+            None => {
+                return Err(RequestError::NotFound(
+                    "the redis collector is disabled".into(),
+                ))
+            }
+        },
+    };
+    let (code, body) = match result {
+        Ok(took) => (
+            StatusCode::OK,
+            DependencyHealth {
+                name,
+                status: HealthStatus::Healthy,
+                response_time_seconds: Some(took.as_secs_f64()),
+                error: None,
+            },
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            DependencyHealth {
+                name,
+                status: HealthStatus::Unhealthy,
+                response_time_seconds: None,
+                error: Some(e),
+            },
+        ),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    Ok(response(code, "application/json", json.into()))
+}
+
+#[derive(Serialize)]
+struct DetailedHealth {
+    status: HealthStatus,
+    version: &'static str,
+    revision: &'static str,
+    uptime_seconds: f64,
+    collectors_enabled: Vec<&'static str>,
+    checks: Vec<HealthCheck>,
+}
+
+/// `/health/detailed`: every collector's status and last error.
+async fn detailed(state: &AppState) -> Response<Body> {
+    let results = state.exporter.check().await;
+    let status = aggregate(&results.iter().map(|r| r.healthy).collect::<Vec<_>>());
+    let body = DetailedHealth {
+        status,
+        version: crate::VERSION,
+        revision: crate::REVISION,
+        uptime_seconds: state.exporter.uptime().as_secs_f64(),
+        collectors_enabled: state.collectors.clone(),
+        checks: results.into_iter().map(HealthCheck::from).collect(),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    response(StatusCode::OK, "application/json", json.into())
+}
+
+impl From<CheckResult> for HealthCheck {
+    fn from(r: CheckResult) -> Self {
+        HealthCheck {
+            name: r.name,
+            status: if r.healthy {
+                HealthStatus::Healthy
+            } else {
+                HealthStatus::Unhealthy
+            },
+            duration_seconds: r.duration.as_secs_f64(),
+            error: r.error,
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then lets open connections finish
@@ -340,7 +493,15 @@ mod tests {
     }
 
     async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
-        let req = Request::get(path).body(()).unwrap();
+        get_with(state, path, None).await
+    }
+
+    async fn get_with(state: &AppState, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut req = Request::get(path);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(()).unwrap();
         let resp = handle(state, req).await;
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -355,6 +516,14 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["status"], "unhealthy");
         assert_eq!(v["checks"][1]["status"], "unhealthy");
+        assert!(
+            v["checks"][1].get("error").is_none(),
+            "errors only behind the token"
+        );
+        let (status, body) =
+            get_with(&s, "/health/detailed", Some("test-admin-token-0123456789")).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["checks"][1]["error"], "connection refused");
     }
 
@@ -385,9 +554,53 @@ mod tests {
             body.contains("llmchat_exporter_collector_success{collector=\"fast\"} 1"),
             "{body}"
         );
-        let (status, body) = get(&s, "/health").await;
+        let (status, _) = get(&s, "/health").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (_, body) = get_with(&s, "/health/detailed", Some("test-admin-token-0123456789")).await;
         assert!(body.contains("timed out"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn detailed_health_needs_the_bearer_token() {
+        let s = state(vec![("a", Behaviour::Ok)]);
+        assert_eq!(
+            get(&s, "/health/detailed").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&s, "/health/detailed", Some("wrong-token-wrong-token"))
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            get_with(&s, "/health/detailed", Some("test-admin-token-0123456789"))
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn scrape_deadline_follows_prometheus_header() {
+        let s = state(vec![("stuck", Behaviour::Hang)]);
+        let started = std::time::Instant::now();
+        let req = Request::get("/metrics")
+            .header("X-Prometheus-Scrape-Timeout-Seconds", "0.05")
+            .body(())
+            .unwrap();
+        let resp = handle(&s, req).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        // 0.05 s less the 100 ms margin: the 10 ms floor, well under the 100 ms config.
+        assert!(
+            started.elapsed() < Duration::from_millis(90),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            s.exporter.deadline(Some(Duration::from_secs(10))),
+            Duration::from_millis(100)
+        );
     }
 
     #[test]

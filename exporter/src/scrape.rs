@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::collectors::{access, host, logs, FileLabels, Source};
+use crate::collectors::{access, app, backup, database, host, logs, redis, FileLabels, Source};
 use crate::config::Config;
 use crate::exposition::Format;
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +31,12 @@ pub enum StartError {
     Logs(#[from] logs::LogsError),
     #[error("access collector: {0}")]
     Access(#[from] access::AccessError),
+    #[error("database collector: {0}")]
+    Database(#[from] database::DatabaseError),
+    #[error("redis collector: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("app collector: {0}")]
+    App(#[from] app::AppError),
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +56,9 @@ pub struct CheckResult {
 pub struct Exporter {
     registry: Registry,
     sources: Vec<Arc<dyn Source>>,
+    /// For /health/db and /health/redis, which ping on demand.
+    pub database: Option<Arc<database::DatabaseCollector>>,
+    pub redis: Option<Arc<redis::RedisCollector>>,
     duration: Family<CollectorLabels, Gauge<f64, AtomicU64>>,
     success: Family<CollectorLabels, Gauge>,
     timeout: Duration,
@@ -93,9 +102,35 @@ impl Exporter {
             )?;
             sources.push(c);
         }
+        let mut database = None;
+        if config.collectors.database {
+            let c = Arc::new(database::DatabaseCollector::new(&config.database)?);
+            registry.register_collector(Box::new(c.clone()));
+            sources.push(c.clone());
+            database = Some(c);
+        }
+        let mut redis = None;
+        if config.collectors.redis {
+            let c = Arc::new(redis::RedisCollector::new(&config.redis)?);
+            registry.register_collector(Box::new(c.clone()));
+            sources.push(c.clone());
+            redis = Some(c);
+        }
+        if config.collectors.app {
+            let c = Arc::new(app::AppCollector::new(&config.app)?);
+            registry.register_collector(Box::new(c.clone()));
+            sources.push(c);
+        }
+        if config.collectors.backup {
+            let c = Arc::new(backup::BackupCollector::new(&config.backup));
+            registry.register_collector(Box::new(c.clone()));
+            sources.push(c);
+        }
         Ok(Self {
             registry,
             sources,
+            database,
+            redis,
             duration,
             success,
             timeout: config.web.collector_timeout,
@@ -112,6 +147,8 @@ impl Exporter {
         Self {
             registry,
             sources,
+            database: None,
+            redis: None,
             duration,
             success,
             timeout,
@@ -120,21 +157,52 @@ impl Exporter {
         }
     }
 
-    /// Refreshes every collector and encodes the registry.
-    pub async fn scrape(&self, format: Format) -> Result<String, std::fmt::Error> {
+    /// Refreshes every collector and encodes the registry. `scraper_timeout`
+    /// is Prometheus' own (X-Prometheus-Scrape-Timeout-Seconds): the
+    /// collectors get a little less than it, and never more than
+    /// `web.collector_timeout`, so the answer reaches Prometheus in time.
+    pub async fn scrape(
+        &self,
+        format: Format,
+        scraper_timeout: Option<Duration>,
+    ) -> Result<String, std::fmt::Error> {
+        let deadline = self.deadline(scraper_timeout);
         let _guard = self.scrape_lock.lock().await;
-        self.refresh_all().await;
+        self.refresh_all(deadline).await;
         format.encode(&self.registry)
+    }
+
+    /// The collectors' budget for a scrape with the scraper's timeout.
+    pub fn deadline(&self, scraper_timeout: Option<Duration>) -> Duration {
+        match scraper_timeout {
+            // Leave a tenth (at least 100 ms) for encoding and the network.
+            Some(t) => {
+                let margin = (t / 10).max(Duration::from_millis(100));
+                t.saturating_sub(margin)
+                    .max(Duration::from_millis(10))
+                    .min(self.timeout)
+            }
+            None => self.timeout,
+        }
     }
 
     /// Refreshes every collector, as a scrape does, and reports each result.
     pub async fn check(&self) -> Vec<CheckResult> {
         let _guard = self.scrape_lock.lock().await;
-        self.refresh_all().await
+        self.refresh_all(self.timeout).await
     }
 
-    async fn refresh_all(&self) -> Vec<CheckResult> {
-        let results = join_all(self.sources.iter().map(|s| self.refresh_one(s.as_ref()))).await;
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn refresh_all(&self, deadline: Duration) -> Vec<CheckResult> {
+        let results = join_all(
+            self.sources
+                .iter()
+                .map(|s| self.refresh_one(s.as_ref(), deadline)),
+        )
+        .await;
         for r in &results {
             let labels = CollectorLabels { collector: r.name };
             self.duration
@@ -147,16 +215,16 @@ impl Exporter {
         results
     }
 
-    async fn refresh_one(&self, source: &dyn Source) -> CheckResult {
+    async fn refresh_one(&self, source: &dyn Source, deadline: Duration) -> CheckResult {
         let start = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, source.refresh()).await;
+        let outcome = tokio::time::timeout(deadline, source.refresh()).await;
         let duration = start.elapsed();
         let error = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some(format!(
                 "timed out after {}",
-                humantime::format_duration(self.timeout)
+                humantime::format_duration(deadline)
             )),
         };
         if let Some(e) = &error {

@@ -4,10 +4,15 @@
 //! that encodes what the last read found.
 
 pub mod access;
+pub mod app;
+pub mod backup;
 pub mod chat;
+pub mod database;
 pub mod encode;
 pub mod host;
 pub mod logs;
+pub mod redis;
+pub mod snapshot;
 
 use futures_util::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;

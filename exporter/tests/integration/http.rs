@@ -39,7 +39,12 @@ fn landing_page_links_every_endpoint_and_lists_collectors() {
 
 #[test]
 fn health_reports_each_collector_and_uptime() {
-    let e = Exporter::start(&[]);
+    let e = Exporter::start(&[
+        "--no-collector.database",
+        "--no-collector.redis",
+        "--no-collector.app",
+        "--no-collector.backup",
+    ]);
     let r = e.get("/health");
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().unwrap();

@@ -1,10 +1,12 @@
 //! End-to-end tests of the real `llmchat-exporter` binary: one test binary,
 //! shared helpers, one module per surface.
 
+mod backends;
 mod config;
 mod exposition;
 mod helpers;
 mod host;
 mod http;
 mod logs;
+mod services;
 mod traffic;

@@ -1,0 +1,247 @@
+//! App probe: the guide's daily `curl -f` of the backend's `/health`,
+//! `/health/db` and `/health/redis`, as metrics. The body of `/health`
+//! (the guide's `HealthController`) gives the overall status and each
+//! check.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Unit;
+use serde::Deserialize;
+
+use super::snapshot::Snapshot;
+use super::{RefreshError, Source};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// The backend's base URL.
+    pub url: String,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://localhost:3001".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("app.url {0:?} is not an http(s) URL")]
+    Url(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("the backend's /health failed: {0}")]
+    Down(String),
+}
+
+/// Check names from the backend are capped, so a misbehaving backend
+/// cannot grow the `check` label without bound.
+const MAX_CHECKS: usize = 20;
+
+const ENDPOINTS: [(&str, &str); 3] = [
+    ("health", "/health"),
+    ("health_db", "/health/db"),
+    ("health_redis", "/health/redis"),
+];
+
+pub struct AppCollector {
+    client: reqwest::Client,
+    base: String,
+    snapshot: Mutex<Snapshot>,
+}
+
+impl std::fmt::Debug for AppCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCollector").finish_non_exhaustive()
+    }
+}
+
+struct Probe {
+    ok: bool,
+    duration: f64,
+    body: Option<serde_json::Value>,
+    error: Option<String>,
+}
+
+fn down_snapshot() -> Snapshot {
+    let mut s = Snapshot::default();
+    s.gauge(
+        "app_up",
+        "1 if the backend's /health answered below 400 (curl -f), else 0.",
+        None,
+    )
+    .value(0.0);
+    s
+}
+
+impl AppCollector {
+    pub fn new(config: &AppConfig) -> Result<Self, AppError> {
+        let base = config.url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(AppError::Url(config.url.clone()));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("llmchat-exporter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AppError::Client(e.to_string()))?;
+        Ok(Self {
+            client,
+            base,
+            snapshot: Mutex::new(down_snapshot()),
+        })
+    }
+
+    async fn probe(&self, path: &str) -> Probe {
+        let start = Instant::now();
+        let result = self.client.get(format!("{}{path}", self.base)).send().await;
+        match result {
+            Ok(resp) => {
+                let ok = resp.status().as_u16() < 400;
+                let status = resp.status();
+                let body = resp.json::<serde_json::Value>().await.ok();
+                Probe {
+                    ok,
+                    duration: start.elapsed().as_secs_f64(),
+                    body,
+                    error: (!ok).then(|| format!("HTTP {status}")),
+                }
+            }
+            Err(e) => Probe {
+                ok: false,
+                duration: start.elapsed().as_secs_f64(),
+                body: None,
+                error: Some(e.without_url().to_string()),
+            },
+        }
+    }
+
+    async fn read(&self) -> (Snapshot, Option<String>) {
+        let probes =
+            futures_util::future::join_all(ENDPOINTS.iter().map(|(_, p)| self.probe(p))).await;
+        let mut s = Snapshot::default();
+        let health = &probes[0];
+        s.gauge(
+            "app_up",
+            "1 if the backend's /health answered below 400 (curl -f), else 0.",
+            None,
+        )
+        .value(f64::from(u8::from(health.ok)));
+        let mut f = s.gauge(
+            "app_probe_duration",
+            "Time the backend took to answer each health endpoint.",
+            Some(Unit::Seconds),
+        );
+        for ((name, _), p) in ENDPOINTS.iter().zip(&probes) {
+            f.sample(&[("endpoint", name)], p.duration);
+        }
+        let mut f = s.gauge(
+            "app_endpoint_up",
+            "1 if the health endpoint answered below 400, else 0 (the daily check's three curl -f).",
+            None,
+        );
+        for ((name, _), p) in ENDPOINTS.iter().zip(&probes) {
+            f.sample(&[("endpoint", name)], f64::from(u8::from(p.ok)));
+        }
+        if let Some(body) = &health.body {
+            if let Some(status) = body.get("status").and_then(|v| v.as_str()) {
+                let mut f = s.gauge(
+                    "app_health_status",
+                    "1 for the status the backend's /health reports (healthy, degraded, unhealthy), 0 for the others.",
+                    None,
+                );
+                for known in ["healthy", "degraded", "unhealthy"] {
+                    f.sample(&[("status", known)], f64::from(u8::from(status == known)));
+                }
+            }
+            let checks = health_checks(body);
+            if !checks.is_empty() {
+                let mut f = s.gauge(
+                    "app_health_check_up",
+                    "1 if the check in the backend's /health body is healthy, else 0.",
+                    None,
+                );
+                for (name, healthy) in checks.iter().take(MAX_CHECKS) {
+                    f.sample(&[("check", name)], f64::from(u8::from(*healthy)));
+                }
+            }
+        }
+        (s, health.error.clone())
+    }
+}
+
+/// `checks` as the guide's `formatChecks` may give it: a list of
+/// `{name, status}` or a map of name to `{status}` or to a status string.
+fn health_checks(body: &serde_json::Value) -> Vec<(String, bool)> {
+    let healthy = |v: &serde_json::Value| {
+        let status = v.get("status").unwrap_or(v);
+        matches!(status.as_str(), Some("healthy" | "up" | "ok" | "pass"))
+            || status.as_bool() == Some(true)
+    };
+    match body.get("checks") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|c| Some((c.get("name")?.as_str()?.to_string(), healthy(c))))
+            .collect(),
+        Some(serde_json::Value::Object(map)) => {
+            map.iter().map(|(k, v)| (k.clone(), healthy(v))).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+impl Source for AppCollector {
+    fn name(&self) -> &'static str {
+        "app"
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
+        Box::pin(async move {
+            let (snapshot, error) = self.read().await;
+            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+            match error {
+                None => Ok(()),
+                Some(e) => Err(AppError::Down(e).into()),
+            }
+        })
+    }
+
+    fn clear(&self) {
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = down_snapshot();
+    }
+}
+
+impl Collector for AppCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .encode(&mut e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_in_both_shapes() {
+        let list = serde_json::json!({"checks": [{"name": "database", "status": "healthy"}, {"name": "redis", "status": "unhealthy"}]});
+        assert_eq!(
+            health_checks(&list),
+            vec![("database".into(), true), ("redis".into(), false)]
+        );
+        let map = serde_json::json!({"checks": {"database": {"status": "up"}, "disk": "down"}});
+        assert_eq!(
+            health_checks(&map),
+            vec![("database".into(), true), ("disk".into(), false)]
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! Redis collector: reachability, clients, memory, keyspace counters, keys
+//! per database and per cache namespace. Replaces the guide's
+//! `/health/redis` check and watches its cache strategies (`agents`,
+//! `sessions`, `messages`).
+//!
+//! One multiplexed connection, opened lazily and dropped on any error so
+//! the next scrape reconnects. Namespace sizes come from SCAN under a time
+//! and key budget, never KEYS.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Unit;
+use redis::aio::MultiplexedConnection;
+use serde::Deserialize;
+
+use super::snapshot::Snapshot;
+use super::{RefreshError, Source};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Cache namespaces: keys `<namespace>:*` are counted per namespace.
+    pub namespaces: Vec<String>,
+    /// Time budget of the namespace SCAN in one scrape.
+    #[serde(with = "crate::config::duration")]
+    pub scan_budget: Duration,
+    /// Keys examined at most per scrape by the namespace SCAN.
+    pub scan_max_keys: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://localhost:6379".into(),
+            namespaces: vec!["agents".into(), "sessions".into(), "messages".into()],
+            scan_budget: Duration::from_millis(500),
+            scan_max_keys: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("redis.url is not a valid Redis URL: {0}")]
+    Url(String),
+    #[error("Redis unreachable: {0}")]
+    Down(String),
+}
+
+pub struct RedisCollector {
+    client: redis::Client,
+    config: RedisConfig,
+    password: Option<String>,
+    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    snapshot: Mutex<Snapshot>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for RedisCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCollector").finish_non_exhaustive()
+    }
+}
+
+fn down_snapshot() -> Snapshot {
+    let mut s = Snapshot::default();
+    s.gauge(
+        "redis_up",
+        "1 if Redis answered PING in this scrape, else 0 (the guide's /health/redis).",
+        None,
+    )
+    .value(0.0);
+    s
+}
+
+/// INFO's `key:value` lines.
+pub fn parse_info(text: &str) -> HashMap<&str, &str> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.trim_end_matches('\r').split_once(':'))
+        .collect()
+}
+
+impl RedisCollector {
+    pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| RedisError::Url(e.to_string()))?;
+        let password = client
+            .get_connection_info()
+            .redis_settings()
+            .password()
+            .map(str::to_string);
+        Ok(Self {
+            client,
+            config: config.clone(),
+            password,
+            connection: tokio::sync::Mutex::new(None),
+            snapshot: Mutex::new(down_snapshot()),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    fn scrub(&self, e: impl std::fmt::Display) -> String {
+        let text = e.to_string();
+        match &self.password {
+            Some(p) if !p.is_empty() => text.replace(p.as_str(), "****"),
+            _ => text,
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| RedisError::Down(self.scrub(e)))?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget_connection(&self) {
+        *self.connection.lock().await = None;
+    }
+
+    /// Answers `/health/redis`: pings now, within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let attempt = async {
+            let mut c = self.connection().await.map_err(|e| e.to_string())?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map_err(|e| self.scrub(e))
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(_)) => Ok(start.elapsed()),
+            Ok(Err(e)) => {
+                self.forget_connection().await;
+                Err(e)
+            }
+            Err(_) => {
+                self.forget_connection().await;
+                Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                ))
+            }
+        }
+    }
+
+    async fn read(&self) -> Result<Snapshot, RedisError> {
+        let mut c = self.connection().await?;
+        let start = Instant::now();
+        let down = |e: redis::RedisError| RedisError::Down(self.scrub(e));
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map_err(down)?;
+        let ping = start.elapsed().as_secs_f64();
+        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(down)?;
+        let info = parse_info(&info);
+        let num = |key: &str| info.get(key).and_then(|v| v.trim().parse::<f64>().ok());
+
+        let mut s = Snapshot::default();
+        s.gauge(
+            "redis_up",
+            "1 if Redis answered PING in this scrape, else 0 (the guide's /health/redis).",
+            None,
+        )
+        .value(1.0);
+        s.gauge(
+            "redis_ping_duration",
+            "Time Redis took to answer PING.",
+            Some(Unit::Seconds),
+        )
+        .value(ping);
+        let gauges: [(&str, &'static str, &'static str, Option<Unit>); 4] = [
+            (
+                "connected_clients",
+                "redis_connections_active",
+                "Connected clients (the guide's redis_connections_active).",
+                None,
+            ),
+            (
+                "blocked_clients",
+                "redis_blocked_clients",
+                "Clients blocked in BLPOP and the like.",
+                None,
+            ),
+            (
+                "used_memory",
+                "redis_memory_used",
+                "Memory Redis has allocated.",
+                Some(Unit::Bytes),
+            ),
+            (
+                "maxmemory",
+                "redis_memory_max",
+                "Redis maxmemory; 0 when unlimited.",
+                Some(Unit::Bytes),
+            ),
+        ];
+        for (key, name, help, unit) in gauges {
+            if let Some(v) = num(key) {
+                s.gauge(name, help, unit).value(v);
+            }
+        }
+        let counters: [(&str, &'static str, &'static str); 5] = [
+            (
+                "keyspace_hits",
+                "redis_keyspace_hits",
+                "Successful key lookups.",
+            ),
+            (
+                "keyspace_misses",
+                "redis_keyspace_misses",
+                "Failed key lookups (cache misses).",
+            ),
+            (
+                "evicted_keys",
+                "redis_evicted_keys",
+                "Keys evicted because of maxmemory.",
+            ),
+            (
+                "expired_keys",
+                "redis_expired_keys",
+                "Keys removed because their TTL ran out.",
+            ),
+            (
+                "total_commands_processed",
+                "redis_commands_processed",
+                "Commands processed.",
+            ),
+        ];
+        for (key, name, help) in counters {
+            if let Some(v) = num(key) {
+                s.counter(name, help, None).value(v);
+            }
+        }
+        let mut dbs: Vec<(&str, f64)> = info
+            .iter()
+            .filter(|(k, _)| k.starts_with("db") && k[2..].chars().all(|c| c.is_ascii_digit()))
+            .filter_map(|(k, v)| {
+                let keys = v.split(',').find_map(|p| p.strip_prefix("keys="))?;
+                Some((*k, keys.parse().ok()?))
+            })
+            .collect();
+        dbs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut f = s.gauge(
+            "redis_db_keys",
+            "Keys per Redis database (INFO keyspace).",
+            None,
+        );
+        for (db, n) in &dbs {
+            f.sample(&[("db", db)], *n);
+        }
+
+        if !self.config.namespaces.is_empty() {
+            let counts = self.scan_namespaces(&mut c).await.map_err(down)?;
+            let mut f = s.gauge(
+                "redis_namespace_keys",
+                "Keys per cache namespace (<namespace>:*), counted with SCAN.",
+                None,
+            );
+            for (ns, n, _) in &counts {
+                f.sample(&[("namespace", ns)], *n as f64);
+            }
+            let mut f = s.gauge(
+                "redis_namespace_scan_complete",
+                "1 if the namespace SCAN finished within its budget, else 0 (the count is a lower bound).",
+                None,
+            );
+            for (ns, _, complete) in &counts {
+                f.sample(&[("namespace", ns)], f64::from(u8::from(*complete)));
+            }
+        }
+        Ok(s)
+    }
+
+    /// SCAN each namespace under the shared time and key budget.
+    async fn scan_namespaces(
+        &self,
+        c: &mut MultiplexedConnection,
+    ) -> Result<Vec<(String, u64, bool)>, redis::RedisError> {
+        let deadline = Instant::now() + self.config.scan_budget;
+        let mut examined = 0u64;
+        let mut out = Vec::new();
+        for ns in &self.config.namespaces {
+            let pattern = format!("{ns}:*");
+            let mut cursor: u64 = 0;
+            let mut count = 0u64;
+            let mut complete = true;
+            loop {
+                if Instant::now() >= deadline || examined >= self.config.scan_max_keys {
+                    complete = false;
+                    break;
+                }
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(c)
+                    .await?;
+                count += keys.len() as u64;
+                examined += 1000;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            out.push((ns.clone(), count, complete));
+        }
+        Ok(out)
+    }
+}
+
+impl Source for RedisCollector {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
+        Box::pin(async move {
+            let result = self.read().await;
+            if result.is_err() {
+                self.forget_connection().await;
+            }
+            let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok(s) => {
+                    *snapshot = s;
+                    *last_error = None;
+                    Ok(())
+                }
+                Err(e) => {
+                    *snapshot = down_snapshot();
+                    *last_error = Some(e.to_string());
+                    Err(e.into())
+                }
+            }
+        })
+    }
+
+    fn clear(&self) {
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = down_snapshot();
+        // A timed-out request may have left the connection mid-reply.
+        if let Ok(mut slot) = self.connection.try_lock() {
+            *slot = None;
+        }
+    }
+}
+
+impl Collector for RedisCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .encode(&mut e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_lines() {
+        let text = "# Clients\r\nconnected_clients:3\r\nblocked_clients:0\r\n\r\n# Keyspace\r\ndb0:keys=12,expires=3,avg_ttl=0\r\n";
+        let info = parse_info(text);
+        assert_eq!(info["connected_clients"], "3");
+        assert_eq!(info["db0"], "keys=12,expires=3,avg_ttl=0");
+    }
+}

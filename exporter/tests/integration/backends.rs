@@ -1,0 +1,530 @@
+//! PostgreSQL, Redis, app-probe and backup collectors against real servers
+//! the tests start, kill and restart; deadlines against a server that
+//! accepts and never answers.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::helpers::{sample, Exporter};
+use crate::services::{Postgres, Redis, LLMCHAT_SCHEMA};
+
+const TOKEN: &str = "admin-token-for-tests-0123456789";
+
+fn only(collector: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "host", "logs", "access", "database", "redis", "app", "backup",
+    ]
+    .iter()
+    .filter(|c| **c != collector)
+    .map(|c| format!("--no-collector.{c}"))
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn start(args: &[String]) -> Exporter {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Exporter::start_with_env(&refs, &[("LLMCHAT_EXPORTER_WEB_ADMIN_TOKEN", TOKEN)])
+}
+
+/// A scrape as Prometheus sends it, with its scrape timeout; returns the
+/// text and how long it took.
+fn scrape_with_timeout(e: &Exporter, seconds: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", e.base))
+        .header("X-Prometheus-Scrape-Timeout-Seconds", seconds)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().unwrap();
+    (text, started.elapsed())
+}
+
+#[test]
+fn postgres_metrics_match_what_sql_says_and_survive_a_crash() {
+    let mut pg = Postgres::start();
+    pg.psql(LLMCHAT_SCHEMA);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("exporter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[database]
+url = "{}"
+[[database.custom_queries]]
+name = "sessions_by_user_prefix"
+help = "Sessions by the first letter of the user id."
+sql = "SELECT substr(user_id, 1, 1) AS prefix, count(*) AS n FROM chat_sessions GROUP BY 1"
+value = "n"
+labels = ["prefix"]
+[[database.custom_queries]]
+name = "broken"
+help = "A query against a table that does not exist."
+sql = "SELECT count(*) AS n FROM no_such_table"
+value = "n"
+"#,
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let e = start(&only(
+        "database",
+        &["--config.file", config.to_str().unwrap()],
+    ));
+    let text = e.scrape_text();
+    let s = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
+    assert_eq!(s("llmchat_database_up", &[]), Some(1.0));
+    assert_eq!(
+        s(
+            "llmchat_exporter_collector_success",
+            &[("collector", "database")]
+        ),
+        Some(1.0)
+    );
+    assert!(s("llmchat_database_ping_duration_seconds", &[]).unwrap() < 1.0);
+    assert_eq!(s("llmchat_active_sessions", &[]), Some(7.0));
+    assert_eq!(s("llmchat_expired_sessions", &[]), Some(3.0));
+    assert_eq!(s("llmchat_orphaned_messages", &[]), Some(4.0));
+    assert_eq!(
+        s(
+            "llmchat_agents",
+            &[("provider", "openai"), ("active", "true")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        s(
+            "llmchat_agents",
+            &[("provider", "openai"), ("active", "false")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s(
+            "llmchat_agents",
+            &[("provider", "anthropic"), ("active", "true")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s("llmchat_database_connections_max", &[]),
+        Some(pg.psql_f64("SHOW max_connections"))
+    );
+    assert!(s("llmchat_database_connections", &[("state", "active")]).unwrap() >= 1.0);
+    let size = pg.psql_f64("SELECT pg_database_size('llmchat')");
+    let got = s("llmchat_database_size_bytes", &[]).unwrap();
+    assert!((got - size).abs() / size < 0.05, "size {got} vs {size}");
+    assert_eq!(
+        s(
+            "llmchat_database_table_size_bytes",
+            &[("table", "messages")]
+        ),
+        Some(pg.psql_f64("SELECT pg_total_relation_size('messages')"))
+    );
+    // Table statistics as pg_stat_user_tables has them.
+    for (metric, column) in [
+        ("llmchat_database_table_live_tuples", "n_live_tup"),
+        ("llmchat_database_table_dead_tuples", "n_dead_tup"),
+        ("llmchat_database_table_inserted_rows_total", "n_tup_ins"),
+        ("llmchat_database_table_deleted_rows_total", "n_tup_del"),
+    ] {
+        let want = pg.psql_f64(&format!(
+            "SELECT {column} FROM pg_stat_user_tables WHERE relname = 'messages'"
+        ));
+        assert_eq!(s(metric, &[("table", "messages")]), Some(want), "{metric}");
+    }
+    assert_eq!(
+        s(
+            "llmchat_database_table_inserted_rows_total",
+            &[("table", "messages")]
+        ),
+        Some(26.0)
+    );
+    assert!(s(
+        "llmchat_database_table_last_analyze_timestamp_seconds",
+        &[("table", "agents")]
+    )
+    .is_some());
+    // The custom query, and the broken one failing alone.
+    assert_eq!(
+        s("llmchat_custom_sessions_by_user_prefix", &[("prefix", "u")]),
+        Some(12.0)
+    );
+    assert_eq!(
+        s("llmchat_custom_sessions_by_user_prefix", &[("prefix", "x")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        s("llmchat_custom_query_success", &[("query", "broken")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s(
+            "llmchat_custom_query_success",
+            &[("query", "sessions_by_user_prefix")]
+        ),
+        Some(1.0)
+    );
+    assert!(!text.contains("llmchat_custom_broken"));
+    assert_eq!(e.get("/health/db").status(), 200);
+
+    // Crash: the scrape still answers within its deadline, reporting down.
+    pg.kill();
+    let (text, took) = scrape_with_timeout(&e, "3");
+    assert!(took < Duration::from_secs(3), "scrape took {took:?}");
+    assert_eq!(sample(&text, "llmchat_database_up", &[]), Some(0.0));
+    assert_eq!(
+        sample(
+            &text,
+            "llmchat_exporter_collector_success",
+            &[("collector", "database")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "llmchat_active_sessions", &[]),
+        None,
+        "no stale values"
+    );
+    let r = e.get("/health/db");
+    assert_eq!(r.status(), 503);
+    let body = r.text().unwrap();
+    assert!(body.contains("\"status\":\"unhealthy\""), "{body}");
+
+    // Back again: the pool reconnects by itself.
+    pg.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (text, _) = scrape_with_timeout(&e, "3");
+        if sample(&text, "llmchat_database_up", &[]) == Some(1.0) {
+            assert_eq!(sample(&text, "llmchat_active_sessions", &[]), Some(7.0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "database metrics did not recover"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(e.get("/health/db").status(), 200);
+}
+
+#[test]
+fn database_password_never_shows() {
+    let secret = "Sup3rSecretPassw0rd";
+    let port = crate::helpers::free_port();
+    let url = format!("postgres://llmchat:{secret}@127.0.0.1:{port}/llmchat");
+    let e = Exporter::start_with_env(
+        &only("database", &[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &[
+            ("LLMCHAT_EXPORTER_DATABASE_URL", url.as_str()),
+            ("LLMCHAT_EXPORTER_WEB_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    let text = e.scrape_text();
+    assert_eq!(sample(&text, "llmchat_database_up", &[]), Some(0.0));
+    let detailed = reqwest::blocking::Client::new()
+        .get(format!("{}/health/detailed", e.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(detailed.contains("database"), "{detailed}");
+    for body in [
+        text,
+        detailed,
+        e.get("/health/db").text().unwrap(),
+        e.get("/").text().unwrap(),
+    ] {
+        assert!(!body.contains(secret), "password leaked: {body}");
+    }
+}
+
+#[test]
+fn redis_metrics_match_info_and_survive_a_restart() {
+    let mut redis = Redis::start();
+    redis.cli(&["CONFIG", "SET", "maxmemory", "104857600"]);
+    let mut commands = String::new();
+    for i in 0..4 {
+        commands.push_str(&format!("SET agents:{i} a\n"));
+    }
+    for i in 0..2500 {
+        commands.push_str(&format!("SET messages:{i} m\n"));
+    }
+    commands.push_str(
+        "SET unrelated x\nGET agents:1\nGET agents:missing\nSELECT 1\nSET sessions:1 s\n",
+    );
+    redis.pipe(&commands);
+    let e = start(&only(
+        "redis",
+        &[
+            "--redis.url",
+            &redis.url(),
+            "--redis.namespaces",
+            "agents,messages,sessions",
+        ],
+    ));
+    let text = e.scrape_text();
+    let s = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
+    assert_eq!(s("llmchat_redis_up", &[]), Some(1.0));
+    assert_eq!(
+        s("llmchat_redis_namespace_keys", &[("namespace", "agents")]),
+        Some(4.0)
+    );
+    assert_eq!(
+        s("llmchat_redis_namespace_keys", &[("namespace", "messages")]),
+        Some(2500.0)
+    );
+    // sessions:1 went to db 1; SCAN looks at the URL's database (0).
+    assert_eq!(
+        s("llmchat_redis_namespace_keys", &[("namespace", "sessions")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s(
+            "llmchat_redis_namespace_scan_complete",
+            &[("namespace", "messages")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(s("llmchat_redis_db_keys", &[("db", "db0")]), Some(2505.0));
+    assert_eq!(s("llmchat_redis_db_keys", &[("db", "db1")]), Some(1.0));
+    assert_eq!(s("llmchat_redis_memory_max_bytes", &[]), Some(104857600.0));
+    assert!(s("llmchat_redis_memory_used_bytes", &[]).unwrap() > 0.0);
+    assert!(s("llmchat_redis_connections_active", &[]).unwrap() >= 1.0);
+    for (metric, key) in [
+        ("llmchat_redis_keyspace_hits_total", "keyspace_hits"),
+        ("llmchat_redis_keyspace_misses_total", "keyspace_misses"),
+        ("llmchat_redis_evicted_keys_total", "evicted_keys"),
+    ] {
+        assert_eq!(s(metric, &[]), Some(redis.info(key)), "{metric}");
+    }
+    assert_eq!(s("llmchat_redis_keyspace_hits_total", &[]), Some(1.0));
+    assert_eq!(s("llmchat_redis_keyspace_misses_total", &[]), Some(1.0));
+    assert_eq!(e.get("/health/redis").status(), 200);
+
+    redis.kill();
+    let (text, took) = scrape_with_timeout(&e, "3");
+    assert!(took < Duration::from_secs(3), "scrape took {took:?}");
+    assert_eq!(sample(&text, "llmchat_redis_up", &[]), Some(0.0));
+    assert_eq!(
+        sample(
+            &text,
+            "llmchat_redis_namespace_keys",
+            &[("namespace", "agents")]
+        ),
+        None
+    );
+    assert_eq!(e.get("/health/redis").status(), 503);
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (text, _) = scrape_with_timeout(&e, "3");
+        if sample(&text, "llmchat_redis_up", &[]) == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "redis metrics did not recover");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(e.get("/health/redis").status(), 200);
+}
+
+/// Accepts connections and never answers, like a wedged server.
+fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if let Ok((s, _)) = listener.accept() {
+                held.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn services_that_accept_and_never_answer_cannot_hold_the_scrape() {
+    let (port, _hole) = black_hole();
+    let mut args: Vec<String> = [
+        "--no-collector.logs",
+        "--no-collector.access",
+        "--no-collector.backup",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "--database.url".to_string(),
+        format!("postgres://postgres@127.0.0.1:{port}/llmchat"),
+        "--redis.url".to_string(),
+        format!("redis://127.0.0.1:{port}"),
+        "--app.url".to_string(),
+        format!("http://127.0.0.1:{port}"),
+    ]);
+    let e = start(&args);
+    for _ in 0..2 {
+        let (text, took) = scrape_with_timeout(&e, "2");
+        assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
+        for (up, collector) in [
+            ("llmchat_database_up", "database"),
+            ("llmchat_redis_up", "redis"),
+            ("llmchat_app_up", "app"),
+        ] {
+            assert_eq!(sample(&text, up, &[]), Some(0.0), "{up}");
+            assert_eq!(
+                sample(
+                    &text,
+                    "llmchat_exporter_collector_success",
+                    &[("collector", collector)]
+                ),
+                Some(0.0)
+            );
+        }
+        // Everything else is still there.
+        assert!(sample(&text, "llmchat_host_memory_total_bytes", &[]).is_some());
+        assert_eq!(
+            sample(
+                &text,
+                "llmchat_exporter_collector_success",
+                &[("collector", "host")]
+            ),
+            Some(1.0)
+        );
+    }
+}
+
+/// A stand-in LLMChat backend answering the guide's health endpoints.
+fn fake_backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = match path {
+                "/health" => (
+                    "200 OK",
+                    r#"{"status":"degraded","checks":[{"name":"database","status":"healthy"},{"name":"redis","status":"unhealthy"},{"name":"disk","status":"healthy"}],"uptime":12.5}"#,
+                ),
+                "/health/db" => ("200 OK", r#"{"status":"healthy"}"#),
+                _ => ("503 Service Unavailable", r#"{"status":"unhealthy"}"#),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn app_probe_reads_the_backends_health_endpoints() {
+    let port = fake_backend();
+    let e = start(&only(
+        "app",
+        &["--app.url", &format!("http://127.0.0.1:{port}")],
+    ));
+    let text = e.scrape_text();
+    let s = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
+    assert_eq!(s("llmchat_app_up", &[]), Some(1.0));
+    assert_eq!(
+        s("llmchat_app_health_status", &[("status", "degraded")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s("llmchat_app_health_status", &[("status", "healthy")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s("llmchat_app_health_check_up", &[("check", "database")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s("llmchat_app_health_check_up", &[("check", "redis")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s("llmchat_app_endpoint_up", &[("endpoint", "health_db")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s("llmchat_app_endpoint_up", &[("endpoint", "health_redis")]),
+        Some(0.0)
+    );
+    assert!(
+        s(
+            "llmchat_app_probe_duration_seconds",
+            &[("endpoint", "health")]
+        )
+        .unwrap()
+            < 1.0
+    );
+}
+
+#[test]
+fn backups_of_each_kind_and_an_empty_newest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: usize, age_hours: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+        let when = SystemTime::now() - Duration::from_secs(age_hours * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        when.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    write("database_20261124_020000.sql", 5000, 48);
+    let newest_db = write("database_20261125_020000.sql", 0, 24);
+    write("application_20261125_020000.tar.gz", 300, 24);
+    let newest_uploads = write("uploads_20261126_020000.tar.gz", 1234, 1);
+    write("uploads_20261125_020000.tar.gz", 99, 25);
+    write("notes.txt", 10, 1);
+    let e = start(&only(
+        "backup",
+        &["--backup.dir", dir.path().to_str().unwrap()],
+    ));
+    let text = e.scrape_text();
+    let s = |name: &str, kind: &str| sample(&text, name, &[("kind", kind)]);
+    assert_eq!(s("llmchat_backup_files", "database"), Some(2.0));
+    assert_eq!(s("llmchat_backup_files", "config"), Some(0.0));
+    assert_eq!(s("llmchat_backup_newest_size_bytes", "database"), Some(0.0));
+    assert_eq!(s("llmchat_backup_newest_empty", "database"), Some(1.0));
+    assert!(
+        (s("llmchat_backup_newest_timestamp_seconds", "database").unwrap() - newest_db).abs() < 1.0
+    );
+    assert_eq!(
+        s("llmchat_backup_newest_size_bytes", "uploads"),
+        Some(1234.0)
+    );
+    assert_eq!(s("llmchat_backup_newest_empty", "uploads"), Some(0.0));
+    assert!(
+        (s("llmchat_backup_newest_timestamp_seconds", "uploads").unwrap() - newest_uploads).abs()
+            < 1.0
+    );
+    assert_eq!(s("llmchat_backup_newest_size_bytes", "config"), None);
+    assert_eq!(sample(&text, "llmchat_backup_dir_exists", &[]), Some(1.0));
+}

@@ -1,0 +1,313 @@
+//! Real PostgreSQL and Redis servers that a test starts, kills and
+//! restarts itself. A missing server binary is a failure, not a skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::free_port;
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The directory of Debian's (or any) PostgreSQL server binaries.
+fn pg_bindir() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort();
+    candidates
+        .into_iter()
+        .rev()
+        .find(|p| p.join("postgres").exists())
+        .or_else(|| {
+            let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+            Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        })
+        .filter(|p| p.join("initdb").exists())
+        .expect("PostgreSQL server binaries not found (apt-get install postgresql)")
+}
+
+/// A command run as the `postgres` user when we are root (PostgreSQL
+/// refuses to run as root).
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+pub struct Postgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Postgres {
+    /// initdb into a temp dir and start the server on a free port.
+    pub fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("llmchat-pg")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown of the data directory failed");
+        }
+        let bin = pg_bindir();
+        let out = as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Postgres {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        pg.restart();
+        pg.psql_db("postgres", "CREATE DATABASE llmchat");
+        pg
+    }
+
+    /// Starts (again) on the same data directory and port.
+    pub fn restart(&mut self) {
+        let child = as_postgres(&pg_bindir().join("postgres"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new("pg_isready")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "postgres did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server as a crash would (SIGKILL to the postmaster).
+    pub fn kill(&mut self) {
+        let pid_file = self.dir.path().join("data/postmaster.pid");
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            let pid = text.lines().next().unwrap_or_default().trim().to_string();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            // The backends go with it once the postmaster is gone.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Command::new("kill")
+                .args(["-0", &pid])
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                assert!(Instant::now() < deadline, "postgres did not die");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Let orphaned backends exit before the port is reused.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("pgrep")
+            .args(["-f", &format!("postgres.*{}", self.dir.path().display())])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(pid_file);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/llmchat", self.port)
+    }
+
+    pub fn psql_db(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+            .output()
+            .expect("psql (apt-get install postgresql-client)");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.psql_db("llmchat", sql)
+    }
+
+    pub fn psql_f64(&self, sql: &str) -> f64 {
+        self.psql(sql)
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number from {sql}"))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The guide's schema with known contents.
+pub const LLMCHAT_SCHEMA: &str = "
+CREATE TABLE agents (id serial PRIMARY KEY, provider text, is_active boolean);
+CREATE TABLE chat_sessions (id serial PRIMARY KEY, user_id text NOT NULL, updated_at timestamptz NOT NULL);
+CREATE TABLE messages (id serial PRIMARY KEY, session_id int NOT NULL, created_at timestamptz NOT NULL, content text);
+CREATE INDEX idx_messages_session_created ON messages(session_id, created_at);
+CREATE INDEX idx_sessions_user_updated ON chat_sessions(user_id, updated_at);
+INSERT INTO agents(provider, is_active) VALUES ('openai', true), ('openai', true), ('anthropic', true), ('openai', false);
+-- 7 active (updated 5 minutes ago), 5 idle, 3 expired (40 days).
+INSERT INTO chat_sessions(user_id, updated_at) SELECT 'u' || g, now() - interval '5 minutes' FROM generate_series(1, 7) g;
+INSERT INTO chat_sessions(user_id, updated_at) SELECT 'u' || g, now() - interval '2 hours' FROM generate_series(1, 5) g;
+INSERT INTO chat_sessions(user_id, updated_at) SELECT 'x' || g, now() - interval '40 days' FROM generate_series(1, 3) g;
+-- 20 messages of session 1, 4 orphaned and 100 days old, 2 orphaned but young.
+INSERT INTO messages(session_id, created_at, content) SELECT 1, now(), 'hi' FROM generate_series(1, 20);
+INSERT INTO messages(session_id, created_at, content) SELECT 9999, now() - interval '100 days', 'old' FROM generate_series(1, 4);
+INSERT INTO messages(session_id, created_at, content) SELECT 9999, now() - interval '10 days', 'young' FROM generate_series(1, 2);
+DELETE FROM messages WHERE id IN (1, 2, 3);
+ANALYZE;
+";
+
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.try_cli(&["PING"]).as_deref() != Some("PONG") {
+            assert!(Instant::now() < deadline, "redis did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args).expect("redis-cli")
+    }
+
+    /// Feeds commands through `redis-cli` on stdin (one per line).
+    pub fn pipe(&self, commands: &str) {
+        let out = crate::helpers::run_with_stdin(
+            "redis-cli",
+            &["-h", "127.0.0.1", "-p", &self.port.to_string()],
+            commands.as_bytes(),
+        );
+        assert!(out.status.success());
+    }
+
+    /// One field of INFO.
+    pub fn info(&self, key: &str) -> f64 {
+        let text = self.cli(&["INFO"]);
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("INFO has no {key}"))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
