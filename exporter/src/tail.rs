@@ -144,6 +144,8 @@ struct Followed {
     current: Option<Reader>,
     retired: Vec<Retired>,
     exists: bool,
+    /// A file was open at this path before: the next one replaces it.
+    had_file: bool,
 }
 
 /// Follows a fixed list of paths; `file` indexes in [`Sink`] calls are
@@ -165,6 +167,7 @@ impl<S: Sink> Tailer<S> {
                     current: None,
                     retired: Vec::new(),
                     exists: false,
+                    had_file: false,
                 })
                 .collect(),
             sink,
@@ -190,6 +193,7 @@ impl<S: Sink> Tailer<S> {
                 Ok(Some(reader)) => {
                     followed.current = Some(reader);
                     followed.exists = true;
+                    followed.had_file = true;
                 }
                 Ok(None) => followed.exists = false,
                 Err(e) => {
@@ -242,12 +246,18 @@ impl<S: Sink> Tailer<S> {
                         reader: old,
                         idle_since: now,
                     });
-                    sink.rotated(index, Rotation::Replaced);
                 }
                 if followed.current.is_none() {
                     // Appeared (or re-appeared) after start-up: all of it is new.
                     match open_at(&followed.path, false) {
                         Ok(Some(mut reader)) => {
+                            // Counted here, not when the old file went: a
+                            // rename and a create may fall into one sync or
+                            // two, and either way it is one rotation.
+                            if followed.had_file {
+                                sink.rotated(index, Rotation::Replaced);
+                            }
+                            followed.had_file = true;
                             if let Err(e) = drain(&mut reader, index, sink, options, buf) {
                                 tracing::warn!(path = %followed.path.display(), error = %e, "log read failed");
                             }
@@ -549,6 +559,22 @@ mod tests {
         append(&p, b"three\n");
         t.sync_all();
         assert_eq!(lines(&t), vec![&b"one"[..], b"two", b"three"]);
+        assert_eq!(t.sink.rotations, vec![Rotation::Replaced]);
+    }
+
+    #[test]
+    fn rename_and_create_seen_in_two_syncs_count_one_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        std::fs::rename(&p, dir.path().join("a.log.1")).unwrap();
+        t.sync_all();
+        assert!(!t.exists(0));
+        append(&p, b"new\n");
+        t.sync_all();
+        assert_eq!(lines(&t), vec![&b"new"[..]]);
         assert_eq!(t.sink.rotations, vec![Rotation::Replaced]);
     }
 

@@ -305,12 +305,15 @@ impl DatabaseCollector {
 
         let q = &self.config.queries;
         let window = self.config.active_window.as_secs_f64();
-        let (connections, max, tables, active, agents, costly, custom) = tokio::join!(
+        // max_connections rides along with the connection counts: one round
+        // trip less on a pool of two.
+        let (connections, tables, active, agents, costly, custom) = tokio::join!(
             sqlx::query(
-                "SELECT coalesce(state, 'unknown') AS state, count(*)::float8 FROM pg_stat_activity WHERE datname = current_database() GROUP BY 1"
+                "SELECT coalesce(state, 'unknown') AS state, count(*)::float8, \
+                 (SELECT setting::float8 FROM pg_settings WHERE name = 'max_connections') \
+                 FROM pg_stat_activity WHERE datname = current_database() GROUP BY 1"
             )
             .fetch_all(&self.pool),
-            self.number("SELECT setting::float8 FROM pg_settings WHERE name = 'max_connections'", None),
             sqlx::query(
                 "SELECT relname::text, n_live_tup::float8, n_dead_tup::float8, n_tup_ins::float8, n_tup_upd::float8, n_tup_del::float8, \
                  extract(epoch FROM last_vacuum)::float8, extract(epoch FROM last_autovacuum)::float8, \
@@ -365,20 +368,17 @@ impl DatabaseCollector {
                     None,
                 )
                 .value(active_count);
+                if let Some(max) = rows.first().and_then(|r| column_f64(r, 2)) {
+                    s.gauge(
+                        "database_connections_max",
+                        "PostgreSQL's max_connections.",
+                        None,
+                    )
+                    .value(max);
+                }
                 failed.push(("connections", false));
             }
             Err(_) => failed.push(("connections", true)),
-        }
-        match max {
-            Ok(v) => {
-                s.gauge(
-                    "database_connections_max",
-                    "PostgreSQL's max_connections.",
-                    None,
-                )
-                .value(v);
-            }
-            Err(_) => failed.push(("connections_max", true)),
         }
         match tables {
             Ok(rows) => {

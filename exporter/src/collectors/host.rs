@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use prometheus_client::collector::Collector;
@@ -71,8 +71,16 @@ struct Snapshot {
     backend: BackendProcess,
 }
 
+/// How often the whole process table is scanned for the backend by name;
+/// in between, only the processes found last time are re-read (a full scan
+/// reads /proc for every process, the costliest part of a host scrape).
+const PROCESS_RESCAN: Duration = Duration::from_secs(15);
+
 struct Reader {
     system: System,
+    /// Processes matched by name at the last full scan, and when it was.
+    matched: Vec<Pid>,
+    last_scan: Option<Instant>,
     disks: Disks,
     last_cpu_refresh: Option<Instant>,
     cpu_usage_ratio: Option<f64>,
@@ -100,6 +108,8 @@ impl HostCollector {
         system.refresh_cpu_usage();
         let reader = Reader {
             system,
+            matched: Vec::new(),
+            last_scan: None,
             disks: Disks::new().map_err(HostError::Disks)?,
             last_cpu_refresh: Some(Instant::now()),
             cpu_usage_ratio: None,
@@ -195,12 +205,31 @@ impl Reader {
                 .refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, kind);
             vec![pid]
         } else {
-            self.system
-                .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
-            self.system
-                .processes_by_exact_name(self.process_name.as_ref())
-                .map(|p| p.pid())
-                .collect()
+            // Re-read the processes found last time; a full scan when one of
+            // them is gone (a restart has a new pid) or when it is due, so a
+            // backend that starts later is found within PROCESS_RESCAN.
+            let vanished = !self.matched.is_empty() && {
+                self.system.refresh_processes_specifics(
+                    ProcessesToUpdate::Some(&self.matched),
+                    true,
+                    kind,
+                );
+                self.matched
+                    .iter()
+                    .any(|p| self.system.process(*p).is_none())
+            };
+            let due = self.last_scan.is_none_or(|t| t.elapsed() >= PROCESS_RESCAN);
+            if vanished || due {
+                self.system
+                    .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+                self.last_scan = Some(Instant::now());
+                self.matched = self
+                    .system
+                    .processes_by_exact_name(self.process_name.as_ref())
+                    .map(|p| p.pid())
+                    .collect();
+            }
+            self.matched.clone()
         };
         let mut found = BackendProcess::default();
         for pid in pids {

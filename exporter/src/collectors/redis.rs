@@ -33,6 +33,9 @@ pub struct RedisConfig {
     pub scan_budget: Duration,
     /// Keys examined at most per scrape by the namespace SCAN.
     pub scan_max_keys: u64,
+    /// How long namespace counts are reused (a SCAN walks the keyspace).
+    #[serde(with = "crate::config::duration")]
+    pub scan_interval: Duration,
 }
 
 impl Default for RedisConfig {
@@ -42,6 +45,7 @@ impl Default for RedisConfig {
             namespaces: vec!["agents".into(), "sessions".into(), "messages".into()],
             scan_budget: Duration::from_millis(500),
             scan_max_keys: 100_000,
+            scan_interval: Duration::from_secs(30),
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct RedisCollector {
     connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     snapshot: Mutex<Snapshot>,
     last_error: Mutex<Option<String>>,
+    namespaces: tokio::sync::Mutex<Option<(Instant, Vec<NamespaceCount>)>>,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -79,6 +84,9 @@ fn down_snapshot() -> Snapshot {
     .value(0.0);
     s
 }
+
+/// (namespace, keys counted, whether the SCAN finished within budget).
+type NamespaceCount = (String, u64, bool);
 
 /// INFO's `key:value` lines.
 pub fn parse_info(text: &str) -> HashMap<&str, &str> {
@@ -104,6 +112,7 @@ impl RedisCollector {
             connection: tokio::sync::Mutex::new(None),
             snapshot: Mutex::new(down_snapshot()),
             last_error: Mutex::new(None),
+            namespaces: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -175,7 +184,15 @@ impl RedisCollector {
             .await
             .map_err(down)?;
         let ping = start.elapsed().as_secs_f64();
-        let info: String = redis::cmd("INFO").query_async(&mut c).await.map_err(down)?;
+        // INFO and the namespace SCANs share the multiplexed connection.
+        let mut info_conn = c.clone();
+        let info_cmd = redis::cmd("INFO");
+        let (info, counts) = tokio::join!(
+            info_cmd.query_async::<String>(&mut info_conn),
+            self.namespace_counts(&c),
+        );
+        let info = info.map_err(down)?;
+        let counts = counts.map_err(down)?;
         let info = parse_info(&info);
         let num = |key: &str| info.get(key).and_then(|v| v.trim().parse::<f64>().ok());
 
@@ -274,10 +291,9 @@ impl RedisCollector {
         }
 
         if !self.config.namespaces.is_empty() {
-            let counts = self.scan_namespaces(&mut c).await.map_err(down)?;
             let mut f = s.gauge(
                 "redis_namespace_keys",
-                "Keys per cache namespace (<namespace>:*), counted with SCAN.",
+                "Keys per cache namespace (<namespace>:*), counted with SCAN (reused for redis.scan_interval).",
                 None,
             );
             for (ns, n, _) in &counts {
@@ -295,42 +311,64 @@ impl RedisCollector {
         Ok(s)
     }
 
-    /// SCAN each namespace under the shared time and key budget.
-    async fn scan_namespaces(
+    /// Namespace counts, reused for `scan_interval`.
+    async fn namespace_counts(
         &self,
-        c: &mut MultiplexedConnection,
-    ) -> Result<Vec<(String, u64, bool)>, redis::RedisError> {
-        let deadline = Instant::now() + self.config.scan_budget;
-        let mut examined = 0u64;
-        let mut out = Vec::new();
-        for ns in &self.config.namespaces {
-            let pattern = format!("{ns}:*");
-            let mut cursor: u64 = 0;
-            let mut count = 0u64;
-            let mut complete = true;
-            loop {
-                if Instant::now() >= deadline || examined >= self.config.scan_max_keys {
-                    complete = false;
-                    break;
-                }
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(c)
-                    .await?;
-                count += keys.len() as u64;
-                examined += 1000;
-                cursor = next;
-                if cursor == 0 {
-                    break;
-                }
-            }
-            out.push((ns.clone(), count, complete));
+        c: &MultiplexedConnection,
+    ) -> Result<Vec<NamespaceCount>, redis::RedisError> {
+        if self.config.namespaces.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let mut cache = self.namespaces.lock().await;
+        if let Some((at, counts)) = cache.as_ref() {
+            if at.elapsed() < self.config.scan_interval {
+                return Ok(counts.clone());
+            }
+        }
+        let deadline = Instant::now() + self.config.scan_budget;
+        // Each namespace gets its share of the key budget; they run at once.
+        let share = (self.config.scan_max_keys / self.config.namespaces.len() as u64).max(1000);
+        let counts = futures_util::future::try_join_all(
+            self.config
+                .namespaces
+                .iter()
+                .map(|ns| scan_namespace(c.clone(), ns, deadline, share)),
+        )
+        .await?;
+        *cache = Some((Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+}
+
+/// SCAN one namespace until done, the deadline, or its key budget.
+async fn scan_namespace(
+    mut c: MultiplexedConnection,
+    ns: &str,
+    deadline: Instant,
+    max_keys: u64,
+) -> Result<NamespaceCount, redis::RedisError> {
+    let pattern = format!("{ns}:*");
+    let mut cursor: u64 = 0;
+    let mut count = 0u64;
+    let mut examined = 0u64;
+    loop {
+        if Instant::now() >= deadline || examined >= max_keys {
+            return Ok((ns.to_string(), count, false));
+        }
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await?;
+        count += keys.len() as u64;
+        examined += 1000;
+        cursor = next;
+        if cursor == 0 {
+            return Ok((ns.to_string(), count, true));
+        }
     }
 }
 

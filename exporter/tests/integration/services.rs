@@ -209,25 +209,8 @@ impl Drop for Postgres {
     }
 }
 
-/// The guide's schema with known contents.
-pub const LLMCHAT_SCHEMA: &str = "
-CREATE TABLE agents (id serial PRIMARY KEY, provider text, is_active boolean);
-CREATE TABLE chat_sessions (id serial PRIMARY KEY, user_id text NOT NULL, updated_at timestamptz NOT NULL);
-CREATE TABLE messages (id serial PRIMARY KEY, session_id int NOT NULL, created_at timestamptz NOT NULL, content text);
-CREATE INDEX idx_messages_session_created ON messages(session_id, created_at);
-CREATE INDEX idx_sessions_user_updated ON chat_sessions(user_id, updated_at);
-INSERT INTO agents(provider, is_active) VALUES ('openai', true), ('openai', true), ('anthropic', true), ('openai', false);
--- 7 active (updated 5 minutes ago), 5 idle, 3 expired (40 days).
-INSERT INTO chat_sessions(user_id, updated_at) SELECT 'u' || g, now() - interval '5 minutes' FROM generate_series(1, 7) g;
-INSERT INTO chat_sessions(user_id, updated_at) SELECT 'u' || g, now() - interval '2 hours' FROM generate_series(1, 5) g;
-INSERT INTO chat_sessions(user_id, updated_at) SELECT 'x' || g, now() - interval '40 days' FROM generate_series(1, 3) g;
--- 20 messages of session 1, 4 orphaned and 100 days old, 2 orphaned but young.
-INSERT INTO messages(session_id, created_at, content) SELECT 1, now(), 'hi' FROM generate_series(1, 20);
-INSERT INTO messages(session_id, created_at, content) SELECT 9999, now() - interval '100 days', 'old' FROM generate_series(1, 4);
-INSERT INTO messages(session_id, created_at, content) SELECT 9999, now() - interval '10 days', 'young' FROM generate_series(1, 2);
-DELETE FROM messages WHERE id IN (1, 2, 3);
-ANALYZE;
-";
+/// The guide's schema with known contents (shared with the benchmark).
+pub const LLMCHAT_SCHEMA: &str = include_str!("../../../tests/fixtures/llmchat-schema.sql");
 
 pub struct Redis {
     pub port: u16,
