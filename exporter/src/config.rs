@@ -303,6 +303,9 @@ pub mod duration {
     about = "Prometheus exporter for LLMChat: traffic, chat, database, cache, host and logs"
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TOML configuration file.
     #[arg(
         long = "config.file",
@@ -643,6 +646,12 @@ pub struct Cli {
         value_name = "FILTER"
     )]
     pub log_level: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write the monthly performance report (the guide's PerformanceAnalyzer) from Prometheus.
+    Report(crate::report::ReportArgs),
 }
 
 /// `--collector.<name>` / `--no-collector.<name>` pairs. The positive form

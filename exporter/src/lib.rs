@@ -11,6 +11,7 @@ pub mod config;
 pub mod exposition;
 pub mod http;
 pub mod log_line;
+pub mod report;
 pub mod route;
 pub mod scrape;
 pub mod shutdown;

@@ -22,6 +22,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some(llmchat_exporter::config::Command::Report(args)) = &cli.command {
+        return report(args);
+    }
     let check_only = cli.config_check;
     let config = match cli.resolve() {
         Ok(c) => c,
@@ -56,6 +59,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `llmchat-exporter report`: exit 1 on any failure, with one clear line.
+fn report(args: &llmchat_exporter::report::ReportArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("llmchat-exporter report: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(llmchat_exporter::report::run(args)) {
+        Ok(where_) => {
+            if where_ != "stdout" {
+                eprintln!("report written to {where_}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("llmchat-exporter report: {e}");
             ExitCode::FAILURE
         }
     }

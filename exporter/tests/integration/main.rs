@@ -8,5 +8,6 @@ mod helpers;
 mod host;
 mod http;
 mod logs;
+mod report;
 mod services;
 mod traffic;

@@ -1,0 +1,142 @@
+//! A small client of the Prometheus HTTP API (`/api/v1/query`,
+//! `/api/v1/query_range`) for the report.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ReportError;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    result: Vec<Series>,
+}
+
+#[derive(Deserialize)]
+struct Series {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    value: Option<(f64, String)>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+pub type Labels = BTreeMap<String, String>;
+
+impl Client {
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, ReportError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ReportError::Argument(
+                "--prometheus.url",
+                format!("{base:?} is not an http(s) URL"),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ReportError::Argument("--prometheus.url", e.to_string()))?;
+        Ok(Client { http, base })
+    }
+
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Vec<Series>, ReportError> {
+        let query = params
+            .iter()
+            .find(|(k, _)| *k == "query")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(params)
+            .send()
+            .await
+            .map_err(|e| ReportError::Unreachable {
+                url: self.base.clone(),
+                reason: e.without_url().to_string(),
+            })?;
+        let status = resp.status();
+        let body: ApiResponse = resp.json().await.map_err(|e| ReportError::Query {
+            query: query.clone(),
+            reason: format!("HTTP {status}, unreadable answer: {}", e.without_url()),
+        })?;
+        if body.status != "success" {
+            return Err(ReportError::Query {
+                query,
+                reason: body.error.unwrap_or_else(|| format!("HTTP {status}")),
+            });
+        }
+        Ok(body.data.map(|d| d.result).unwrap_or_default())
+    }
+
+    /// An instant query whose result is one number (or nothing).
+    pub async fn scalar(&self, query: &str, time: f64) -> Result<Option<f64>, ReportError> {
+        let series = self.vector(query, time).await?;
+        Ok(series.first().map(|(_, v)| *v).filter(|v| !v.is_nan()))
+    }
+
+    /// An instant query: each series' labels and value.
+    pub async fn vector(&self, query: &str, time: f64) -> Result<Vec<(Labels, f64)>, ReportError> {
+        let series = self
+            .get(
+                "/api/v1/query",
+                &[("query", query.to_string()), ("time", format!("{time:.3}"))],
+            )
+            .await?;
+        Ok(series
+            .into_iter()
+            .filter_map(|s| {
+                let (_, v) = s.value?;
+                Some((s.metric, v.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// A range query of one series: (time, value) points.
+    pub async fn range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<(f64, f64)>, ReportError> {
+        let series = self
+            .get(
+                "/api/v1/query_range",
+                &[
+                    ("query", query.to_string()),
+                    ("start", format!("{start:.3}")),
+                    ("end", format!("{end:.3}")),
+                    ("step", format!("{step}")),
+                ],
+            )
+            .await?;
+        Ok(series
+            .into_iter()
+            .next()
+            .map(|s| {
+                s.values
+                    .into_iter()
+                    .filter_map(|(t, v)| Some((t, v.parse().ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
