@@ -1,0 +1,144 @@
+//! Email over SMTP (lettre): STARTTLS, implicit TLS or plain for a local
+//! relay, optional authentication; a multipart text+HTML body; recipients
+//! per severity, as the guide's getAlertEmails.
+
+use std::time::Duration;
+
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::SendError;
+use crate::config::{EmailConfig, SmtpTls};
+use crate::payload::{Notice, Status};
+
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    config: EmailConfig,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Email {
+    pub fn new(c: &EmailConfig, timeout: Duration) -> Result<Self, String> {
+        let mut builder = match c.tls {
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
+                .map_err(|e| format!("channels.email.smtp_host: {e}"))?,
+            SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.smtp_host)
+                .map_err(|e| format!("channels.email.smtp_host: {e}"))?,
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host),
+        };
+        if let Some(port) = c.smtp_port {
+            builder = builder.port(port);
+        }
+        if let (Some(u), Some(p)) = (&c.username, &c.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        let from = c
+            .from
+            .parse()
+            .map_err(|e| format!("channels.email.from {:?}: {e}", c.from))?;
+        Ok(Email {
+            transport: builder.timeout(Some(timeout)).build(),
+            from,
+            config: c.clone(),
+        })
+    }
+
+    fn bodies(notice: &Notice) -> (String, String) {
+        let state = match notice.status {
+            Status::Firing => "FIRING",
+            Status::Resolved => "RESOLVED",
+        };
+        let labels: Vec<String> = notice
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let text = format!(
+            "{state}: {}\nSeverity: {}\nSummary: {}\n\n{}\n\nLabels: {}\nStarted: {}\n{}Source: {}\n",
+            notice.alertname,
+            notice.severity,
+            notice.summary,
+            notice.description,
+            labels.join(", "),
+            notice.starts_at,
+            notice.ends_at.as_ref().map(|e| format!("Ended: {e}\n")).unwrap_or_default(),
+            notice.generator_url,
+        );
+        let rows: String = notice
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td></tr>",
+                    html_escape(k),
+                    html_escape(v)
+                )
+            })
+            .collect();
+        let html = format!(
+            "<html><body><h2>{state}: {}</h2><p><b>Severity:</b> {}</p><p><b>{}</b></p><p>{}</p>\
+             <table>{rows}</table><p><a href=\"{}\">Source</a></p></body></html>",
+            html_escape(&notice.alertname),
+            html_escape(&notice.severity),
+            html_escape(&notice.summary),
+            html_escape(&notice.description),
+            html_escape(&notice.generator_url),
+        );
+        (text, html)
+    }
+
+    pub async fn send(&self, notice: &Notice) -> Result<(), SendError> {
+        let to = self
+            .config
+            .to
+            .get(&notice.severity)
+            .or_else(|| self.config.to.get("default"))
+            .filter(|list| !list.is_empty())
+            .ok_or_else(|| {
+                SendError::Permanent(format!("no recipients for severity {}", notice.severity))
+            })?;
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(notice.subject());
+        for addr in to {
+            let mailbox: Mailbox = addr
+                .parse()
+                .map_err(|e| SendError::Permanent(format!("recipient {addr:?}: {e}")))?;
+            builder = builder.to(mailbox);
+        }
+        let (text, html) = Self::bodies(notice);
+        let message = builder
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(text),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html),
+                    ),
+            )
+            .map_err(|e| SendError::Permanent(e.to_string()))?;
+        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+            if e.is_permanent() {
+                SendError::Permanent(e.to_string())
+            } else {
+                SendError::Retry {
+                    reason: e.to_string(),
+                    after: None,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! The three channels of the guide's `NotificationService`. Each send
+//! either succeeds, fails for now (retried, honouring `Retry-After`), or
+//! fails for good (a 4xx other than 408/429: the message itself is wrong).
+
+pub mod email;
+pub mod slack;
+pub mod webhook;
+
+use std::time::Duration;
+
+use crate::config::{Channel, ChannelsConfig};
+use crate::payload::Notice;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    #[error("{0}")]
+    Permanent(String),
+    #[error("channel {0} is not configured")]
+    NotConfigured(&'static str),
+}
+
+/// Classifies an HTTP answer from Slack or a webhook target.
+pub(crate) fn http_outcome(resp: &reqwest::Response) -> Result<(), SendError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let reason = format!("HTTP {status}");
+    if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+        Err(SendError::Retry { reason, after })
+    } else {
+        Err(SendError::Permanent(reason))
+    }
+}
+
+pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
+    SendError::Retry {
+        // without_url: the URL may carry a token (Slack's does).
+        reason: e.without_url().to_string(),
+        after: None,
+    }
+}
+
+pub struct Senders {
+    http: reqwest::Client,
+    email: Option<email::Email>,
+    config: ChannelsConfig,
+}
+
+impl Senders {
+    pub fn new(config: &ChannelsConfig, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("llmchat-receiver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let email = config
+            .email
+            .as_ref()
+            .map(|c| email::Email::new(c, timeout))
+            .transpose()?;
+        Ok(Senders {
+            http,
+            email,
+            config: config.clone(),
+        })
+    }
+
+    /// Whether a channel is configured and wants this notice (resolved
+    /// notices only where `send_resolved`).
+    pub fn wants(&self, channel: Channel, notice: &Notice) -> bool {
+        let resolved = notice.status == crate::payload::Status::Resolved;
+        match channel {
+            Channel::Email => self
+                .config
+                .email
+                .as_ref()
+                .is_some_and(|c| !resolved || c.send_resolved),
+            Channel::Slack => self
+                .config
+                .slack
+                .as_ref()
+                .is_some_and(|c| !resolved || c.send_resolved),
+            Channel::Webhook => self
+                .config
+                .webhook
+                .as_ref()
+                .is_some_and(|c| !resolved || c.send_resolved),
+        }
+    }
+
+    pub fn slack_url(&self) -> Option<&str> {
+        self.config.slack.as_ref().map(|s| s.webhook_url.as_str())
+    }
+
+    pub async fn send(&self, channel: Channel, notice: &Notice) -> Result<(), SendError> {
+        match channel {
+            Channel::Email => match &self.email {
+                Some(e) => e.send(notice).await,
+                None => Err(SendError::NotConfigured("email")),
+            },
+            Channel::Slack => match &self.config.slack {
+                Some(c) => slack::send(&self.http, c, notice).await,
+                None => Err(SendError::NotConfigured("slack")),
+            },
+            Channel::Webhook => match &self.config.webhook {
+                Some(c) => webhook::send(&self.http, c, notice).await,
+                None => Err(SendError::NotConfigured("webhook")),
+            },
+        }
+    }
+}

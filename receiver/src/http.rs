@@ -1,0 +1,285 @@
+//! The HTTP surface: `POST /webhook` (Alertmanager), `GET /notifications`
+//! (authenticated), `/metrics`, `/health`, `/-/healthy`, `/-/ready`, `/`.
+//! [`handle`] needs no socket, so tests can call it directly.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::channels::Senders;
+use crate::config::{RoutingConfig, WebConfig};
+use crate::metrics::{AlertLabels, Metrics, RequestLabels};
+use crate::payload::{self, Notice};
+use crate::routing;
+use crate::store::{NewNotification, Store};
+
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub senders: Arc<Senders>,
+    pub metrics: Arc<Metrics>,
+    pub web: WebConfig,
+    pub routing: RoutingConfig,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+type Body = Full<Bytes>;
+
+/// Request failures, each with the status that says what the sender must
+/// do: fix the request (4xx) or retry later (503). Messages name the
+/// problem without internals.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed; use {0}")]
+    Method(&'static str),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("request body over the {0}-byte limit")]
+    TooLarge(usize),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the outbox store is unavailable; retry")]
+    Unavailable,
+}
+
+impl RequestError {
+    fn status(&self) -> StatusCode {
+        match self {
+            RequestError::NotFound => StatusCode::NOT_FOUND,
+            RequestError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut resp = json_response(self.status(), &json!({ "error": self.to_string() }));
+        match self {
+            RequestError::Method(allow) => {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            RequestError::Unauthorized(_) => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"llmchat-receiver\""),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(value).unwrap_or_default(),
+    )));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Bearer token or basic auth, as Alertmanager's `http_config` sends them,
+/// compared in constant time.
+fn authorize<B>(web: &WebConfig, req: &Request<B>) -> Result<(), RequestError> {
+    if web.auth_disabled {
+        return Ok(());
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(RequestError::Unauthorized("missing credentials"))?;
+    let eq = |a: &[u8], b: &[u8]| bool::from(a.ct_eq(b));
+    if let (Some(given), Some(token)) = (header.strip_prefix("Bearer "), &web.bearer_token) {
+        if eq(given.as_bytes(), token.as_bytes()) {
+            return Ok(());
+        }
+    }
+    if let (Some(given), Some(user), Some(password)) = (
+        header.strip_prefix("Basic "),
+        &web.basic_username,
+        &web.basic_password,
+    ) {
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        if eq(given.trim().as_bytes(), expected.as_bytes()) {
+            return Ok(());
+        }
+    }
+    Err(RequestError::Unauthorized("wrong credentials"))
+}
+
+pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let is_webhook = req.uri().path() == "/webhook";
+    let result = route(state, req).await;
+    let resp = result.unwrap_or_else(RequestError::into_response);
+    if is_webhook {
+        state
+            .metrics
+            .webhook_requests
+            .get_or_create(&RequestLabels {
+                code: resp.status().as_u16(),
+            })
+            .inc();
+    }
+    resp
+}
+
+async fn route<B>(state: &AppState, req: Request<B>) -> Result<Response<Body>, RequestError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (path.as_str(), &method) {
+        ("/webhook", &Method::POST) => webhook(state, req).await,
+        ("/webhook", _) => Err(RequestError::Method("POST")),
+        ("/notifications", &Method::GET) => {
+            authorize(&state.web, &req)?;
+            notifications(state, req.uri().query().unwrap_or_default()).await
+        }
+        ("/metrics", &Method::GET) => {
+            let mut out = String::new();
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &state.metrics.registry)
+                .map_err(|_| RequestError::Unavailable)?;
+            Ok(text_response(StatusCode::OK, prometheus_client::encoding::prometheus_text::CONTENT_TYPE, out))
+        }
+        ("/health", &Method::GET) => Ok(match state.store.heartbeat().await {
+            Ok(()) => json_response(StatusCode::OK, &json!({"status": "healthy", "store": "writable"})),
+            Err(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unhealthy", "store": "not writable"})),
+        }),
+        ("/-/healthy", &Method::GET) => Ok(text_response(StatusCode::OK, "text/plain", "Healthy\n".into())),
+        ("/-/ready", &Method::GET) => Ok(text_response(StatusCode::OK, "text/plain", "Ready\n".into())),
+        ("/", &Method::GET) => Ok(text_response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            format!(
+                "<!DOCTYPE html><html><head><title>LLMChat Receiver</title></head><body><h1>LLMChat Receiver</h1>\
+                 <p>Version {}</p><ul><li>POST /webhook (Alertmanager, authenticated)</li>\
+                 <li><a href=\"/notifications?status=pending\">/notifications</a> (authenticated)</li>\
+                 <li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/health\">/health</a></li></ul></body></html>",
+                env!("CARGO_PKG_VERSION")
+            ),
+        )),
+        ("/notifications" | "/metrics" | "/health" | "/-/healthy" | "/-/ready" | "/", _) => {
+            Err(RequestError::Method("GET"))
+        }
+        _ => Err(RequestError::NotFound),
+    }
+}
+
+async fn webhook<B>(state: &AppState, req: Request<B>) -> Result<Response<Body>, RequestError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    authorize(&state.web, &req)?;
+    let limit = state.web.body_limit_bytes;
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                RequestError::TooLarge(limit)
+            } else {
+                RequestError::BadRequest("the request body could not be read".into())
+            }
+        })?
+        .to_bytes();
+    let hook = payload::parse(&body).map_err(|e| RequestError::BadRequest(e.to_string()))?;
+    let mut rows = Vec::new();
+    for alert in &hook.alerts {
+        let severity = routing::severity(alert, &state.routing);
+        state
+            .metrics
+            .alerts
+            .get_or_create(&AlertLabels {
+                status: alert.status.as_str(),
+                severity: severity.clone(),
+            })
+            .inc();
+        let notice = Notice::new(&hook, alert, &severity);
+        let payload = serde_json::to_string(&notice).map_err(|_| RequestError::Unavailable)?;
+        for channel in routing::channels(alert, &severity, &state.routing) {
+            if !state.senders.wants(channel, &notice) {
+                continue;
+            }
+            rows.push(NewNotification {
+                dedup_key: format!(
+                    "{}|{}|{}|{}",
+                    alert.fingerprint,
+                    alert.status.as_str(),
+                    alert.starts_at,
+                    channel.as_str()
+                ),
+                channel: channel.as_str().into(),
+                severity: severity.clone(),
+                status: alert.status.as_str().into(),
+                alertname: notice.alertname.clone(),
+                payload: payload.clone(),
+            });
+        }
+    }
+    let stored = state.store.insert(&rows).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot store notifications");
+        RequestError::Unavailable
+    })?;
+    let duplicates = rows.len() - stored;
+    state.metrics.duplicates.inc_by(duplicates as u64);
+    if stored > 0 {
+        state.wake.notify_one();
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"alerts": hook.alerts.len(), "stored": stored, "duplicates": duplicates}),
+    ))
+}
+
+async fn notifications(state: &AppState, query: &str) -> Result<Response<Body>, RequestError> {
+    let status = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("status="))
+        .unwrap_or("pending");
+    if !matches!(status, "pending" | "sent" | "dead") {
+        return Err(RequestError::BadRequest(format!(
+            "status must be pending, sent or dead, not {status:?}"
+        )));
+    }
+    let list = state
+        .store
+        .list(status, 500)
+        .await
+        .map_err(|_| RequestError::Unavailable)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": status, "notifications": list}),
+    ))
+}

@@ -1,0 +1,107 @@
+//! `llmchat-receiver`: takes Alertmanager's webhooks and delivers them by
+//! email, Slack and generic webhooks, by severity as the guide's
+//! `NotificationService` does, through a durable, deduplicating outbox.
+#![forbid(unsafe_code)]
+
+pub mod channels;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod payload;
+pub mod routing;
+pub mod store;
+pub mod worker;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+
+pub use config::{Cli, Config, ConfigError};
+
+/// Opens the store, starts the delivery worker (pending rows from before
+/// a restart included) and serves until `shutdown`.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = config::listen_address(&config.web.listen_address)?;
+    let store = Arc::new(store::Store::open(&config.store.url).await?);
+    let senders = Arc::new(
+        channels::Senders::new(&config.channels, config.delivery.timeout)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let metrics = Arc::new(metrics::Metrics::new());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = worker::Worker {
+        store: store.clone(),
+        senders: senders.clone(),
+        metrics: metrics.clone(),
+        config: config.delivery.clone(),
+        wake: wake.clone(),
+    };
+    let worker = tokio::spawn(worker.run(stop_rx));
+    let state = Arc::new(http::AppState {
+        store,
+        senders,
+        metrics,
+        web: config.web.clone(),
+        routing: config.routing.clone(),
+        wake,
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(address = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "llmchat-receiver listening");
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let state = state.clone();
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(http::handle(&state, req).await) }
+                });
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
+    tracing::info!("llmchat-receiver stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,108 @@
+//! The receiver's own metrics, for `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub status: &'static str,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub channel: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub code: u16,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub alerts: Family<AlertLabels, Counter>,
+    pub notifications: Family<NotificationLabels, Counter>,
+    pub send_duration: Family<ChannelLabels, Histogram>,
+    pub webhook_requests: Family<RequestLabels, Counter>,
+    pub outbox_pending: Gauge,
+    pub outbox_dead: Gauge,
+    pub duplicates: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("llmchat_receiver");
+        let alerts = Family::<AlertLabels, Counter>::default();
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        let send_duration = Family::<ChannelLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        let webhook_requests = Family::<RequestLabels, Counter>::default();
+        let outbox_pending = Gauge::default();
+        let outbox_dead = Gauge::default();
+        let duplicates = Counter::default();
+        registry.register(
+            "alerts_received",
+            "Alerts received from Alertmanager, by status and severity",
+            alerts.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notification send attempts by channel and result (sent, failed, dead)",
+            notifications.clone(),
+        );
+        registry.register_with_unit(
+            "send_duration",
+            "Time of one send attempt, by channel",
+            Unit::Seconds,
+            send_duration.clone(),
+        );
+        registry.register(
+            "webhook_requests",
+            "POST /webhook requests by HTTP status answered",
+            webhook_requests.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Notifications waiting in the outbox",
+            outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_dead",
+            "Notifications dead-lettered after delivery.max_age",
+            outbox_dead.clone(),
+        );
+        registry.register(
+            "duplicate_notifications",
+            "Notifications dropped as duplicates (Alertmanager retries, HA pairs)",
+            duplicates.clone(),
+        );
+        Metrics {
+            registry,
+            alerts,
+            notifications,
+            send_duration,
+            webhook_requests,
+            outbox_pending,
+            outbox_dead,
+            duplicates,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,201 @@
+//! Alertmanager's webhook payload, version 4, and what one alert becomes
+//! for the channels. Unknown fields are ignored; a missing or mistyped
+//! field is refused with its path named.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `endsAt` of an alert that is still firing.
+pub const STILL_FIRING: &str = "0001-01-01T00:00:00Z";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    pub version: String,
+    pub group_key: String,
+    #[serde(default)]
+    pub truncated_alerts: u64,
+    pub status: Status,
+    pub receiver: String,
+    #[serde(default)]
+    pub group_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_annotations: BTreeMap<String, String>,
+    #[serde(default, rename = "externalURL")]
+    pub external_url: String,
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub status: Status,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: String,
+    #[serde(default)]
+    pub ends_at: String,
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("invalid JSON at {path}: {message}")]
+    Json { path: String, message: String },
+    #[error("unsupported payload version {0:?}; expected \"4\"")]
+    Version(String),
+    #[error("alerts[{index}].{field} must not be empty")]
+    Empty { index: usize, field: &'static str },
+}
+
+/// Parses and checks a webhook body.
+pub fn parse(body: &[u8]) -> Result<Webhook, PayloadError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let hook: Webhook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        PayloadError::Json {
+            path: if path == "." { "(body)".into() } else { path },
+            message: inner.to_string(),
+        }
+    })?;
+    de.end().map_err(|e| PayloadError::Json {
+        path: "(body)".into(),
+        message: e.to_string(),
+    })?;
+    if hook.version != "4" {
+        return Err(PayloadError::Version(hook.version));
+    }
+    for (index, a) in hook.alerts.iter().enumerate() {
+        if a.fingerprint.is_empty() {
+            return Err(PayloadError::Empty {
+                index,
+                field: "fingerprint",
+            });
+        }
+        if a.starts_at.is_empty() {
+            return Err(PayloadError::Empty {
+                index,
+                field: "startsAt",
+            });
+        }
+    }
+    Ok(hook)
+}
+
+/// One alert as the channels see it: the normalised document the generic
+/// webhook posts, and what email and Slack render.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub alertname: String,
+    pub status: Status,
+    pub severity: String,
+    pub summary: String,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: String,
+    /// `None` while firing.
+    pub ends_at: Option<String>,
+    pub generator_url: String,
+    pub fingerprint: String,
+    pub group_key: String,
+    pub truncated_alerts: u64,
+    pub external_url: String,
+}
+
+impl Notice {
+    pub fn new(hook: &Webhook, alert: &Alert, severity: &str) -> Self {
+        Notice {
+            alertname: alert
+                .labels
+                .get("alertname")
+                .cloned()
+                .unwrap_or_else(|| "unnamed".into()),
+            status: alert.status,
+            severity: severity.to_string(),
+            summary: alert
+                .annotations
+                .get("summary")
+                .cloned()
+                .unwrap_or_default(),
+            description: alert
+                .annotations
+                .get("description")
+                .cloned()
+                .unwrap_or_default(),
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            starts_at: alert.starts_at.clone(),
+            ends_at: (!alert.ends_at.is_empty() && alert.ends_at != STILL_FIRING)
+                .then(|| alert.ends_at.clone()),
+            generator_url: alert.generator_url.clone(),
+            fingerprint: alert.fingerprint.clone(),
+            group_key: hook.group_key.clone(),
+            truncated_alerts: hook.truncated_alerts,
+            external_url: hook.external_url.clone(),
+        }
+    }
+
+    /// `[LLMChat][CRITICAL] LLMChatHighErrorRate`, or `[RESOLVED]`.
+    pub fn subject(&self) -> String {
+        let tag = match self.status {
+            Status::Resolved => "RESOLVED".to_string(),
+            Status::Firing => self.severity.to_uppercase(),
+        };
+        format!("[LLMChat][{tag}] {}", self.alertname)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const SAMPLE: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"X\"}","truncatedAlerts":0,"status":"firing","receiver":"llmchat","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am:9093","alerts":[{"status":"firing","labels":{"alertname":"LLMChatHighErrorRate","severity":"critical"},"annotations":{"summary":"s"},"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom/graph","fingerprint":"abc","extra":1}],"unknown":true}"#;
+
+    #[test]
+    fn parses_version_4_and_ignores_unknown_fields() {
+        let hook = parse(SAMPLE.as_bytes()).unwrap();
+        let n = Notice::new(&hook, &hook.alerts[0], "critical");
+        assert_eq!(n.subject(), "[LLMChat][CRITICAL] LLMChatHighErrorRate");
+        assert_eq!(n.ends_at, None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse(br#"{"version":"4"}"#).unwrap_err().to_string();
+        assert!(e.contains("groupKey"), "{e}");
+        let bad = SAMPLE.replace(r#""fingerprint":"abc""#, r#""fingerprint":7"#);
+        let e = parse(bad.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("alerts[0].fingerprint"), "{e}");
+        let e = parse(b"{not json").unwrap_err().to_string();
+        assert!(e.starts_with("invalid JSON"), "{e}");
+        let v3 = SAMPLE.replace(r#""version":"4""#, r#""version":"3""#);
+        assert!(parse(v3.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Delivery: takes due notifications from the outbox, sends each with a
+//! timeout, and records the outcome. Failures retry with exponential
+//! backoff and jitter (or the target's `Retry-After`); past
+//! `delivery.max_age` a notification is dead-lettered. Messages to one
+//! Slack webhook are spaced by `delivery.slack_interval`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::channels::{SendError, Senders};
+use crate::config::{Channel, DeliveryConfig};
+use crate::metrics::{ChannelLabels, Metrics, NotificationLabels};
+use crate::payload::Notice;
+use crate::store::{now_ms, Notification, Store};
+
+pub struct Worker {
+    pub store: Arc<Store>,
+    pub senders: Arc<Senders>,
+    pub metrics: Arc<Metrics>,
+    pub config: DeliveryConfig,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// The delay before attempt `attempts + 1`: doubling from `initial`,
+/// capped at `max`, with up to ±20% jitter so retries do not stampede.
+pub fn backoff(attempts: i64, initial: Duration, max: Duration) -> Duration {
+    let exp = initial.saturating_mul(2u32.saturating_pow((attempts.clamp(1, 30) - 1) as u32));
+    let base = exp.min(max);
+    let jitter = 0.8 + fastrand::f64() * 0.4;
+    base.mul_f64(jitter).min(max)
+}
+
+impl Worker {
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut slack_last: HashMap<String, Instant> = HashMap::new();
+        let mut last_purge = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = self.pass(&mut slack_last).await {
+                tracing::warn!(error = %e, "outbox pass failed");
+            }
+            if last_purge.elapsed() > Duration::from_secs(60) {
+                let cutoff = now_ms() - self.config.dedup_window.as_millis() as i64;
+                if let Err(e) = self.store.purge(cutoff).await {
+                    tracing::warn!(error = %e, "outbox purge failed");
+                }
+                last_purge = Instant::now();
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn pass(
+        &self,
+        slack_last: &mut HashMap<String, Instant>,
+    ) -> Result<(), crate::store::StoreError> {
+        loop {
+            let due = self.store.due(now_ms(), 64).await?;
+            if due.is_empty() {
+                break;
+            }
+            for n in due {
+                self.deliver(n, slack_last).await?;
+            }
+        }
+        self.metrics
+            .outbox_pending
+            .set(self.store.count("pending").await?);
+        self.metrics
+            .outbox_dead
+            .set(self.store.count("dead").await?);
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        n: Notification,
+        slack_last: &mut HashMap<String, Instant>,
+    ) -> Result<(), crate::store::StoreError> {
+        let Some(channel) = Channel::parse(&n.channel) else {
+            return self
+                .store
+                .mark_dead(n.id, n.attempts, "unknown channel")
+                .await;
+        };
+        // Slack allows about one message per second per webhook.
+        if channel == Channel::Slack {
+            if let Some(url) = self.senders.slack_url() {
+                if let Some(last) = slack_last.get(url) {
+                    let wait = self.config.slack_interval.saturating_sub(last.elapsed());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        let lease = now_ms() + (self.config.timeout.as_millis() as i64) * 3;
+        if !self.store.claim(&n, lease).await? {
+            return Ok(()); // another worker or replica has it
+        }
+        let notice: Notice = match serde_json::from_str(&n.payload) {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .store
+                    .mark_dead(n.id, n.attempts, &format!("unreadable payload: {e}"))
+                    .await
+            }
+        };
+        let started = Instant::now();
+        let result = self.senders.send(channel, &notice).await;
+        self.metrics
+            .send_duration
+            .get_or_create(&ChannelLabels {
+                channel: channel.as_str(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if channel == Channel::Slack {
+            if let Some(url) = self.senders.slack_url() {
+                slack_last.insert(url.to_string(), Instant::now());
+            }
+        }
+        let attempts = n.attempts + 1;
+        let count = |result: &'static str| {
+            self.metrics
+                .notifications
+                .get_or_create(&NotificationLabels {
+                    channel: channel.as_str(),
+                    result,
+                })
+                .inc();
+        };
+        match result {
+            Ok(()) => {
+                count("sent");
+                tracing::info!(id = n.id, channel = channel.as_str(), alert = %notice.alertname, attempts, "notification sent");
+                self.store.mark_sent(n.id, attempts).await
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let too_old = now_ms() - n.created_ms > self.config.max_age.as_millis() as i64;
+                if matches!(e, SendError::Permanent(_) | SendError::NotConfigured(_)) || too_old {
+                    count("dead");
+                    tracing::error!(id = n.id, channel = channel.as_str(), alert = %notice.alertname, error = %reason, attempts, "notification dead-lettered");
+                    self.store.mark_dead(n.id, attempts, &reason).await
+                } else {
+                    count("failed");
+                    let delay = match e {
+                        SendError::Retry {
+                            after: Some(after), ..
+                        } => after.min(self.config.max_backoff),
+                        _ => backoff(
+                            attempts,
+                            self.config.initial_backoff,
+                            self.config.max_backoff,
+                        ),
+                    };
+                    tracing::warn!(id = n.id, channel = channel.as_str(), alert = %notice.alertname, error = %reason, attempts, retry_in = ?delay, "notification failed; will retry");
+                    self.store
+                        .mark_retry(n.id, attempts, now_ms() + delay.as_millis() as i64, &reason)
+                        .await
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let s = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for _ in 0..100 {
+            let b1 = backoff(1, s, max).as_secs_f64();
+            let b3 = backoff(3, s, max).as_secs_f64();
+            assert!((0.8..=1.2).contains(&b1), "{b1}");
+            assert!((3.2..=4.8).contains(&b3), "{b3}");
+            assert!(backoff(30, s, max) <= max);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the real `llmchat-receiver` binary: one test
+//! binary, shared helpers, real SMTP (a sink in the test), local HTTP
+//! stand-ins for Slack and the webhook target, and a real Alertmanager.
+
+mod delivery;
+mod helpers;
+mod requests;

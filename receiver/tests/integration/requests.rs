@@ -1,0 +1,84 @@
+//! Requests the receiver must refuse, clearly and without storing anything.
+
+use crate::helpers::{config, payload, Receiver, TOKEN};
+
+#[test]
+fn bad_requests_get_4xx_with_a_message_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let cfg = config(
+        dir.path(),
+        &store,
+        None,
+        Some("http://127.0.0.1:9/none"),
+        None,
+    );
+    let r = Receiver::start(&cfg);
+    let good = payload(&[("LLMChatHighErrorRate", "critical", "firing")]);
+
+    let resp = r.post(&good, None);
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().unwrap().contains("missing credentials"));
+    let resp = r.post(&good, Some("wrong-token-wrong-token"));
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().unwrap().contains("wrong credentials"));
+
+    let resp = r.post("{not json", Some(TOKEN));
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().unwrap().contains("invalid JSON"));
+    let wrong_type = good.replace(r#""truncatedAlerts":0"#, r#""truncatedAlerts":"many""#);
+    let resp = r.post(&wrong_type, Some(TOKEN));
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().unwrap().contains("truncatedAlerts"));
+    let missing = good.replace(r#""fingerprint":"fp-LLMChatHighErrorRate""#, r#""other":1"#);
+    let resp = r.post(&missing, Some(TOKEN));
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().unwrap().contains("fingerprint"));
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(8000));
+    let resp = r.post(&huge, Some(TOKEN));
+    assert_eq!(resp.status(), 413);
+    assert!(resp.text().unwrap().contains("limit"));
+
+    for state in ["pending", "sent", "dead"] {
+        let n = r.notifications(state);
+        assert_eq!(
+            n["notifications"].as_array().unwrap().len(),
+            0,
+            "{state}: {n}"
+        );
+    }
+    let resp = reqwest::blocking::get(format!("{}/notifications", r.base)).unwrap();
+    assert_eq!(resp.status(), 401, "the API needs credentials too");
+    let metrics = reqwest::blocking::get(format!("{}/metrics", r.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("llmchat_receiver_webhook_requests_total{code=\"400\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_64_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[web]\nbearer_token = \"short\"\n").unwrap();
+    let out = std::process::Command::new(crate::helpers::BIN)
+        .args(["--config.check", "--config.file", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("web.bearer_token") && !err.contains("short\""),
+        "{err}"
+    );
+    std::fs::write(&path, "[delivery]\nmax_age = \"forever\"\n").unwrap();
+    let out = std::process::Command::new(crate::helpers::BIN)
+        .args(["--config.check", "--config.file", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("delivery.max_age"));
+}
