@@ -79,7 +79,17 @@ impl Notification {
 
 pub struct Store {
     pool: AnyPool,
+    writer: tokio::sync::mpsc::Sender<InsertJob>,
 }
+
+/// One request's rows, waiting for the group commit that stores them.
+struct InsertJob {
+    rows: Vec<NewNotification>,
+    done: tokio::sync::oneshot::Sender<Result<usize, StoreError>>,
+}
+
+/// Most requests a group commit takes at once.
+const MAX_GROUP: usize = 512;
 
 const COLUMNS: &str = "id, channel, severity, status, alertname, payload, state, attempts, next_attempt_ms, created_ms, last_error, sent_ms";
 
@@ -127,49 +137,144 @@ impl Store {
         );
         for stmt in [
             ddl.as_str(),
-            "CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_attempt_ms)",
+            "CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, channel, next_attempt_ms)",
             "CREATE TABLE IF NOT EXISTS receiver_heartbeat (k TEXT PRIMARY KEY, at_ms BIGINT NOT NULL)",
         ] {
             pool.execute(stmt)
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?;
         }
-        Ok(Store { pool })
+        let (writer, jobs) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(group_commit(pool.clone(), jobs));
+        Ok(Store { pool, writer })
     }
 
-    /// Stores new notifications in one transaction; returns how many were
-    /// new (the rest were duplicates).
+    /// Stores new notifications durably; returns how many were new (the
+    /// rest were duplicates). Concurrent requests share one transaction
+    /// (group commit): SQLite has one writer, and one commit per request
+    /// would make it the bottleneck.
     pub async fn insert(&self, rows: &[NewNotification]) -> Result<usize, StoreError> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(query_error)?;
-        let mut stored = 0;
-        for r in rows {
-            let done = sqlx::query(
-                "INSERT INTO notifications (dedup_key, channel, severity, status, alertname, payload, state, attempts, next_attempt_ms, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8) ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(&r.dedup_key)
-            .bind(&r.channel)
-            .bind(&r.severity)
-            .bind(&r.status)
-            .bind(&r.alertname)
-            .bind(&r.payload)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_error)?;
-            stored += done.rows_affected() as usize;
+        if rows.is_empty() {
+            return Ok(0);
         }
-        tx.commit().await.map_err(query_error)?;
-        Ok(stored)
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(InsertJob {
+                rows: rows.to_vec(),
+                done,
+            })
+            .await
+            .map_err(|_| StoreError::Query("the store writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Query("the store writer has stopped".into()))?
     }
+}
 
-    /// Pending notifications due now.
-    pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Notification>, StoreError> {
+async fn group_commit(pool: AnyPool, mut jobs: tokio::sync::mpsc::Receiver<InsertJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match insert_batch(&pool, &batch).await {
+            Ok(counts) => {
+                for (job, n) in batch.into_iter().zip(counts) {
+                    let _ = job.done.send(Ok(n));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                for job in batch {
+                    let _ = job.done.send(Err(StoreError::Query(text.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Rows per INSERT statement: 8 parameters each, under SQLite's limit of
+/// 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// One transaction for every job, few multi-row statements; per job, how
+/// many rows were new (`RETURNING` names them; the rest were duplicates).
+async fn insert_batch(pool: &AnyPool, batch: &[InsertJob]) -> Result<Vec<usize>, StoreError> {
+    let now = now_ms();
+    let rows: Vec<(usize, &NewNotification)> = batch
+        .iter()
+        .enumerate()
+        .flat_map(|(job, j)| j.rows.iter().map(move |r| (job, r)))
+        .collect();
+    let mut counts = vec![0; batch.len()];
+    let mut owner: std::collections::HashMap<&str, usize> = rows
+        .iter()
+        .map(|(job, r)| (r.dedup_key.as_str(), *job))
+        .collect();
+    let mut tx = pool.begin().await.map_err(query_error)?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO notifications (dedup_key, channel, severity, status, alertname, payload, state, attempts, next_attempt_ms, created_ms) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
+        let mut q = sqlx::query(&sql);
+        for (_, r) in chunk {
+            q = q
+                .bind(&r.dedup_key)
+                .bind(&r.channel)
+                .bind(&r.severity)
+                .bind(&r.status)
+                .bind(&r.alertname)
+                .bind(&r.payload)
+                .bind(now)
+                .bind(now);
+        }
+        for row in q.fetch_all(&mut *tx).await.map_err(query_error)? {
+            let key: String = row.try_get(0).map_err(query_error)?;
+            // A key twice in one batch (two requests, same alert) counts once.
+            if let Some(job) = owner.remove(key.as_str()) {
+                counts[job] += 1;
+            }
+        }
+    }
+    tx.commit().await.map_err(query_error)?;
+    Ok(counts)
+}
+
+impl Store {
+    /// Pending notifications of one channel that are due now, oldest
+    /// first (the index on (state, channel, next_attempt_ms) serves it).
+    pub async fn due(
+        &self,
+        now: i64,
+        limit: i64,
+        channel: &str,
+    ) -> Result<Vec<Notification>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM notifications WHERE state = 'pending' AND next_attempt_ms <= $1 ORDER BY id LIMIT $2"
+            "SELECT {COLUMNS} FROM notifications WHERE state = 'pending' AND channel = $1 AND next_attempt_ms <= $2 \
+             ORDER BY next_attempt_ms, id LIMIT $3"
         ))
+        .bind(channel)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)

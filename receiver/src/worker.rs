@@ -3,6 +3,10 @@
 //! backoff and jitter (or the target's `Retry-After`); past
 //! `delivery.max_age` a notification is dead-lettered. Messages to one
 //! Slack webhook are spaced by `delivery.slack_interval`.
+//!
+//! A channel whose send failed for now is paused for that retry delay: in
+//! an outage its target is tried once per delay, not once per queued
+//! notification, which would flood both the target and the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,12 +38,13 @@ pub fn backoff(attempts: i64, initial: Duration, max: Duration) -> Duration {
 impl Worker {
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut slack_last: HashMap<String, Instant> = HashMap::new();
+        let mut paused: HashMap<Channel, Instant> = HashMap::new();
         let mut last_purge = Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = self.pass(&mut slack_last).await {
+            if let Err(e) = self.pass(&mut slack_last, &mut paused).await {
                 tracing::warn!(error = %e, "outbox pass failed");
             }
             if last_purge.elapsed() > Duration::from_secs(60) {
@@ -60,14 +65,26 @@ impl Worker {
     async fn pass(
         &self,
         slack_last: &mut HashMap<String, Instant>,
+        paused: &mut HashMap<Channel, Instant>,
     ) -> Result<(), crate::store::StoreError> {
-        loop {
-            let due = self.store.due(now_ms(), 64).await?;
-            if due.is_empty() {
-                break;
-            }
-            for n in due {
-                self.deliver(n, slack_last).await?;
+        for channel in [Channel::Email, Channel::Slack, Channel::Webhook] {
+            loop {
+                if paused
+                    .get(&channel)
+                    .is_some_and(|until| *until > Instant::now())
+                {
+                    break;
+                }
+                let due = self.store.due(now_ms(), 64, channel.as_str()).await?;
+                if due.is_empty() {
+                    break;
+                }
+                for n in due {
+                    if let Some((channel, delay)) = self.deliver(n, slack_last).await? {
+                        paused.insert(channel, Instant::now() + delay);
+                        break;
+                    }
+                }
             }
         }
         self.metrics
@@ -79,16 +96,19 @@ impl Worker {
         Ok(())
     }
 
+    /// Sends one notification; on a failure to retry, returns the channel
+    /// and how long to pause it.
     async fn deliver(
         &self,
         n: Notification,
         slack_last: &mut HashMap<String, Instant>,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<Option<(Channel, Duration)>, crate::store::StoreError> {
         let Some(channel) = Channel::parse(&n.channel) else {
             return self
                 .store
                 .mark_dead(n.id, n.attempts, "unknown channel")
-                .await;
+                .await
+                .map(|_| None);
         };
         // Slack allows about one message per second per webhook.
         if channel == Channel::Slack {
@@ -103,7 +123,7 @@ impl Worker {
         }
         let lease = now_ms() + (self.config.timeout.as_millis() as i64) * 3;
         if !self.store.claim(&n, lease).await? {
-            return Ok(()); // another worker or replica has it
+            return Ok(None); // another worker or replica has it
         }
         let notice: Notice = match serde_json::from_str(&n.payload) {
             Ok(v) => v,
@@ -112,6 +132,7 @@ impl Worker {
                     .store
                     .mark_dead(n.id, n.attempts, &format!("unreadable payload: {e}"))
                     .await
+                    .map(|_| None)
             }
         };
         let started = Instant::now();
@@ -141,7 +162,7 @@ impl Worker {
             Ok(()) => {
                 count("sent");
                 tracing::info!(id = n.id, channel = channel.as_str(), alert = %notice.alertname, attempts, "notification sent");
-                self.store.mark_sent(n.id, attempts).await
+                self.store.mark_sent(n.id, attempts).await.map(|_| None)
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -149,7 +170,10 @@ impl Worker {
                 if matches!(e, SendError::Permanent(_) | SendError::NotConfigured(_)) || too_old {
                     count("dead");
                     tracing::error!(id = n.id, channel = channel.as_str(), alert = %notice.alertname, error = %reason, attempts, "notification dead-lettered");
-                    self.store.mark_dead(n.id, attempts, &reason).await
+                    self.store
+                        .mark_dead(n.id, attempts, &reason)
+                        .await
+                        .map(|_| None)
                 } else {
                     count("failed");
                     let delay = match e {
@@ -165,7 +189,8 @@ impl Worker {
                     tracing::warn!(id = n.id, channel = channel.as_str(), alert = %notice.alertname, error = %reason, attempts, retry_in = ?delay, "notification failed; will retry");
                     self.store
                         .mark_retry(n.id, attempts, now_ms() + delay.as_millis() as i64, &reason)
-                        .await
+                        .await?;
+                    Ok(Some((channel, delay)))
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::helpers::{sample, Exporter};
-use crate::services::{Postgres, Redis, LLMCHAT_SCHEMA};
+use llmchat_tests::services::{Postgres, Redis, LLMCHAT_SCHEMA};
 
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 

@@ -2,7 +2,6 @@
 //! sample values back.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,13 +11,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_llmchat-exporter");
 /// The Accept header Prometheus sends.
 pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use llmchat_tests::free_port;
 
 /// A running exporter, killed on drop.
 pub struct Exporter {
@@ -204,16 +197,4 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs a command with `input` on stdin; panics if it cannot start (a
-/// missing tool is a failure, not a skip).
-pub fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program} (is it installed?): {e}"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
+pub use llmchat_tests::run_with_stdin;

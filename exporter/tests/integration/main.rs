@@ -9,5 +9,4 @@ mod host;
 mod http;
 mod logs;
 mod report;
-mod services;
 mod traffic;

@@ -328,3 +328,71 @@ fn a_real_alertmanager_delivers_through_the_receiver() {
     let _ = am.kill();
     let _ = am.wait();
 }
+
+#[test]
+fn two_receivers_sharing_one_postgres_store_send_once() {
+    let pg = llmchat_tests::services::Postgres::start();
+    pg.psql_db("postgres", "CREATE DATABASE receiver");
+    let store = format!("postgres://postgres@127.0.0.1:{}/receiver", pg.port);
+    let slack = Target::start(vec![]);
+    let hook = Target::start(vec![]);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Receiver::start(&config(
+        dir_a.path(),
+        &store,
+        Some(&slack.url("/s")),
+        Some(&hook.url("/h")),
+        None,
+    ));
+    let b = Receiver::start(&config(
+        dir_b.path(),
+        &store,
+        Some(&slack.url("/s")),
+        Some(&hook.url("/h")),
+        None,
+    ));
+    // Both members of an Alertmanager HA pair post the same group.
+    let body = payload(&[
+        ("LLMChatHighErrorRate", "critical", "firing"),
+        ("LLMChatSlowResponses", "warning", "firing"),
+    ]);
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| {
+            a.post(&body, Some(TOKEN))
+                .json::<serde_json::Value>()
+                .unwrap()
+        });
+        let tb = s.spawn(|| {
+            b.post(&body, Some(TOKEN))
+                .json::<serde_json::Value>()
+                .unwrap()
+        });
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    // critical -> slack + webhook (no email configured), warning -> slack + webhook.
+    assert_eq!(
+        ra["stored"].as_i64().unwrap() + rb["stored"].as_i64().unwrap(),
+        4,
+        "{ra} {rb}"
+    );
+    wait_until(Duration::from_secs(15), "sends", || {
+        slack.requests().len() == 2 && hook.requests().len() == 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(slack.requests().len(), 2);
+    assert_eq!(hook.requests().len(), 2);
+    let mut names: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| r.json()["alertname"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["LLMChatHighErrorRate", "LLMChatSlowResponses"]);
+    assert_eq!(
+        pg.psql_db(
+            "receiver",
+            "SELECT count(*) FROM notifications WHERE state = 'sent'"
+        ),
+        "4"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::free_port;
+use crate::{free_port, run_with_stdin};
 
 fn is_root() -> bool {
     Command::new("id")
@@ -210,7 +210,7 @@ impl Drop for Postgres {
 }
 
 /// The guide's schema with known contents (shared with the benchmark).
-pub const LLMCHAT_SCHEMA: &str = include_str!("../../../tests/fixtures/llmchat-schema.sql");
+pub const LLMCHAT_SCHEMA: &str = include_str!("../fixtures/llmchat-schema.sql");
 
 pub struct Redis {
     pub port: u16,
@@ -271,7 +271,7 @@ impl Redis {
 
     /// Feeds commands through `redis-cli` on stdin (one per line).
     pub fn pipe(&self, commands: &str) {
-        let out = crate::helpers::run_with_stdin(
+        let out = run_with_stdin(
             "redis-cli",
             &["-h", "127.0.0.1", "-p", &self.port.to_string()],
             commands.as_bytes(),
