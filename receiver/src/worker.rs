@@ -40,12 +40,20 @@ impl Worker {
         let mut slack_last: HashMap<String, Instant> = HashMap::new();
         let mut paused: HashMap<Channel, Instant> = HashMap::new();
         let mut last_purge = Instant::now();
+        let mut last_count: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
             if let Err(e) = self.pass(&mut slack_last, &mut paused).await {
                 tracing::warn!(error = %e, "outbox pass failed");
+            }
+            // Counting scans the outbox: once a second at most, not per wake-up.
+            if last_count.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                if let Err(e) = self.count().await {
+                    tracing::warn!(error = %e, "outbox count failed");
+                }
+                last_count = Some(Instant::now());
             }
             if last_purge.elapsed() > Duration::from_secs(60) {
                 let cutoff = now_ms() - self.config.dedup_window.as_millis() as i64;
@@ -87,6 +95,10 @@ impl Worker {
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn count(&self) -> Result<(), crate::store::StoreError> {
         self.metrics
             .outbox_pending
             .set(self.store.count("pending").await?);

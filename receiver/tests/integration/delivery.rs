@@ -9,7 +9,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::helpers::{
-    config, free_port, payload, wait_until, Receiver, SmtpSink, Target, HMAC_SECRET, TOKEN,
+    config, config_with_max_age, free_port, payload, wait_until, Receiver, SmtpSink, Target,
+    HMAC_SECRET, TOKEN,
 };
 
 fn sqlite(dir: &std::path::Path) -> String {
@@ -395,4 +396,68 @@ fn two_receivers_sharing_one_postgres_store_send_once() {
         ),
         "4"
     );
+}
+
+#[test]
+fn failures_past_max_age_and_permanent_rejections_are_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slack keeps failing with 503; the webhook target rejects with 400.
+    let slack = Target::start(vec![(503, None); 100]);
+    let hook = Target::start(vec![(400, None)]);
+    let cfg = config_with_max_age(
+        dir.path(),
+        &sqlite(dir.path()),
+        Some(&slack.url("/s")),
+        Some(&hook.url("/h")),
+        None,
+        "1s",
+    );
+    let r = Receiver::start(&cfg);
+    assert_eq!(
+        r.post(
+            &payload(&[("LLMChatSlowResponses", "warning", "firing")]),
+            Some(TOKEN)
+        )
+        .status(),
+        200
+    );
+    wait_until(Duration::from_secs(20), "both dead-lettered", || {
+        r.notifications("dead")["notifications"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    let dead = r.notifications("dead");
+    let errors: Vec<(String, String)> = dead["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["channel"].as_str().unwrap().into(),
+                n["last_error"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        errors.contains(&("webhook".into(), "HTTP 400 Bad Request".into())),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(c, e)| c == "slack" && e.starts_with("HTTP 503")),
+        "{errors:?}"
+    );
+    // The 400 is final at once; the 503 was retried until max_age.
+    assert_eq!(hook.requests().len(), 1);
+    assert!(slack.requests().len() >= 2);
+    wait_until(Duration::from_secs(5), "dead gauge", || {
+        reqwest::blocking::get(format!("{}/metrics", r.base))
+            .unwrap()
+            .text()
+            .unwrap()
+            .contains("llmchat_receiver_outbox_dead 2")
+    });
 }

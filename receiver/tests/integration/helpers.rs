@@ -301,9 +301,20 @@ pub fn config(
     webhook: Option<&str>,
     smtp_port: Option<u16>,
 ) -> PathBuf {
+    config_with_max_age(dir, store, slack, webhook, smtp_port, "24h")
+}
+
+pub fn config_with_max_age(
+    dir: &Path,
+    store: &str,
+    slack: Option<&str>,
+    webhook: Option<&str>,
+    smtp_port: Option<u16>,
+    max_age: &str,
+) -> PathBuf {
     let mut text = format!(
         "[web]\nbearer_token = \"{TOKEN}\"\nbody_limit_bytes = 4096\n\n[store]\nurl = \"{store}\"\n\n\
-         [delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"5s\"\npoll_interval = \"100ms\"\nslack_interval = \"300ms\"\ntimeout = \"2s\"\n\n"
+         [delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"5s\"\npoll_interval = \"100ms\"\nslack_interval = \"300ms\"\ntimeout = \"2s\"\nmax_age = \"{max_age}\"\n\n"
     );
     if let Some(url) = slack {
         text.push_str(&format!("[channels.slack]\nwebhook_url = \"{url}\"\n\n"));
