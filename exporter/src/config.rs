@@ -7,7 +7,7 @@
 //! bound, and every error names the key and the value that was refused, so
 //! `main` can print it and exit with 64 (EX_USAGE).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -281,18 +281,7 @@ impl Default for OwnLogConfig {
     }
 }
 
-/// Durations in the TOML file are strings such as `"5s"` or `"1m30s"`.
-pub mod duration {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration {s:?}: {e} (use e.g. \"5s\")"))
-        })
-    }
-}
+pub use llmchat_common::duration;
 
 /// Command line of `llmchat-exporter`. Every flag also reads its
 /// `LLMCHAT_EXPORTER_*` variable; an unset flag leaves the file's value.
@@ -879,20 +868,7 @@ impl Config {
 
     /// Parses TOML text into a configuration; on error, `(key path, message)`.
     pub fn from_toml(text: &str) -> Result<Self, (String, String)> {
-        let deserializer = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            // toml's message carries a source excerpt; keep its first line.
-            let message = e.into_inner().message().trim().to_string();
-            (
-                if key == "." {
-                    "(top level)".into()
-                } else {
-                    key
-                },
-                message,
-            )
-        })
+        llmchat_common::from_toml(text)
     }
 
     /// Checks every value that could fail later, so that nothing fails after
@@ -1090,22 +1066,8 @@ fn validate_buckets(key: &'static str, buckets: &[f64]) -> Result<(), ConfigErro
 
 /// Resolves `host:port` or `:port` to a socket address.
 pub fn resolve_listen_address(value: &str) -> Result<SocketAddr, ConfigError> {
-    let key = "web.listen-address";
-    let full = if value.starts_with(':') {
-        format!("0.0.0.0{value}")
-    } else {
-        value.to_string()
-    };
-    match full.to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| invalid(key, value, "resolves to no address")),
-        Err(e) => Err(invalid(
-            key,
-            value,
-            format!("{e} (expected host:port or :port)"),
-        )),
-    }
+    llmchat_common::listen_address(value)
+        .map_err(|reason| invalid("web.listen-address", value, reason))
 }
 
 #[cfg(test)]

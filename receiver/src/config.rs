@@ -3,7 +3,7 @@
 //! (tokens, passwords, webhook URLs, HMAC keys) are never printed.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,17 +41,7 @@ fn invalid(key: &'static str, value: impl ToString, reason: impl ToString) -> Co
     }
 }
 
-pub mod duration {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration {s:?}: {e} (use e.g. \"5s\")"))
-        })
-    }
-}
+pub use llmchat_common::duration;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -385,18 +375,10 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let de = toml::Deserializer::new(&text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigError::File {
-                path: path.to_owned(),
-                key: if key == "." {
-                    "(top level)".into()
-                } else {
-                    key
-                },
-                message: e.into_inner().message().trim().to_string(),
-            }
+        llmchat_common::from_toml(&text).map_err(|(key, message)| ConfigError::File {
+            path: path.to_owned(),
+            key,
+            message,
         })
     }
 
@@ -497,19 +479,6 @@ impl Config {
 }
 
 pub fn listen_address(value: &str) -> Result<SocketAddr, ConfigError> {
-    let full = if value.starts_with(':') {
-        format!("0.0.0.0{value}")
-    } else {
-        value.to_string()
-    };
-    full.to_socket_addrs()
-        .map_err(|e| {
-            invalid(
-                "web.listen-address",
-                value,
-                format!("{e} (expected host:port or :port)"),
-            )
-        })?
-        .next()
-        .ok_or_else(|| invalid("web.listen-address", value, "resolves to no address"))
+    llmchat_common::listen_address(value)
+        .map_err(|reason| invalid("web.listen-address", value, reason))
 }
