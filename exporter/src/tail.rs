@@ -335,9 +335,12 @@ impl Drop for Handle {
 /// waits for a file event or the poll tick, and reads on each. Reads are
 /// plain blocking reads, which is why the thread is its own.
 pub fn spawn<S: Sink + Send + 'static>(
-    tailer: Tailer<S>,
+    mut tailer: Tailer<S>,
     poll_interval: Duration,
 ) -> io::Result<Handle> {
+    // Fix the starting offsets now, before the exporter answers: a line
+    // written after start-up must count even if the thread is slow to run.
+    tailer.start();
     let alive = Arc::new(AtomicBool::new(true));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let thread_alive = alive.clone();
@@ -391,7 +394,8 @@ fn run<S: Sink>(
                 }
             }
         }
-        tailer.start();
+        // Whatever was written while the watches were being set up.
+        tailer.sync_all();
         let mut tick = tokio::time::interval(poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -576,6 +580,38 @@ mod tests {
         t.sync_all();
         assert_eq!(lines(&t), vec![&b"new"[..]]);
         assert_eq!(t.sink.rotations, vec![Rotation::Replaced]);
+    }
+
+    /// Shares what it reads, for a tailer running on its own thread.
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Sink for Shared {
+        fn line(&mut self, _: usize, line: &[u8], _: bool) {
+            self.0.lock().unwrap().push(line.to_vec());
+        }
+        fn bytes_read(&mut self, _: usize, _: u64) {}
+        fn rotated(&mut self, _: usize, _: Rotation) {}
+        fn flush(&mut self, _: usize) {}
+    }
+
+    #[test]
+    fn a_line_written_right_after_spawn_is_counted_however_late_the_thread_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"before\n");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tailer = Tailer::new(vec![p.clone()], opts(), Shared(seen.clone()));
+        let handle = spawn(tailer, Duration::from_millis(20)).unwrap();
+        // The thread may not have run yet: the offset must already be fixed.
+        append(&p, b"after\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the line was lost");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(*seen.lock().unwrap(), vec![b"after".to_vec()]);
+        handle.stop();
     }
 
     #[test]
