@@ -4,6 +4,39 @@
 #![forbid(unsafe_code)]
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// Why a configuration was refused. Each variant names the key; `main`
+/// prints it and exits with 64 (EX_USAGE).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {key}: {message}")]
+    File {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("{key}: invalid value {value:?}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The error for a value that `key` refused.
+pub fn invalid(key: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
 
 /// Serde for durations written as `"5s"`, `"1m30s"`.
 pub mod duration {

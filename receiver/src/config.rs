@@ -12,34 +12,8 @@ use serde::Deserialize;
 
 pub const DEFAULT_PORT: u16 = 9843;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {key}: {message}")]
-    File {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
-    #[error("{key}: invalid value {value:?}: {reason}")]
-    Invalid {
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
-}
-
-fn invalid(key: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
-}
+use llmchat_common::invalid;
+pub use llmchat_common::ConfigError;
 
 pub use llmchat_common::duration;
 

@@ -3,7 +3,6 @@
 //! (the guide's `HealthController`) gives the overall status and each
 //! check.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -12,7 +11,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 use serde::Deserialize;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,7 +52,7 @@ const ENDPOINTS: [(&str, &str); 3] = [
 pub struct AppCollector {
     client: reqwest::Client,
     base: String,
-    snapshot: Mutex<Snapshot>,
+    published: Published,
 }
 
 impl std::fmt::Debug for AppCollector {
@@ -95,7 +94,7 @@ impl AppCollector {
         Ok(Self {
             client,
             base,
-            snapshot: Mutex::new(down_snapshot()),
+            published: Published::new(down_snapshot),
         })
     }
 
@@ -204,8 +203,10 @@ impl Source for AppCollector {
 
     fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
         Box::pin(async move {
+            // A failed probe still publishes what it measured (app_up 0,
+            // the probe times), not just the down form.
             let (snapshot, error) = self.read().await;
-            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+            self.published.set(snapshot);
             match error {
                 None => Ok(()),
                 Some(e) => Err(AppError::Down(e).into()),
@@ -214,16 +215,13 @@ impl Source for AppCollector {
     }
 
     fn clear(&self) {
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = down_snapshot();
+        self.published.set_down();
     }
 }
 
 impl Collector for AppCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .encode(&mut e)
+        self.published.encode(&mut e)
     }
 }
 

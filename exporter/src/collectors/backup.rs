@@ -4,7 +4,6 @@
 //! whether it is empty: the script's own "verify backup" step.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
 use futures_util::future::BoxFuture;
@@ -13,7 +12,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 use serde::Deserialize;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,7 +52,7 @@ struct Newest {
 
 pub struct BackupCollector {
     dir: PathBuf,
-    snapshot: Mutex<Snapshot>,
+    published: Published,
 }
 
 impl std::fmt::Debug for BackupCollector {
@@ -66,7 +65,7 @@ impl BackupCollector {
     pub fn new(config: &BackupConfig) -> Self {
         Self {
             dir: config.dir.clone(),
-            snapshot: Mutex::new(Snapshot::default()),
+            published: Published::new(Snapshot::default),
         }
     }
 }
@@ -164,21 +163,18 @@ impl Source for BackupCollector {
             for (kind, n) in &present {
                 f.sample(&[("kind", kind)], f64::from(u8::from(n.size == 0)));
             }
-            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = s;
+            self.published.set(s);
             Ok(())
         })
     }
 
     fn clear(&self) {
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Snapshot::default();
+        self.published.set_down();
     }
 }
 
 impl Collector for BackupCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .encode(&mut e)
+        self.published.encode(&mut e)
     }
 }

@@ -9,7 +9,6 @@
 //! pool of at most `max_connections` (2), and the password never reaches a
 //! label, a log line or an error message.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, BoxFuture};
@@ -20,7 +19,7 @@ use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -120,9 +119,8 @@ pub struct DatabaseCollector {
     tcp: Option<(String, u16)>,
     config: DatabaseConfig,
     password: Option<String>,
-    snapshot: Mutex<Snapshot>,
+    published: Published,
     cache: tokio::sync::Mutex<Option<(Instant, Costly)>>,
-    last_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for DatabaseCollector {
@@ -181,9 +179,8 @@ impl DatabaseCollector {
             tcp,
             config: config.clone(),
             password,
-            snapshot: Mutex::new(down_snapshot()),
+            published: Published::new(down_snapshot),
             cache: tokio::sync::Mutex::new(None),
-            last_error: Mutex::new(None),
         })
     }
 
@@ -209,13 +206,6 @@ impl DatabaseCollector {
                 humantime::format_duration(timeout)
             )),
         }
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     async fn number(&self, sql: &str, bind: Option<f64>) -> Result<f64, String> {
@@ -664,34 +654,18 @@ impl Source for DatabaseCollector {
     fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
         Box::pin(async move {
             let result = self.read().await;
-            let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-            let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-            match result {
-                Ok(s) => {
-                    *snapshot = s;
-                    *last_error = None;
-                    Ok(())
-                }
-                Err(e) => {
-                    *snapshot = down_snapshot();
-                    *last_error = Some(e.to_string());
-                    Err(e.into())
-                }
-            }
+            self.published.publish(result)
         })
     }
 
     fn clear(&self) {
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = down_snapshot();
+        self.published.set_down();
     }
 }
 
 impl Collector for DatabaseCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .encode(&mut e)
+        self.published.encode(&mut e)
     }
 }
 

@@ -8,7 +8,6 @@
 //! and key budget, never KEYS.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -18,7 +17,7 @@ use prometheus_client::registry::Unit;
 use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -63,8 +62,7 @@ pub struct RedisCollector {
     config: RedisConfig,
     password: Option<String>,
     connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    snapshot: Mutex<Snapshot>,
-    last_error: Mutex<Option<String>>,
+    published: Published,
     namespaces: tokio::sync::Mutex<Option<(Instant, Vec<NamespaceCount>)>>,
 }
 
@@ -110,8 +108,7 @@ impl RedisCollector {
             config: config.clone(),
             password,
             connection: tokio::sync::Mutex::new(None),
-            snapshot: Mutex::new(down_snapshot()),
-            last_error: Mutex::new(None),
+            published: Published::new(down_snapshot),
             namespaces: tokio::sync::Mutex::new(None),
         })
     }
@@ -122,13 +119,6 @@ impl RedisCollector {
             Some(p) if !p.is_empty() => text.replace(p.as_str(), "****"),
             _ => text,
         }
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
@@ -383,25 +373,12 @@ impl Source for RedisCollector {
             if result.is_err() {
                 self.forget_connection().await;
             }
-            let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-            let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-            match result {
-                Ok(s) => {
-                    *snapshot = s;
-                    *last_error = None;
-                    Ok(())
-                }
-                Err(e) => {
-                    *snapshot = down_snapshot();
-                    *last_error = Some(e.to_string());
-                    Err(e.into())
-                }
-            }
+            self.published.publish(result)
         })
     }
 
     fn clear(&self) {
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = down_snapshot();
+        self.published.set_down();
         // A timed-out request may have left the connection mid-reply.
         if let Ok(mut slot) = self.connection.try_lock() {
             *slot = None;
@@ -411,10 +388,7 @@ impl Source for RedisCollector {
 
 impl Collector for RedisCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .encode(&mut e)
+        self.published.encode(&mut e)
     }
 }
 

@@ -5,6 +5,7 @@
 //! custom queries, configured), so label sets stay bounded.
 
 use std::borrow::Cow;
+use std::sync::Mutex;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -119,5 +120,55 @@ impl Snapshot {
             }
         }
         Ok(())
+    }
+}
+
+/// What a remote-service collector publishes: replaced whole by each
+/// successful refresh, and reset to its "down" form (just `*_up 0`) when a
+/// refresh fails or runs out of time, so no stale value is ever served.
+pub struct Published {
+    current: Mutex<Snapshot>,
+    down: fn() -> Snapshot,
+}
+
+impl Published {
+    pub fn new(down: fn() -> Snapshot) -> Self {
+        Published {
+            current: Mutex::new(down()),
+            down,
+        }
+    }
+
+    pub fn set(&self, snapshot: Snapshot) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    pub fn set_down(&self) {
+        self.set((self.down)());
+    }
+
+    /// Publishes a refresh's outcome: the snapshot, or the down form and
+    /// the error for the scrape to report.
+    pub fn publish<E: Into<super::RefreshError>>(
+        &self,
+        outcome: Result<Snapshot, E>,
+    ) -> Result<(), super::RefreshError> {
+        match outcome {
+            Ok(s) => {
+                self.set(s);
+                Ok(())
+            }
+            Err(e) => {
+                self.set_down();
+                Err(e.into())
+            }
+        }
+    }
+
+    pub fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .encode(e)
     }
 }
