@@ -72,19 +72,43 @@ pub enum PayloadError {
 
 /// Parses and checks a webhook body.
 pub fn parse(body: &[u8]) -> Result<Webhook, PayloadError> {
+    // The fast path; only a body that fails is parsed again to find the
+    // path of the problem (path tracking costs on every field).
+    let hook = match serde_json::from_slice::<Webhook>(body) {
+        Ok(hook) => hook,
+        Err(_) => return Err(locate(body)),
+    };
+    check(hook)
+}
+
+/// The error of a body that does not parse, with the field's path.
+fn locate(body: &[u8]) -> PayloadError {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let hook: Webhook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        PayloadError::Json {
-            path: if path == "." { "(body)".into() } else { path },
-            message: inner.to_string(),
-        }
-    })?;
-    de.end().map_err(|e| PayloadError::Json {
-        path: "(body)".into(),
-        message: e.to_string(),
-    })?;
+    let located = serde_path_to_error::deserialize::<_, Webhook>(&mut de)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            PayloadError::Json {
+                path: if path == "." { "(body)".into() } else { path },
+                message: inner.to_string(),
+            }
+        })
+        .and_then(|_| {
+            de.end().map_err(|e| PayloadError::Json {
+                path: "(body)".into(),
+                message: e.to_string(),
+            })
+        });
+    match located {
+        Err(e) => e,
+        Ok(()) => PayloadError::Json {
+            path: "(body)".into(),
+            message: "not a valid payload".into(),
+        },
+    }
+}
+
+fn check(hook: Webhook) -> Result<Webhook, PayloadError> {
     if hook.version != "4" {
         return Err(PayloadError::Version(hook.version));
     }

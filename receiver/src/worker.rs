@@ -75,7 +75,7 @@ impl Worker {
         slack_last: &mut HashMap<String, Instant>,
         paused: &mut HashMap<Channel, Instant>,
     ) -> Result<(), crate::store::StoreError> {
-        for channel in [Channel::Email, Channel::Slack, Channel::Webhook] {
+        for channel in self.senders.configured() {
             loop {
                 if paused
                     .get(&channel)

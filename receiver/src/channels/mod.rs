@@ -101,6 +101,19 @@ impl Senders {
         }
     }
 
+    /// The channels that have a configuration.
+    pub fn configured(&self) -> Vec<Channel> {
+        let c = &self.config;
+        [
+            (c.email.is_some(), Channel::Email),
+            (c.slack.is_some(), Channel::Slack),
+            (c.webhook.is_some(), Channel::Webhook),
+        ]
+        .into_iter()
+        .filter_map(|(on, ch)| on.then_some(ch))
+        .collect()
+    }
+
     pub fn slack_url(&self) -> Option<&str> {
         self.config.slack.as_ref().map(|s| s.webhook_url.as_str())
     }
