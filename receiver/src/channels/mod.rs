@@ -34,14 +34,26 @@ pub(crate) fn http_outcome(resp: &reqwest::Response) -> Result<(), SendError> {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(retry_after);
     let reason = format!("HTTP {status}");
     if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
         Err(SendError::Retry { reason, after })
     } else {
         Err(SendError::Permanent(reason))
     }
+}
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 allows both).
+pub(crate) fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
@@ -133,5 +145,26 @@ impl Senders {
                 None => Err(SendError::NotConfigured("webhook")),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(retry_after("2"), Some(Duration::from_secs(2)));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let d = retry_after(&soon).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
     }
 }
