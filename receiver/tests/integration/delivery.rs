@@ -461,3 +461,65 @@ fn failures_past_max_age_and_permanent_rejections_are_dead_lettered() {
             .contains("llmchat_receiver_outbox_dead 2")
     });
 }
+
+#[test]
+fn json_logs_never_carry_the_token_or_the_slack_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slack webhook URLs are secrets: the path is the credential.
+    let slack = Target::start(vec![(500, None), (500, None)]);
+    let secret_path = "/services/T0SECRET/B0SECRET/XySecretSlackToken";
+    let cfg = config(
+        dir.path(),
+        &sqlite(dir.path()),
+        Some(&slack.url(secret_path)),
+        None,
+        None,
+    );
+    let log = dir.path().join("receiver.log");
+    let port = free_port();
+    let mut child = Command::new(crate::helpers::BIN)
+        .arg("--config.file")
+        .arg(&cfg)
+        .args([
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--log.format",
+            "json",
+        ])
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(15), "ready", || {
+        reqwest::blocking::get(format!("{base}/-/ready")).is_ok_and(|r| r.status().is_success())
+    });
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{base}/webhook"))
+        .bearer_auth(TOKEN)
+        .body(payload(&[("LLMChatSlowResponses", "warning", "firing")]))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    wait_until(Duration::from_secs(15), "failures then success", || {
+        slack.requests().len() >= 3
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{text}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+    assert!(text.contains("notification failed; will retry"), "{text}");
+    for secret in [TOKEN, "XySecretSlackToken", "T0SECRET"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the log:\n{text}"
+        );
+    }
+}
