@@ -38,6 +38,22 @@ pub fn invalid(key: &'static str, value: impl ToString, reason: impl ToString) -
     }
 }
 
+/// sysexits EX_USAGE: the command line or the configuration was refused.
+pub const EXIT_USAGE: u8 = 64;
+
+/// Parses the command line; `--help` and `--version` end in success, any
+/// other error in [`EXIT_USAGE`], clap's message printed either way.
+pub fn parse_cli<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
+    C::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            std::process::ExitCode::from(EXIT_USAGE)
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}
+
 /// Serde for durations written as `"5s"`, `"1m30s"`.
 pub mod duration {
     use serde::{Deserialize, Deserializer};

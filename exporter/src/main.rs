@@ -3,24 +3,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use llmchat_exporter::{shutdown, Cli};
 
-/// sysexits EX_USAGE: the configuration was refused.
-const EXIT_USAGE: u8 = 64;
+use llmchat_common::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match llmchat_common::parse_cli() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     if let Some(llmchat_exporter::config::Command::Report(args)) = &cli.command {
         return report(args);

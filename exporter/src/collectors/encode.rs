@@ -40,13 +40,39 @@ pub fn gauge_family<L: EncodeLabelSet>(
     unit: Option<Unit>,
     samples: impl IntoIterator<Item = (L, f64)>,
 ) -> std::fmt::Result {
+    labelled_family(encoder, name, help, unit, MetricType::Gauge, samples)
+}
+
+/// A labelled counter family from plain numbers.
+pub fn counter_family<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    samples: impl IntoIterator<Item = (L, f64)>,
+) -> std::fmt::Result {
+    labelled_family(encoder, name, help, unit, MetricType::Counter, samples)
+}
+
+fn labelled_family<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (L, f64)>,
+) -> std::fmt::Result {
     let mut samples = samples.into_iter().peekable();
     if samples.peek().is_none() {
         return Ok(());
     }
-    let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+    let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
     for (labels, value) in samples {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+        let metric = family.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(value).encode(metric)?,
+            _ => ConstGauge::new(value).encode(metric)?,
+        }
     }
     Ok(())
 }
@@ -117,25 +143,6 @@ pub fn histogram_family<'h, L: EncodeLabelSet + 'h>(
             .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                 h.sum, h.count, &buckets, None,
             )?;
-    }
-    Ok(())
-}
-
-/// A labelled counter family from plain numbers.
-pub fn counter_family<L: EncodeLabelSet>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<Unit>,
-    samples: impl IntoIterator<Item = (L, f64)>,
-) -> std::fmt::Result {
-    let mut samples = samples.into_iter().peekable();
-    if samples.peek().is_none() {
-        return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
-    for (labels, value) in samples {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
