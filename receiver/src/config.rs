@@ -25,6 +25,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub routing: RoutingConfig,
     pub channels: ChannelsConfig,
+    pub recovery: crate::recovery::config::RecoveryConfig,
     pub log: LogConfig,
 }
 
@@ -298,6 +299,18 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub store_url: Option<String>,
+    /// Redis that shares recovery cooldowns between receiver replicas (SET NX PX);
+    /// without it they are kept in the store.
+    #[arg(
+        long = "redis.url",
+        env = "LLMCHAT_RECEIVER_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+    /// Record recovery decisions without running any action.
+    #[arg(long = "recovery.dry-run", env = "LLMCHAT_RECEIVER_RECOVERY_DRY_RUN")]
+    pub recovery_dry_run: bool,
     /// Log filter [default: info].
     #[arg(
         long = "log.level",
@@ -331,6 +344,12 @@ impl Cli {
         }
         if let Some(v) = self.store_url {
             c.store.url = v;
+        }
+        if self.redis_url.is_some() {
+            c.recovery.redis_url = self.redis_url;
+        }
+        if self.recovery_dry_run {
+            c.recovery.dry_run = true;
         }
         if let Some(v) = self.log_level {
             c.log.level = v;
@@ -448,7 +467,7 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", &self.log.level, e));
         }
-        Ok(())
+        self.recovery.validate()
     }
 }
 

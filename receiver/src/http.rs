@@ -25,6 +25,7 @@ pub struct AppState {
     pub web: WebConfig,
     pub routing: RoutingConfig,
     pub wake: Arc<tokio::sync::Notify>,
+    pub recovery: Arc<crate::recovery::Recovery>,
 }
 
 type Body = Full<Bytes>;
@@ -164,6 +165,10 @@ where
             authorize(&state.web, &req)?;
             notifications(state, req.uri().query().unwrap_or_default()).await
         }
+        ("/actions", &Method::GET) => {
+            authorize(&state.web, &req)?;
+            actions(state, req.uri().query().unwrap_or_default()).await
+        }
         ("/metrics", &Method::GET) => {
             let mut out = String::new();
             prometheus_client::encoding::prometheus_text::encode(&mut out, &state.metrics.registry)
@@ -183,11 +188,12 @@ where
                 "<!DOCTYPE html><html><head><title>LLMChat Receiver</title></head><body><h1>LLMChat Receiver</h1>\
                  <p>Version {}</p><ul><li>POST /webhook (Alertmanager, authenticated)</li>\
                  <li><a href=\"/notifications?status=pending\">/notifications</a> (authenticated)</li>\
+                 <li><a href=\"/actions\">/actions</a> (recovery audit, authenticated)</li>\
                  <li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/health\">/health</a></li></ul></body></html>",
                 env!("CARGO_PKG_VERSION")
             ),
         )),
-        ("/notifications" | "/metrics" | "/health" | "/-/healthy" | "/-/ready" | "/", _) => {
+        ("/notifications" | "/actions" | "/metrics" | "/health" | "/-/healthy" | "/-/ready" | "/", _) => {
             Err(RequestError::Method("GET"))
         }
         _ => Err(RequestError::NotFound),
@@ -216,6 +222,7 @@ where
         .to_bytes();
     let hook = payload::parse(&body).map_err(|e| RequestError::BadRequest(e.to_string()))?;
     let mut rows = Vec::new();
+    let mut recover = Vec::new();
     for alert in &hook.alerts {
         let severity = routing::severity(alert, &state.routing);
         state
@@ -228,7 +235,9 @@ where
             .inc();
         let notice = Notice::new(&hook, alert, &severity);
         let payload = serde_json::to_string(&notice).map_err(|_| RequestError::Unavailable)?;
-        for channel in routing::channels(alert, &severity, &state.routing) {
+        let channels = routing::channels(alert, &severity, &state.routing);
+        recover.push((alert, channels.contains(&crate::config::Channel::Slack)));
+        for channel in channels {
             if !state.senders.wants(channel, &notice) {
                 continue;
             }
@@ -257,6 +266,11 @@ where
     if stored > 0 {
         state.wake.notify_one();
     }
+    // Only once the notifications are stored: a post refused with 503 is
+    // retried by Alertmanager, and its actions are decided then.
+    for (alert, to_slack) in recover {
+        state.recovery.on_alert(alert, to_slack);
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({"alerts": hook.alerts.len(), "stored": stored, "duplicates": duplicates}),
@@ -282,4 +296,37 @@ async fn notifications(state: &AppState, query: &str) -> Result<Response<Body>, 
         StatusCode::OK,
         &json!({"status": status, "notifications": list}),
     ))
+}
+
+async fn actions(state: &AppState, query: &str) -> Result<Response<Body>, RequestError> {
+    let mut action = None;
+    let mut limit = 100i64;
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        match kv.split_once('=') {
+            Some(("action", v)) => action = Some(v.to_string()),
+            Some(("limit", v)) => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        RequestError::BadRequest(format!("limit must be 1 to 1000, not {v:?}"))
+                    })?
+            }
+            _ => {
+                return Err(RequestError::BadRequest(format!(
+                    "unknown query parameter {kv:?}; expected action= or limit="
+                )))
+            }
+        }
+    }
+    let audit = state
+        .recovery
+        .store()
+        .audit_list(action.as_deref(), limit)
+        .await
+        .map_err(|_| RequestError::Unavailable)?;
+    let mut body = state.recovery.describe();
+    body["audit"] = json!(audit);
+    Ok(json_response(StatusCode::OK, &body))
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod payload;
+pub mod recovery;
 pub mod routing;
 pub mod store;
 pub mod worker;
@@ -46,6 +47,17 @@ pub async fn run(
         config: config.delivery.clone(),
         wake: wake.clone(),
     };
+    let recovery = Arc::new(
+        recovery::Recovery::new(
+            &config.recovery,
+            store.clone(),
+            senders.clone(),
+            metrics.clone(),
+            wake.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let maintenance = tokio::spawn(recovery.clone().maintain(stop_rx.clone()));
     let worker = tokio::spawn(worker.run(stop_rx));
     let state = Arc::new(http::AppState {
         store,
@@ -54,6 +66,7 @@ pub async fn run(
         web: config.web.clone(),
         routing: config.routing.clone(),
         wake,
+        recovery,
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -86,6 +99,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
+    maintenance.abort();
     tracing::info!("llmchat-receiver stopped");
     Ok(())
 }

@@ -29,6 +29,18 @@ pub struct RequestLabels {
     pub code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// A configured action's name: bounded by the configuration.
+    pub action: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionNameLabels {
+    pub action: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub alerts: Family<AlertLabels, Counter>,
@@ -38,6 +50,8 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub outbox_dead: Gauge,
     pub duplicates: Counter,
+    pub recovery_actions: Family<ActionLabels, Counter>,
+    pub recovery_duration: Family<ActionNameLabels, Histogram>,
 }
 
 impl Metrics {
@@ -88,8 +102,25 @@ impl Metrics {
             "Notifications dropped as duplicates (Alertmanager retries, HA pairs)",
             duplicates.clone(),
         );
+        let recovery_actions = Family::<ActionLabels, Counter>::default();
+        let recovery_duration = Family::<ActionNameLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0])
+        });
+        registry.register(
+            "recovery_actions",
+            "Recovery action decisions by action and result (succeeded, failed, timed_out, cancelled, dry_run, skipped_*)",
+            recovery_actions.clone(),
+        );
+        registry.register_with_unit(
+            "recovery_action_duration",
+            "Time of one recovery action run, by action",
+            Unit::Seconds,
+            recovery_duration.clone(),
+        );
         Metrics {
             registry,
+            recovery_actions,
+            recovery_duration,
             alerts,
             notifications,
             send_duration,

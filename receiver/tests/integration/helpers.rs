@@ -237,7 +237,12 @@ impl Receiver {
     }
 
     pub fn start_on(config: &Path, port: u16) -> Receiver {
+        Self::start_with_args(config, port, &[])
+    }
+
+    pub fn start_with_args(config: &Path, port: u16, args: &[&str]) -> Receiver {
         let child = Command::new(BIN)
+            .args(args)
             .arg("--config.file")
             .arg(config)
             .arg("--web.listen-address")

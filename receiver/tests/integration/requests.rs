@@ -82,3 +82,19 @@ fn bad_configuration_exits_64_naming_the_key() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("delivery.max_age"));
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = llmchat_tests::repo_root().join("config/receiver.example.toml");
+    let out = std::process::Command::new(crate::helpers::BIN)
+        .arg("--config.file")
+        .arg(&example)
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

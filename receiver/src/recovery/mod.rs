@@ -1,0 +1,679 @@
+//! Auto-recovery, the guide's `attemptAutoRecovery`: a firing alert that
+//! matches a trigger runs the configured actions, in the background (the
+//! webhook answers at once). Every decision goes through the same gate and
+//! lands in the audit and in `llmchat_receiver_recovery_actions_total`:
+//! one run of an action at a time (`skipped_running`), the hourly cap
+//! (`skipped_rate_limit`), the cooldown (`skipped_cooldown`), dry run
+//! (`dry_run`), a gate that cannot decide (`skipped_unavailable`), then the
+//! run's own end (`succeeded`, `failed`, `timed_out`, `cancelled`). Runs
+//! and dry runs are notified as `info` events through the outbox.
+
+pub mod command;
+pub mod config;
+pub mod coordination;
+pub mod http_action;
+pub mod matcher;
+pub mod redis_cleanup;
+pub mod signal;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+
+use self::config::{ActionConfig, Kind, RecoveryConfig, Trigger};
+use self::coordination::{Admission, Coordinator};
+use crate::channels::Senders;
+use crate::config::Channel;
+use crate::metrics::{ActionLabels, Metrics};
+use crate::payload::{Alert, Notice, Status};
+use crate::store::{now_ms, AuditRecord, NewNotification, Store};
+
+/// How much of an action's output the audit keeps.
+pub const OUTPUT_LIMIT: usize = 4096;
+
+/// Labels passed to a command at most; alerts have a few dozen.
+const MAX_ENV_LABELS: usize = 64;
+/// Longest label value passed on, in bytes.
+const MAX_ENV_VALUE: usize = 1024;
+
+/// How audit records are forgotten.
+const AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Succeeded => "succeeded",
+            RunResult::Failed => "failed",
+            RunResult::TimedOut => "timed_out",
+            RunResult::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How one run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub result: RunResult,
+    /// The exit code (128+signal when killed), or the HTTP status.
+    pub exit_status: Option<i64>,
+    pub output: String,
+    pub detail: Option<String>,
+}
+
+/// Output bytes as text, cut to [`OUTPUT_LIMIT`] on a character boundary.
+pub fn output_text(bytes: &[u8]) -> String {
+    let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(OUTPUT_LIMIT)]).into_owned();
+    while s.len() > OUTPUT_LIMIT {
+        s.pop();
+    }
+    s
+}
+
+/// The alert as environment variables: `LLMCHAT_ALERT_<LABEL>` for each
+/// label (name upper-cased, anything but [A-Z0-9_] made `_`), plus
+/// `LLMCHAT_ALERT_FINGERPRINT`, `_STATUS`, `_STARTS_AT` and
+/// `LLMCHAT_ACTION`. Values lose NUL and control characters (a newline
+/// becomes a space) and are cut at 1 KiB; they are data for the command,
+/// never parsed by a shell of ours.
+pub fn alert_env(alert: &Alert, action: &str) -> Vec<(String, String)> {
+    let clean = |v: &str| {
+        let mut s: String = v
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if s.len() > MAX_ENV_VALUE {
+            let mut cut = MAX_ENV_VALUE;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+        }
+        s
+    };
+    let mut env: BTreeMap<String, String> = alert
+        .labels
+        .iter()
+        .take(MAX_ENV_LABELS)
+        .map(|(k, v)| {
+            let name: String = k
+                .chars()
+                .map(|c| {
+                    let c = c.to_ascii_uppercase();
+                    if c.is_ascii_alphanumeric() {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (format!("LLMCHAT_ALERT_{name}"), clean(v))
+        })
+        .collect();
+    env.insert(
+        "LLMCHAT_ALERT_FINGERPRINT".into(),
+        clean(&alert.fingerprint),
+    );
+    env.insert("LLMCHAT_ALERT_STATUS".into(), alert.status.as_str().into());
+    env.insert("LLMCHAT_ALERT_STARTS_AT".into(), clean(&alert.starts_at));
+    env.insert("LLMCHAT_ACTION".into(), action.into());
+    env.into_iter().collect()
+}
+
+/// One configured action and its run-at-a-time flag.
+struct Action {
+    name: String,
+    config: ActionConfig,
+    http: Option<http_action::HttpAction>,
+    busy: AtomicBool,
+}
+
+/// Clears an action's busy flag however its run ends.
+struct BusyGuard<'a>(&'a AtomicBool);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("recovery.actions {name}: {reason}")]
+    Action { name: String, reason: String },
+    #[error("recovery.redis_url: {0}")]
+    Coordination(#[from] coordination::CoordinationError),
+}
+
+pub struct Recovery {
+    actions: BTreeMap<String, Arc<Action>>,
+    triggers: Vec<Trigger>,
+    dry_run: bool,
+    redis_url: Option<String>,
+    coordinator: Coordinator,
+    store: Arc<Store>,
+    senders: Arc<Senders>,
+    metrics: Arc<Metrics>,
+    wake: Arc<tokio::sync::Notify>,
+    /// Running commands that cancel when their alert resolves, by
+    /// (action, fingerprint).
+    cancellable: Mutex<HashMap<(String, String), tokio::sync::watch::Sender<bool>>>,
+}
+
+/// A decision that did not run anything.
+#[derive(Debug, Clone, Copy)]
+enum Skip {
+    Running,
+    RateLimited,
+    Cooldown,
+    Unavailable,
+}
+
+impl Skip {
+    fn as_str(self) -> &'static str {
+        match self {
+            Skip::Running => "skipped_running",
+            Skip::RateLimited => "skipped_rate_limit",
+            Skip::Cooldown => "skipped_cooldown",
+            Skip::Unavailable => "skipped_unavailable",
+        }
+    }
+}
+
+impl Recovery {
+    pub fn new(
+        config: &RecoveryConfig,
+        store: Arc<Store>,
+        senders: Arc<Senders>,
+        metrics: Arc<Metrics>,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Result<Self, RecoveryError> {
+        let mut actions = BTreeMap::new();
+        for (name, c) in &config.actions {
+            let http = c
+                .http
+                .as_ref()
+                .map(http_action::HttpAction::new)
+                .transpose()
+                .map_err(|e| RecoveryError::Action {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            actions.insert(
+                name.clone(),
+                Arc::new(Action {
+                    name: name.clone(),
+                    config: c.clone(),
+                    http,
+                    busy: AtomicBool::new(false),
+                }),
+            );
+        }
+        Ok(Recovery {
+            actions,
+            triggers: config.effective_triggers(),
+            dry_run: config.dry_run,
+            redis_url: config.redis_url.clone(),
+            coordinator: Coordinator::new(config.redis_url.as_deref(), store.clone())?,
+            store,
+            senders,
+            metrics,
+            wake,
+            cancellable: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The actions an alert's labels select, each once, in trigger order.
+    pub fn actions_for(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in &self.triggers {
+            if t.matchers.iter().all(|m| m.matches(labels)) {
+                for a in &t.actions {
+                    if !out.contains(a) && self.actions.contains_key(a) {
+                        out.push(a.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts what an alert calls for and returns at once: a firing alert
+    /// runs its actions; a resolved one cancels its running commands that
+    /// asked for it. `to_slack`: the alert itself went to Slack, so the
+    /// outcome follows it there.
+    pub fn on_alert(self: &Arc<Self>, alert: &Alert, to_slack: bool) {
+        let names = self.actions_for(&alert.labels);
+        if names.is_empty() {
+            return;
+        }
+        match alert.status {
+            Status::Resolved => {
+                let map = self.cancellable.lock().unwrap_or_else(|p| p.into_inner());
+                for name in names {
+                    if let Some(tx) = map.get(&(name, alert.fingerprint.clone())) {
+                        let _ = tx.send(true);
+                    }
+                }
+            }
+            Status::Firing => {
+                for name in names {
+                    let this = self.clone();
+                    let alert = alert.clone();
+                    tokio::spawn(async move { this.decide_and_run(&name, &alert, to_slack).await });
+                }
+            }
+        }
+    }
+
+    fn count(&self, action: &str, result: &str) {
+        self.metrics
+            .recovery_actions
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    async fn record_skip(
+        &self,
+        action: &Action,
+        alert: &Alert,
+        dry_run: bool,
+        skip: Skip,
+        detail: Option<String>,
+    ) {
+        let now = now_ms();
+        self.count(&action.name, skip.as_str());
+        tracing::info!(action = %action.name, alert = alert.labels.get("alertname").map(String::as_str).unwrap_or(""), fingerprint = %alert.fingerprint, decision = skip.as_str(), "recovery action skipped");
+        let record = AuditRecord {
+            id: 0,
+            action: action.name.clone(),
+            kind: action.config.kind().as_str().into(),
+            alertname: alertname(alert),
+            fingerprint: alert.fingerprint.clone(),
+            result: skip.as_str().into(),
+            dry_run,
+            started_ms: now,
+            finished_ms: Some(now),
+            exit_status: None,
+            output: String::new(),
+            detail,
+        };
+        if let Err(e) = self.store.audit_insert(&record).await {
+            tracing::error!(action = %action.name, error = %e, "cannot write the recovery audit");
+        }
+    }
+
+    async fn decide_and_run(&self, name: &str, alert: &Alert, to_slack: bool) {
+        let Some(action) = self.actions.get(name).cloned() else {
+            return;
+        };
+        let dry_run = self.dry_run || action.config.dry_run;
+        if action
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return self
+                .record_skip(&action, alert, dry_run, Skip::Running, None)
+                .await;
+        }
+        let _busy = BusyGuard(&action.busy);
+        match self
+            .coordinator
+            .admit(
+                name,
+                dry_run,
+                action.config.cooldown,
+                action.config.max_runs_per_hour,
+            )
+            .await
+        {
+            Ok(Admission::Granted) => {}
+            Ok(Admission::Cooldown) => {
+                return self
+                    .record_skip(&action, alert, dry_run, Skip::Cooldown, None)
+                    .await
+            }
+            Ok(Admission::RateLimited) => {
+                let detail = format!("{} runs in the last hour", action.config.max_runs_per_hour);
+                return self
+                    .record_skip(&action, alert, dry_run, Skip::RateLimited, Some(detail))
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(action = %name, backend = self.coordinator.backend(), error = %e, "cannot check the recovery cooldown; not running");
+                return self
+                    .record_skip(
+                        &action,
+                        alert,
+                        dry_run,
+                        Skip::Unavailable,
+                        Some(e.to_string()),
+                    )
+                    .await;
+            }
+        }
+        let mut record = AuditRecord {
+            id: 0,
+            action: name.to_string(),
+            kind: action.config.kind().as_str().into(),
+            alertname: alertname(alert),
+            fingerprint: alert.fingerprint.clone(),
+            result: if dry_run { "dry_run" } else { "running" }.into(),
+            dry_run,
+            started_ms: now_ms(),
+            finished_ms: None,
+            exit_status: None,
+            output: String::new(),
+            detail: dry_run.then(|| {
+                format!(
+                    "dry run: the {} action was not run",
+                    action.config.kind().as_str()
+                )
+            }),
+        };
+        if dry_run {
+            record.finished_ms = Some(record.started_ms);
+        }
+        // The audit first: a run that cannot be recorded does not happen.
+        record.id = match self.store.audit_insert(&record).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(action = %name, error = %e, "cannot write the recovery audit; not running");
+                self.count(name, Skip::Unavailable.as_str());
+                return;
+            }
+        };
+        if dry_run {
+            self.count(name, "dry_run");
+            tracing::info!(action = %name, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action: dry run");
+            self.notify(&record, to_slack, None).await;
+            return;
+        }
+        tracing::info!(action = %name, kind = record.kind, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action started");
+        let started = Instant::now();
+        let outcome = self.execute(&action, alert).await;
+        let took = started.elapsed();
+        self.metrics
+            .recovery_duration
+            .get_or_create(&crate::metrics::ActionNameLabels {
+                action: name.to_string(),
+            })
+            .observe(took.as_secs_f64());
+        record.result = outcome.result.as_str().into();
+        record.finished_ms = Some(now_ms());
+        record.exit_status = outcome.exit_status;
+        record.output = outcome.output;
+        record.detail = outcome.detail;
+        self.count(name, outcome.result.as_str());
+        if outcome.result == RunResult::Succeeded {
+            tracing::info!(action = %name, took = ?took, exit_status = ?record.exit_status, "recovery action succeeded");
+        } else {
+            tracing::warn!(action = %name, result = %record.result, took = ?took, exit_status = ?record.exit_status, detail = record.detail.as_deref().unwrap_or(""), "recovery action did not succeed");
+        }
+        if let Err(e) = self.store.audit_finish(&record).await {
+            tracing::error!(action = %name, error = %e, "cannot write the recovery audit");
+        }
+        self.notify(&record, to_slack, Some(took)).await;
+    }
+
+    async fn execute(&self, action: &Action, alert: &Alert) -> Outcome {
+        let failed = |detail: String| Outcome {
+            result: RunResult::Failed,
+            exit_status: None,
+            output: String::new(),
+            detail: Some(detail),
+        };
+        match action.config.kind() {
+            Kind::Command => {
+                let Some(spec) = &action.config.command else {
+                    return failed("no command".into());
+                };
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let key = (action.name.clone(), alert.fingerprint.clone());
+                if action.config.cancel_on_resolve {
+                    self.cancellable
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone(), tx);
+                }
+                let env = alert_env(alert, &action.name);
+                let outcome = command::run(spec, &env, rx).await;
+                if action.config.cancel_on_resolve {
+                    self.cancellable
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                }
+                outcome.unwrap_or_else(|e| failed(e.to_string()))
+            }
+            Kind::Http => match &action.http {
+                Some(h) => h.run().await.unwrap_or_else(|e| failed(e.to_string())),
+                None => failed("no http client".into()),
+            },
+            Kind::Signal => match &action.config.signal {
+                Some(spec) => signal::run(spec).unwrap_or_else(|e| failed(e.to_string())),
+                None => failed("no signal".into()),
+            },
+            Kind::RedisCleanup => match &action.config.redis_cleanup {
+                Some(spec) => {
+                    let budget = spec.timeout + Duration::from_secs(2);
+                    match tokio::time::timeout(
+                        budget,
+                        redis_cleanup::run(spec, self.redis_url.as_deref()),
+                    )
+                    .await
+                    {
+                        Ok(r) => r.unwrap_or_else(|e| failed(e.to_string())),
+                        Err(_) => Outcome {
+                            result: RunResult::TimedOut,
+                            exit_status: None,
+                            output: String::new(),
+                            detail: Some("Redis did not answer within the time budget".into()),
+                        },
+                    }
+                }
+                None => failed("no redis_cleanup".into()),
+            },
+        }
+    }
+
+    /// The outcome as an `info` event: to the webhook, and to Slack when
+    /// the alert that triggered it went there. Through the outbox, so it
+    /// is retried and deduplicated like any notification.
+    async fn notify(&self, r: &AuditRecord, to_slack: bool, took: Option<Duration>) {
+        let summary = if r.dry_run {
+            format!(
+                "Dry run: recovery action {} would run for {}",
+                r.action, r.alertname
+            )
+        } else {
+            format!(
+                "Recovery action {} {} for {}",
+                r.action, r.result, r.alertname
+            )
+        };
+        let mut description = format!("Action {} ({}): {}.", r.action, r.kind, r.result);
+        if let Some(t) = took {
+            description.push_str(&format!(" Took {:.1}s.", t.as_secs_f64()));
+        }
+        if let Some(s) = r.exit_status {
+            description.push_str(&format!(" Exit status {s}."));
+        }
+        if let Some(d) = &r.detail {
+            description.push_str(&format!(" {d}."));
+        }
+        description.push_str(" Full output: GET /actions.");
+        let labels = BTreeMap::from([
+            ("alertname".to_string(), "LLMChatRecoveryAction".to_string()),
+            ("severity".to_string(), "info".to_string()),
+            ("action".to_string(), r.action.clone()),
+            ("result".to_string(), r.result.clone()),
+            ("trigger_alertname".to_string(), r.alertname.clone()),
+            ("trigger_fingerprint".to_string(), r.fingerprint.clone()),
+        ]);
+        let notice = Notice {
+            alertname: "LLMChatRecoveryAction".into(),
+            status: Status::Firing,
+            severity: "info".into(),
+            summary,
+            description,
+            labels,
+            annotations: BTreeMap::new(),
+            starts_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint: format!("recovery-{}", r.id),
+            group_key: format!("recovery:{}", r.action),
+            truncated_alerts: 0,
+            external_url: String::new(),
+        };
+        let Ok(payload) = serde_json::to_string(&notice) else {
+            return;
+        };
+        let mut channels = vec![Channel::Webhook];
+        if to_slack {
+            channels.push(Channel::Slack);
+        }
+        let rows: Vec<NewNotification> = channels
+            .into_iter()
+            .filter(|c| self.senders.wants(*c, &notice))
+            .map(|c| NewNotification {
+                // The audit id is unique in the shared store.
+                dedup_key: format!("recovery|{}|{}|{}", r.id, r.started_ms, c.as_str()),
+                channel: c.as_str().into(),
+                severity: "info".into(),
+                status: "firing".into(),
+                alertname: notice.alertname.clone(),
+                payload: payload.clone(),
+            })
+            .collect();
+        match self.store.insert(&rows).await {
+            Ok(n) if n > 0 => self.wake.notify_one(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(action = %r.action, error = %e, "cannot queue the recovery notification")
+            }
+        }
+    }
+
+    /// The configuration as `GET /actions` shows it: names, kinds and
+    /// limits, but no argv, URL, header or pattern (they may hold secrets).
+    pub fn describe(&self) -> serde_json::Value {
+        let actions: Vec<serde_json::Value> = self
+            .actions
+            .values()
+            .map(|a| {
+                json!({
+                    "name": a.name,
+                    "kind": a.config.kind().as_str(),
+                    "cooldown_seconds": a.config.cooldown.as_secs_f64(),
+                    "max_runs_per_hour": a.config.max_runs_per_hour,
+                    "dry_run": self.dry_run || a.config.dry_run,
+                    "cancel_on_resolve": a.config.cancel_on_resolve,
+                    "running": a.busy.load(Ordering::Acquire),
+                })
+            })
+            .collect();
+        let triggers: Vec<serde_json::Value> = self
+            .triggers
+            .iter()
+            .map(|t| {
+                json!({
+                    "matchers": t.matchers.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                    "actions": t.actions,
+                })
+            })
+            .collect();
+        json!({
+            "dry_run": self.dry_run,
+            "cooldown_backend": self.coordinator.backend(),
+            "actions": actions,
+            "triggers": triggers,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Forgets old audit records, hourly, until `shutdown`.
+    pub async fn maintain(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let cutoff = now_ms() - AUDIT_RETENTION.as_millis() as i64;
+            if let Err(e) = self.store.purge_audit(cutoff).await {
+                tracing::warn!(error = %e, "recovery audit purge failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+fn alertname(alert: &Alert) -> String {
+    alert
+        .labels
+        .get("alertname")
+        .cloned()
+        .unwrap_or_else(|| "unnamed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_labels_become_inert_environment_values() {
+        let alert = Alert {
+            status: Status::Firing,
+            labels: BTreeMap::from([
+                ("alertname".to_string(), "X".to_string()),
+                (
+                    "evil-name.x".to_string(),
+                    "$(touch x); `id`\nrm -rf /\0".to_string(),
+                ),
+            ]),
+            annotations: BTreeMap::new(),
+            starts_at: "2026-11-26T10:00:00Z".into(),
+            ends_at: String::new(),
+            generator_url: String::new(),
+            fingerprint: "fp".into(),
+        };
+        let env: BTreeMap<String, String> = alert_env(&alert, "restart").into_iter().collect();
+        assert_eq!(
+            env["LLMCHAT_ALERT_EVIL_NAME_X"],
+            "$(touch x); `id` rm -rf / "
+        );
+        assert_eq!(env["LLMCHAT_ALERT_ALERTNAME"], "X");
+        assert_eq!(env["LLMCHAT_ALERT_FINGERPRINT"], "fp");
+        assert_eq!(env["LLMCHAT_ACTION"], "restart");
+        let long = Alert {
+            labels: BTreeMap::from([("a".to_string(), "é".repeat(2000))]),
+            ..alert
+        };
+        let env: BTreeMap<String, String> = alert_env(&long, "x").into_iter().collect();
+        assert!(env["LLMCHAT_ALERT_A"].len() <= MAX_ENV_VALUE);
+    }
+
+    #[test]
+    fn output_is_cut_at_four_kib_on_a_character_boundary() {
+        let text = output_text("é".repeat(5000).as_bytes());
+        assert!(text.len() <= OUTPUT_LIMIT);
+        assert!(text.chars().all(|c| c == 'é' || c == '\u{fffd}'));
+    }
+}

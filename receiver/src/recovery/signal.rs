@@ -1,0 +1,132 @@
+//! `signal` actions: a named signal to the pid in a pid file, or to the
+//! process found by its exact name (SIGUSR2 to the Node backend, whose own
+//! handler runs `global.gc()`). Pids 0 and 1, negative pids (process
+//! groups) and the receiver itself are refused.
+
+use std::str::FromStr;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::config::SignalSpec;
+use super::{Outcome, RunResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("cannot read the pid file {path}: {source}")]
+    PidFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the pid file {path} does not hold a usable pid")]
+    BadPid { path: String },
+    #[error("no process named {0:?}")]
+    NoProcess(String),
+    #[error("{count} processes are named {name:?}; set all_matching or use a pid file")]
+    Ambiguous { name: String, count: usize },
+    #[error("cannot list processes: {0}")]
+    Processes(String),
+    #[error("cannot signal pid {pid}: {errno}")]
+    Kill { pid: i32, errno: nix::errno::Errno },
+}
+
+/// `SIGUSR2`, `USR2` or `usr2`.
+pub fn parse_signal(name: &str) -> Option<Signal> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&full).ok()
+}
+
+fn usable(pid: i32) -> bool {
+    pid > 1 && pid != std::process::id() as i32
+}
+
+fn targets(spec: &SignalSpec) -> Result<Vec<i32>, SignalError> {
+    if let Some(path) = &spec.pid_file {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SignalError::PidFile {
+            path: shown.clone(),
+            source,
+        })?;
+        let pid = text
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|p| usable(*p))
+            .ok_or(SignalError::BadPid { path: shown })?;
+        return Ok(vec![pid]);
+    }
+    let name = spec.process_name.clone().unwrap_or_default();
+    let mut sys = sysinfo::System::new().map_err(|e| SignalError::Processes(e.to_string()))?;
+    sys.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
+    let mut pids: Vec<i32> = sys
+        .processes_by_exact_name(std::ffi::OsStr::new(&name))
+        // Threads show up as processes too; signal the process.
+        .filter(|p| p.thread_kind().is_none())
+        .map(|p| p.pid().as_u32() as i32)
+        .filter(|p| usable(*p))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    match pids.len() {
+        0 => Err(SignalError::NoProcess(name)),
+        1 => Ok(pids),
+        count if spec.all_matching => {
+            let _ = count;
+            Ok(pids)
+        }
+        count => Err(SignalError::Ambiguous { name, count }),
+    }
+}
+
+pub fn run(spec: &SignalSpec) -> Result<Outcome, SignalError> {
+    let signal = parse_signal(&spec.signal).unwrap_or(Signal::SIGUSR2);
+    let pids = targets(spec)?;
+    for pid in &pids {
+        kill(Pid::from_raw(*pid), signal)
+            .map_err(|errno| SignalError::Kill { pid: *pid, errno })?;
+    }
+    let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+    Ok(Outcome {
+        result: RunResult::Succeeded,
+        exit_status: None,
+        output: format!("sent {} to pid {}", signal.as_str(), list.join(", ")),
+        detail: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_with_or_without_the_prefix() {
+        assert_eq!(parse_signal("SIGUSR2"), Some(Signal::SIGUSR2));
+        assert_eq!(parse_signal("usr2"), Some(Signal::SIGUSR2));
+        assert_eq!(parse_signal("HUP"), Some(Signal::SIGHUP));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn refuses_init_and_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        for pid in ["1", "0", "-5", &std::process::id().to_string(), "x"] {
+            let path = dir.path().join("pid");
+            std::fs::write(&path, pid).unwrap();
+            let spec = SignalSpec {
+                signal: "USR2".into(),
+                pid_file: Some(path),
+                process_name: None,
+                all_matching: false,
+            };
+            assert!(
+                matches!(run(&spec), Err(SignalError::BadPid { .. })),
+                "{pid}"
+            );
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! Recovery actions end to end, with real processes and a real Redis:
+//! commands (a file written, a hang killed with its whole process group,
+//! hostile label values kept inert), HTTP, signals, Redis cleanup of
+//! 100,000 keys, cooldowns shared by two receivers, caps, dry runs,
+//! cancellation on resolve, the audit and the outcome notifications.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use llmchat_tests::services::Redis;
+use serde_json::{json, Value};
+
+use crate::helpers::{config, wait_until, Receiver, Target, TOKEN};
+
+fn sqlite(dir: &Path, name: &str) -> String {
+    format!("sqlite://{}", dir.join(name).display())
+}
+
+/// A receiver config with a webhook and Slack stand-in and `recovery`
+/// TOML appended.
+fn recovery_config(
+    dir: &Path,
+    store: &str,
+    hook: &Target,
+    slack: &Target,
+    recovery: &str,
+) -> PathBuf {
+    let path = config(
+        dir,
+        store,
+        Some(&slack.url("/slack")),
+        Some(&hook.url("/hook")),
+        None,
+    );
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(recovery);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One alert with the given labels.
+fn alert(status: &str, fingerprint: &str, labels: &[(&str, &str)]) -> String {
+    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"x\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "llmchat",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": status,
+            "labels": labels,
+            "annotations": {"summary": "s"},
+            "startsAt": "2026-11-26T10:00:00Z",
+            "endsAt": if status == "resolved" { "2026-11-26T10:30:00Z" } else { "0001-01-01T00:00:00Z" },
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": fingerprint,
+        }]
+    })
+    .to_string()
+}
+
+fn actions(r: &Receiver) -> Value {
+    reqwest::blocking::Client::new()
+        .get(format!("{}/actions", r.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// The audit records of one action, oldest first.
+fn audit(r: &Receiver, action: &str) -> Vec<Value> {
+    let mut v: Vec<Value> = actions(r)["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == action)
+        .cloned()
+        .collect();
+    v.reverse();
+    v
+}
+
+/// Waits for an action's audit record to leave `running` and returns it.
+fn finished(r: &Receiver, action: &str, count: usize) -> Vec<Value> {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{count} finished {action} records"),
+        || {
+            let a = audit(r, action);
+            a.len() >= count && a.iter().all(|x| x["result"] != "running")
+        },
+    );
+    audit(r, action)
+}
+
+fn metric(r: &Receiver, line_start: &str) -> Option<f64> {
+    let text = reqwest::blocking::get(format!("{}/metrics", r.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // A zombie waiting for its reaper is dead for our purpose.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn command_action_runs_on_the_fault_label_and_is_audited_counted_and_notified() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let out = dir.path().join("restarted");
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo restarted $LLMCHAT_ALERT_ALERTNAME > {}; echo done\"]\ntimeout = \"10s\"\n",
+            out.display()
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    // Without credentials, the audit is refused.
+    let anon = reqwest::blocking::get(format!("{}/actions", r.base)).unwrap();
+    assert_eq!(anon.status(), 401);
+    // Resolved alerts and alerts of other faults run nothing.
+    let labels = [
+        ("alertname", "LLMChatHighErrorRate"),
+        ("severity", "warning"),
+        ("fault", "high_error_rate"),
+    ];
+    assert_eq!(
+        r.post(&alert("resolved", "fp-1", &labels), Some(TOKEN))
+            .status(),
+        200
+    );
+    let other = [
+        ("alertname", "LLMChatSlowResponses"),
+        ("severity", "warning"),
+        ("fault", "slow_response"),
+    ];
+    assert_eq!(
+        r.post(&alert("firing", "fp-2", &other), Some(TOKEN))
+            .status(),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!out.exists());
+    assert!(audit(&r, "restart").is_empty());
+
+    let resp = r.post(&alert("firing", "fp-1", &labels), Some(TOKEN));
+    assert_eq!(resp.status(), 200);
+    let runs = finished(&r, "restart", 1);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        "restarted LLMChatHighErrorRate"
+    );
+    let run = &runs[0];
+    assert_eq!(run["result"], "succeeded", "{run}");
+    assert_eq!(run["kind"], "command");
+    assert_eq!(run["exit_status"], 0);
+    assert_eq!(run["fingerprint"], "fp-1");
+    assert_eq!(run["alertname"], "LLMChatHighErrorRate");
+    assert_eq!(run["output"].as_str().unwrap().trim(), "done");
+    assert!(run["finished_ms"].as_i64().unwrap() >= run["started_ms"].as_i64().unwrap());
+    let described = actions(&r);
+    assert_eq!(described["actions"][0]["name"], "restart");
+    assert_eq!(described["actions"][0]["cooldown_seconds"], 600.0);
+    assert_eq!(
+        described["triggers"][0]["matchers"][0],
+        "fault=\"high_error_rate\""
+    );
+    assert!(
+        !described.to_string().contains("restarted $LLMCHAT"),
+        "argv is not shown"
+    );
+    assert_eq!(
+        metric(
+            &r,
+            "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"succeeded\"}"
+        ),
+        Some(1.0)
+    );
+
+    // The outcome is an info event on the webhook, and follows the alert to Slack.
+    wait_until(Duration::from_secs(10), "recovery notifications", || {
+        hook.requests()
+            .iter()
+            .any(|q| q.json()["alertname"] == "LLMChatRecoveryAction")
+            && slack
+                .requests()
+                .iter()
+                .any(|q| q.json()["text"] == "[LLMChat][INFO] LLMChatRecoveryAction")
+    });
+    let info = hook
+        .requests()
+        .into_iter()
+        .map(|q| q.json())
+        .find(|j| j["alertname"] == "LLMChatRecoveryAction")
+        .unwrap();
+    assert_eq!(info["severity"], "info");
+    assert_eq!(info["labels"]["action"], "restart");
+    assert_eq!(info["labels"]["result"], "succeeded");
+    assert_eq!(info["labels"]["trigger_alertname"], "LLMChatHighErrorRate");
+
+    // A repeat within the cooldown is recorded, not run.
+    std::fs::remove_file(&out).unwrap();
+    r.post(&alert("firing", "fp-1", &labels), Some(TOKEN));
+    let runs = finished(&r, "restart", 2);
+    assert_eq!(runs[1]["result"], "skipped_cooldown");
+    assert!(!out.exists());
+    assert_eq!(
+        metric(&r, "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"skipped_cooldown\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_hanging_command_is_killed_at_its_timeout_with_its_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let pid_file = dir.path().join("grandchild.pid");
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.restart]\ncooldown = \"0s\"\n[recovery.actions.restart.command]\n\
+             argv = [\"sh\", \"-c\", \"trap '' TERM; sleep 300 & echo $! > {}; echo started; wait\"]\ntimeout = \"1s\"\nkill_grace = \"500ms\"\n",
+            pid_file.display()
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    let labels = [
+        ("alertname", "LLMChatHighErrorRate"),
+        ("fault", "high_error_rate"),
+    ];
+    r.post(&alert("firing", "fp-hang", &labels), Some(TOKEN));
+    let runs = finished(&r, "restart", 1);
+    let run = &runs[0];
+    assert_eq!(run["result"], "timed_out", "{run}");
+    assert!(
+        run["detail"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1s"),
+        "{run}"
+    );
+    assert_eq!(run["output"].as_str().unwrap().trim(), "started");
+    // The shell ignored SIGTERM; SIGKILL to the group ended it: 128 + 9.
+    assert_eq!(run["exit_status"], 137);
+    let took = run["finished_ms"].as_i64().unwrap() - run["started_ms"].as_i64().unwrap();
+    assert!((1000..10_000).contains(&took), "{took} ms");
+    let grandchild: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the background sleep to be gone",
+        || !pid_alive(grandchild),
+    );
+}
+
+#[test]
+fn hostile_label_values_reach_the_command_only_as_inert_environment_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.restart.command]\nargv = [\"env\"]\ncwd = \"{}\"\nenv = {{ MODE = \"test\" }}\n",
+            dir.path().display()
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    let evil = [
+        ("alertname", "LLMChatHighErrorRate"),
+        ("fault", "high_error_rate"),
+        ("instance", "$(touch pwned-subst)"),
+        ("job", "a; touch pwned-semicolon"),
+        ("service", "`touch pwned-backtick`"),
+        ("path", "line1\ntouch pwned-newline\n"),
+        ("x-weird.name", "ok"),
+    ];
+    r.post(&alert("firing", "fp-evil", &evil), Some(TOKEN));
+    let runs = finished(&r, "restart", 1);
+    assert_eq!(runs[0]["result"], "succeeded", "{}", runs[0]);
+    let env: BTreeMap<String, String> = runs[0]["output"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(env["LLMCHAT_ALERT_INSTANCE"], "$(touch pwned-subst)");
+    assert_eq!(env["LLMCHAT_ALERT_JOB"], "a; touch pwned-semicolon");
+    assert_eq!(env["LLMCHAT_ALERT_SERVICE"], "`touch pwned-backtick`");
+    assert_eq!(env["LLMCHAT_ALERT_PATH"], "line1 touch pwned-newline ");
+    assert_eq!(env["LLMCHAT_ALERT_X_WEIRD_NAME"], "ok");
+    assert_eq!(env["LLMCHAT_ALERT_FINGERPRINT"], "fp-evil");
+    assert_eq!(env["MODE"], "test");
+    assert!(env.contains_key("PATH"));
+    // The receiver's own environment (where its secrets may be) is not passed on.
+    assert!(
+        !env.keys()
+            .any(|k| k.starts_with("LLMCHAT_RECEIVER_") || k == "HOME"),
+        "{env:?}"
+    );
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            !name.starts_with("pwned"),
+            "{name} was created: a label was executed"
+        );
+    }
+}
+
+#[test]
+fn http_action_posts_to_the_backend_and_checks_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let backend = Target::start(vec![(200, None), (500, None)]);
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.gc]\ncooldown = \"0s\"\n[recovery.actions.gc.http]\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer admin-secret-token\" }}\nbody = '{{\"reason\":\"high_memory_usage\"}}'\ntimeout = \"3s\"\n",
+            backend.url("/admin/gc")
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    let labels = [
+        ("alertname", "LLMChatHighMemoryUsage"),
+        ("fault", "high_memory_usage"),
+    ];
+    r.post(&alert("firing", "fp-mem", &labels), Some(TOKEN));
+    let runs = finished(&r, "gc", 1);
+    assert_eq!(runs[0]["result"], "succeeded", "{}", runs[0]);
+    assert_eq!(runs[0]["exit_status"], 200);
+    assert_eq!(runs[0]["output"], "ok");
+    let got = &backend.requests()[0];
+    assert_eq!(got.path, "/admin/gc");
+    assert_eq!(
+        got.header("authorization"),
+        Some("Bearer admin-secret-token")
+    );
+    assert_eq!(got.json()["reason"], "high_memory_usage");
+    // The backend's second answer is a 500: a failure, with the status.
+    r.post(&alert("firing", "fp-mem-2", &labels), Some(TOKEN));
+    let runs = finished(&r, "gc", 2);
+    assert_eq!(runs[1]["result"], "failed", "{}", runs[1]);
+    assert_eq!(runs[1]["exit_status"], 500);
+    assert!(!actions(&r).to_string().contains("admin-secret-token"));
+}
+
+#[test]
+fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    // A stand-in for the Node backend: records the signals it gets.
+    let name = format!("llmfake{}", std::process::id() % 100_000);
+    let program = dir.path().join(&name);
+    std::os::unix::fs::symlink("/bin/sh", &program).unwrap();
+    let got = dir.path().join("got");
+    let mut backend = Command::new(&program)
+        .arg("-c")
+        .arg(format!(
+            "trap 'echo USR2 >> {0}' USR2; trap 'echo HUP >> {0}' HUP; while :; do sleep 0.05; done",
+            got.display()
+        ))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("backend.pid");
+    std::fs::write(&pid_file, backend.id().to_string()).unwrap();
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.gc.signal]\nsignal = \"SIGUSR2\"\npid_file = \"{}\"\n\
+             [recovery.actions.reload.signal]\nsignal = \"HUP\"\nprocess_name = \"{name}\"\n\
+             [[recovery.triggers]]\nmatchers = ['fault=\"high_memory_usage\"']\nactions = [\"gc\", \"reload\"]\n",
+            pid_file.display()
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    let labels = [
+        ("alertname", "LLMChatHighMemoryUsage"),
+        ("fault", "high_memory_usage"),
+    ];
+    r.post(&alert("firing", "fp-sig", &labels), Some(TOKEN));
+    let gc = finished(&r, "gc", 1);
+    let reload = finished(&r, "reload", 1);
+    assert_eq!(gc[0]["result"], "succeeded", "{}", gc[0]);
+    assert_eq!(reload[0]["result"], "succeeded", "{}", reload[0]);
+    assert_eq!(
+        gc[0]["output"],
+        format!("sent SIGUSR2 to pid {}", backend.id())
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the backend to record both signals",
+        || {
+            let text = std::fs::read_to_string(&got).unwrap_or_default();
+            text.contains("USR2") && text.contains("HUP")
+        },
+    );
+    let _ = backend.kill();
+    let _ = backend.wait();
+}
+
+#[test]
+fn redis_cleanup_removes_only_the_configured_patterns_of_100k_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let redis = Redis::start();
+    let fill = |prefix: &str, n: u32| {
+        let script =
+            format!("for i=1,{n} do redis.call('SET', '{prefix}' .. i, 'v') end return {n}");
+        redis.cli(&["EVAL", &script, "0"]);
+    };
+    fill("cache:agents:", 30_000);
+    fill("cache:messages:", 30_000);
+    fill("sessions:", 25_000);
+    fill("users:", 15_000);
+    assert_eq!(redis.cli(&["DBSIZE"]), "100000");
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.trim]\ncooldown = \"0s\"\n[recovery.actions.trim.redis_cleanup]\nurl = \"{0}\"\npatterns = [\"cache:agents:*\"]\nmax_keys = 5000\n\
+             [recovery.actions.cache_cleanup]\ncooldown = \"0s\"\n[recovery.actions.cache_cleanup.redis_cleanup]\nurl = \"{0}\"\npatterns = [\"cache:agents:*\", \"cache:messages:*\"]\ntimeout = \"20s\"\n\
+             [[recovery.triggers]]\nmatchers = ['fault=\"trim\"']\nactions = [\"trim\"]\n\
+             [[recovery.triggers]]\nmatchers = ['fault=\"slow_response\"']\nactions = [\"cache_cleanup\"]\n",
+            redis.url()
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    // The bound on keys per run holds.
+    r.post(
+        &alert(
+            "firing",
+            "fp-trim",
+            &[("alertname", "T"), ("fault", "trim")],
+        ),
+        Some(TOKEN),
+    );
+    let trim = finished(&r, "trim", 1);
+    assert_eq!(trim[0]["result"], "succeeded", "{}", trim[0]);
+    assert!(
+        trim[0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("unlinked 5000 keys"),
+        "{}",
+        trim[0]
+    );
+    assert!(trim[0]["output"]
+        .as_str()
+        .unwrap()
+        .contains("max_keys reached"));
+    assert_eq!(redis.cli(&["DBSIZE"]), "95000");
+
+    let labels = [
+        ("alertname", "LLMChatSlowResponses"),
+        ("fault", "slow_response"),
+    ];
+    r.post(&alert("firing", "fp-slow", &labels), Some(TOKEN));
+    let runs = finished(&r, "cache_cleanup", 1);
+    assert_eq!(runs[0]["result"], "succeeded", "{}", runs[0]);
+    assert!(
+        runs[0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("unlinked 55000 keys"),
+        "{}",
+        runs[0]
+    );
+    assert_eq!(redis.cli(&["DBSIZE"]), "40000");
+    assert_eq!(
+        redis.cli(&["EVAL", "return #redis.call('KEYS', 'cache:*')", "0"]),
+        "0"
+    );
+    assert_eq!(
+        redis.cli(&["EVAL", "return #redis.call('KEYS', 'sessions:*')", "0"]),
+        "25000"
+    );
+    assert_eq!(
+        redis.cli(&["EVAL", "return #redis.call('KEYS', 'users:*')", "0"]),
+        "15000"
+    );
+}
+
+#[test]
+fn two_receivers_on_one_redis_share_the_cooldown_and_the_action_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let redis = Redis::start();
+    let ran = dir.path().join("ran");
+    let recovery = format!(
+        "[recovery]\nredis_url = \"{}\"\n[recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo $$ >> {}\"]\n",
+        redis.url(),
+        ran.display()
+    );
+    let a_dir = dir.path().join("a");
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let a = Receiver::start(&recovery_config(
+        &a_dir,
+        &sqlite(&a_dir, "a.db"),
+        &hook,
+        &slack,
+        &recovery,
+    ));
+    let b = Receiver::start(&recovery_config(
+        &b_dir,
+        &sqlite(&b_dir, "b.db"),
+        &hook,
+        &slack,
+        &recovery,
+    ));
+    let body = alert(
+        "firing",
+        "fp-ha",
+        &[
+            ("alertname", "LLMChatHighErrorRate"),
+            ("fault", "high_error_rate"),
+        ],
+    );
+    // Both members of an Alertmanager pair post the same alert at once.
+    std::thread::scope(|s| {
+        s.spawn(|| a.post(&body, Some(TOKEN)));
+        s.spawn(|| b.post(&body, Some(TOKEN)));
+    });
+    let ra = finished(&a, "restart", 1);
+    let rb = finished(&b, "restart", 1);
+    let mut results = vec![
+        ra[0]["result"].as_str().unwrap().to_string(),
+        rb[0]["result"].as_str().unwrap().to_string(),
+    ];
+    results.sort();
+    assert_eq!(results, ["skipped_cooldown", "succeeded"]);
+    assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
+    assert_eq!(actions(&a)["cooldown_backend"], "redis");
+    let ttl: i64 = redis
+        .cli(&["PTTL", "llmchat:recovery:live:restart:cooldown"])
+        .parse()
+        .unwrap();
+    assert!(ttl > 590_000 && ttl <= 600_000, "{ttl}");
+    // With the shared Redis gone, nothing runs: no decision can be trusted.
+    drop(redis);
+    let other = alert(
+        "firing",
+        "fp-ha-2",
+        &[
+            ("alertname", "LLMChatHighErrorRate"),
+            ("fault", "high_error_rate"),
+        ],
+    );
+    a.post(&other, Some(TOKEN));
+    let ra = finished(&a, "restart", 2);
+    assert_eq!(ra[1]["result"], "skipped_unavailable", "{}", ra[1]);
+    assert!(
+        ra[1]["detail"].as_str().unwrap().contains("Redis"),
+        "{}",
+        ra[1]
+    );
+    assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn dry_run_records_the_decision_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let ran = dir.path().join("ran");
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.restart.command]\nargv = [\"touch\", \"{0}\"]\n\
+             [recovery.actions.gc]\ndry_run = true\n[recovery.actions.gc.command]\nargv = [\"touch\", \"{0}\"]\n",
+            ran.display()
+        ),
+    );
+    // Per action: gc is dry, restart is not; a firing restart would run.
+    let r = Receiver::start(&cfg);
+    r.post(
+        &alert(
+            "firing",
+            "fp-dry",
+            &[("alertname", "M"), ("fault", "high_memory_usage")],
+        ),
+        Some(TOKEN),
+    );
+    let gc = finished(&r, "gc", 1);
+    assert_eq!(gc[0]["result"], "dry_run");
+    assert_eq!(gc[0]["dry_run"], true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ran.exists(), "a dry run ran the command");
+    drop(r);
+    // Globally, with the flag.
+    let port = crate::helpers::free_port();
+    let r = Receiver::start_with_args(&cfg, port, &["--recovery.dry-run"]);
+    r.post(
+        &alert(
+            "firing",
+            "fp-dry-2",
+            &[("alertname", "E"), ("fault", "high_error_rate")],
+        ),
+        Some(TOKEN),
+    );
+    let restart = finished(&r, "restart", 1);
+    assert_eq!(restart[0]["result"], "dry_run");
+    assert_eq!(actions(&r)["dry_run"], true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ran.exists(), "a dry run ran the command");
+    assert_eq!(
+        metric(
+            &r,
+            "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"dry_run\"}"
+        ),
+        Some(1.0)
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the dry run's notification",
+        || {
+            hook.requests().iter().any(|q| {
+                let j = q.json();
+                j["alertname"] == "LLMChatRecoveryAction" && j["labels"]["result"] == "dry_run"
+            })
+        },
+    );
+}
+
+#[test]
+fn runs_per_hour_are_capped_and_a_resolved_alert_cancels_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        "[recovery.actions.restart]\ncooldown = \"0s\"\nmax_runs_per_hour = 2\n[recovery.actions.restart.command]\nargv = [\"true\"]\n\
+         [recovery.actions.gc]\ncancel_on_resolve = true\n[recovery.actions.gc.command]\nargv = [\"sleep\", \"30\"]\n",
+    );
+    let r = Receiver::start(&cfg);
+    let labels = [("alertname", "E"), ("fault", "high_error_rate")];
+    for i in 1..=3 {
+        r.post(&alert("firing", &format!("fp-{i}"), &labels), Some(TOKEN));
+        finished(&r, "restart", i);
+    }
+    let results: Vec<String> = audit(&r, "restart")
+        .iter()
+        .map(|a| a["result"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(results, ["succeeded", "succeeded", "skipped_rate_limit"]);
+
+    let mem = [("alertname", "M"), ("fault", "high_memory_usage")];
+    r.post(&alert("firing", "fp-m", &mem), Some(TOKEN));
+    wait_until(Duration::from_secs(10), "gc to be running", || {
+        audit(&r, "gc")
+            .first()
+            .is_some_and(|a| a["result"] == "running")
+    });
+    // One run at a time: a second alert while it runs is recorded, not run.
+    r.post(&alert("firing", "fp-m2", &mem), Some(TOKEN));
+    wait_until(Duration::from_secs(10), "the skipped decision", || {
+        audit(&r, "gc")
+            .iter()
+            .any(|a| a["result"] == "skipped_running")
+    });
+    r.post(&alert("resolved", "fp-m", &mem), Some(TOKEN));
+    let gc = finished(&r, "gc", 2);
+    let run = gc.iter().find(|a| a["fingerprint"] == "fp-m").unwrap();
+    assert_eq!(run["result"], "cancelled", "{run}");
+    let took = run["finished_ms"].as_i64().unwrap() - run["started_ms"].as_i64().unwrap();
+    assert!(took < 20_000, "{took} ms");
+}
+
+#[test]
+fn bad_recovery_config_is_refused_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let cfg = recovery_config(
+        dir.path(),
+        &sqlite(dir.path(), "outbox.db"),
+        &hook,
+        &slack,
+        "[[recovery.triggers]]\nmatchers = ['fault=~\"(\"']\nactions = []\n",
+    );
+    let out = Command::new(crate::helpers::BIN)
+        .arg("--config.file")
+        .arg(&cfg)
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("recovery.triggers") && err.contains("invalid regex"),
+        "{err}"
+    );
+}
