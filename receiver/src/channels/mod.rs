@@ -168,3 +168,20 @@ mod tests {
         assert_eq!(retry_after("soon"), None);
     }
 }
+
+#[cfg(test)]
+mod tls_tests {
+    /// Slack's webhooks are https: a client without TLS support would
+    /// refuse the URL itself instead of trying to connect.
+    #[tokio::test]
+    async fn https_targets_are_supported() {
+        let client = reqwest::Client::new();
+        let err = client
+            .post("https://127.0.0.1:9/services/T/B/X")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(!err.is_builder(), "{err:?}");
+        assert!(err.is_connect(), "{err:?}");
+    }
+}
