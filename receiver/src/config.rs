@@ -35,6 +35,9 @@ pub struct WebConfig {
     pub listen_address: String,
     /// Bearer token Alertmanager sends (`http_config.authorization`).
     pub bearer_token: Option<String>,
+    /// Or read from this file (a Docker or systemd credential); trailing
+    /// whitespace is ignored.
+    pub bearer_token_file: Option<PathBuf>,
     /// Or basic auth (`http_config.basic_auth`).
     pub basic_username: Option<String>,
     pub basic_password: Option<String>,
@@ -48,6 +51,7 @@ impl Default for WebConfig {
         Self {
             listen_address: format!(":{DEFAULT_PORT}"),
             bearer_token: None,
+            bearer_token_file: None,
             basic_username: None,
             basic_password: None,
             auth_disabled: false,
@@ -288,6 +292,13 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub web_bearer_token: Option<String>,
+    /// File holding the bearer token (instead of --web.bearer-token).
+    #[arg(
+        long = "web.bearer-token-file",
+        env = "LLMCHAT_RECEIVER_WEB_BEARER_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub web_bearer_token_file: Option<PathBuf>,
     /// Accept posts without credentials (trusted networks only).
     #[arg(long = "web.auth-disabled", env = "LLMCHAT_RECEIVER_WEB_AUTH_DISABLED")]
     pub web_auth_disabled: bool,
@@ -339,6 +350,9 @@ impl Cli {
         if self.web_bearer_token.is_some() {
             c.web.bearer_token = self.web_bearer_token;
         }
+        if self.web_bearer_token_file.is_some() {
+            c.web.bearer_token_file = self.web_bearer_token_file;
+        }
         if self.web_auth_disabled {
             c.web.auth_disabled = true;
         }
@@ -354,6 +368,19 @@ impl Cli {
         if let Some(v) = self.log_level {
             c.log.level = v;
         }
+        c.apply_secret_env(|k| std::env::var(k).ok())?;
+        if let Some(path) = &c.web.bearer_token_file {
+            if c.web.bearer_token.is_some() {
+                return Err(invalid(
+                    "web.bearer_token_file",
+                    path.display(),
+                    "set either web.bearer_token or web.bearer_token_file, not both",
+                ));
+            }
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| invalid("web.bearer_token_file", path.display(), e))?;
+            c.web.bearer_token = Some(token.trim_end().to_string());
+        }
         if let Some(v) = self.log_format {
             c.log.format = v;
         }
@@ -362,7 +389,82 @@ impl Cli {
     }
 }
 
+/// Environment variables that carry channel secrets, so that a deployment
+/// (docker compose's `.env`, a systemd credential) keeps them out of the
+/// TOML file. Empty values count as unset.
+pub const SECRET_ENV: [&str; 5] = [
+    "LLMCHAT_RECEIVER_SMTP_USERNAME",
+    "LLMCHAT_RECEIVER_SMTP_PASSWORD",
+    "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
+    "LLMCHAT_RECEIVER_WEBHOOK_URL",
+    "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
+];
+
 impl Config {
+    /// Applies [`SECRET_ENV`]: SMTP credentials into `[channels.email]`
+    /// (which must exist), a Slack or webhook URL creating or overriding
+    /// its channel, the HMAC secret into the webhook channel.
+    pub fn apply_secret_env(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        for (var, is_password) in [
+            ("LLMCHAT_RECEIVER_SMTP_USERNAME", false),
+            ("LLMCHAT_RECEIVER_SMTP_PASSWORD", true),
+        ] {
+            if let Some(v) = get(var) {
+                let Some(email) = self.channels.email.as_mut() else {
+                    return Err(invalid(
+                        "channels.email",
+                        var,
+                        "SMTP credentials are set but [channels.email] is not",
+                    ));
+                };
+                if is_password {
+                    email.password = Some(v);
+                } else {
+                    email.username = Some(v);
+                }
+            }
+        }
+        if let Some(url) = get("LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL") {
+            match self.channels.slack.as_mut() {
+                Some(s) => s.webhook_url = url,
+                None => {
+                    self.channels.slack = Some(SlackConfig {
+                        webhook_url: url,
+                        send_resolved: true,
+                    })
+                }
+            }
+        }
+        if let Some(url) = get("LLMCHAT_RECEIVER_WEBHOOK_URL") {
+            match self.channels.webhook.as_mut() {
+                Some(w) => w.url = url,
+                None => {
+                    self.channels.webhook = Some(WebhookConfig {
+                        url,
+                        headers: BTreeMap::new(),
+                        hmac_secret: None,
+                        send_resolved: true,
+                    })
+                }
+            }
+        }
+        if let Some(secret) = get("LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET") {
+            let Some(w) = self.channels.webhook.as_mut() else {
+                return Err(invalid(
+                    "channels.webhook",
+                    "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
+                    "an HMAC secret is set but no webhook URL",
+                ));
+            };
+            w.hmac_secret = Some(secret);
+        }
+        Ok(())
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -474,4 +576,34 @@ impl Config {
 pub fn listen_address(value: &str) -> Result<SocketAddr, ConfigError> {
     llmchat_common::listen_address(value)
         .map_err(|reason| invalid("web.listen-address", value, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_secrets_come_from_the_environment() {
+        let env = BTreeMap::from([
+            (
+                "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T/B/secret",
+            ),
+            ("LLMCHAT_RECEIVER_WEBHOOK_URL", ""),
+            ("LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET", ""),
+        ]);
+        let mut c = Config::default();
+        c.apply_secret_env(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap();
+        assert_eq!(
+            c.channels.slack.as_ref().unwrap().webhook_url,
+            "https://hooks.slack.com/services/T/B/secret"
+        );
+        assert!(c.channels.webhook.is_none(), "empty values count as unset");
+        let e = Config::default()
+            .apply_secret_env(|k| (k == "LLMCHAT_RECEIVER_SMTP_PASSWORD").then(|| "pw".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[channels.email]") && !e.contains("pw"), "{e}");
+    }
 }

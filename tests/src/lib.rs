@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod services;
+pub mod sinks;
 
 use std::io::Write;
 use std::net::TcpListener;

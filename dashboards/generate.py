@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Writes the LLMChat Grafana dashboards (dashboards/*.json) from the
+panel lists below, so that layout, units, descriptions and variables stay
+uniform. Standard library only.
+
+    python3 dashboards/generate.py          # rewrite the JSON files
+    python3 dashboards/generate.py --check  # exit 1 if they are out of date
+
+The end-to-end test (tests/tests/stack.rs) runs every panel's query
+against a real Prometheus that scraped the real exporter and receiver.
+"""
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMA_VERSION = 39  # Grafana 11
+DS = {"type": "prometheus", "uid": "${datasource}"}
+# Exporter series of the selected job and instance.
+SEL = 'job=~"$job", instance=~"$instance"'
+# Receiver series of the selected receiver instance.
+RSEL = 'job=~"$receiver_job", instance=~"$receiver"'
+RI = "$__rate_interval"
+
+
+def target(expr, legend, ref):
+    return {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref, "range": True}
+
+
+def panel(kind, title, description, unit, targets, w=12, h=8, **extra):
+    p = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "gridPos": {"w": w, "h": h},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [target(e, l, chr(ord("A") + i)) for i, (e, l) in enumerate(targets)],
+    }
+    d = p["fieldConfig"]["defaults"]
+    if kind == "timeseries":
+        d["custom"] = {"lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}
+        p["options"] = {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
+    elif kind == "stat":
+        p["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                        "colorMode": "background", "graphMode": "none"}
+    thresholds = extra.pop("thresholds", None)
+    if thresholds:
+        d["thresholds"] = {"mode": "absolute",
+                           "steps": [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, c in thresholds]}
+    mappings = extra.pop("mappings", None)
+    if mappings:
+        d["mappings"] = [{"type": "value", "options": {str(k): {"text": t, "color": c} for k, t, c in mappings}}]
+    for k in ("min", "max"):
+        if k in extra:
+            d[k] = extra.pop(k)
+    p.update(extra)
+    return p
+
+
+UPDOWN = [(0, "down", "red"), (1, "up", "green")]
+
+
+def variables(receiver=False):
+    ds = {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+          "current": {}, "hide": 0, "refresh": 1}
+    def query_var(name, label, query):
+        return {"name": name, "label": label, "type": "query", "datasource": DS,
+                "query": {"query": query, "refId": name}, "definition": query,
+                "refresh": 2, "includeAll": True, "multi": True, "allValue": ".+",
+                "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 1, "hide": 0}
+    if receiver:
+        return [ds,
+                query_var("receiver_job", "Job", "label_values(llmchat_receiver_outbox_pending, job)"),
+                query_var("receiver", "Receiver", 'label_values(llmchat_receiver_outbox_pending{job=~"$receiver_job"}, instance)')]
+    return [ds,
+            query_var("job", "Job", "label_values(llmchat_exporter_build_info, job)"),
+            query_var("instance", "Instance", 'label_values(llmchat_exporter_build_info{job=~"$job"}, instance)')]
+
+
+def dashboard(uid, title, description, panels, receiver=False):
+    x = y = 0
+    row_h = 0
+    for i, p in enumerate(panels):
+        w, h = p["gridPos"]["w"], p["gridPos"]["h"]
+        if x + w > 24:
+            x, y, row_h = 0, y + row_h, 0
+        p["gridPos"].update({"x": x, "y": y})
+        p["id"] = i + 1
+        x += w
+        row_h = max(row_h, h)
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["llmchat"],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": variables(receiver)},
+        "annotations": {"list": [{
+            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+            "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard"}]},
+        "links": [{"title": "LLMChat", "type": "dashboards", "tags": ["llmchat"], "asDropdown": True}],
+        "panels": panels,
+    }
+
+
+HTTP = f"llmchat_http_requests_total{{{SEL}}}"
+
+overview = dashboard("llmchat-overview", "LLMChat / Overview",
+    "Traffic, errors, latency, chat and health of LLMChat at a glance.", [
+    panel("timeseries", "Request rate by status", "HTTP requests per second from nginx's access log, by status code.",
+          "reqps", [(f"sum by (status_code) (rate({HTTP}[{RI}]))", "{{status_code}}")]),
+    panel("timeseries", "Error ratios", "Share of requests answered 5xx (the guide's errorRate, alert at 5%) and with any status >= 400 (the monthly report's error rate, target 1%).",
+          "percentunit", [
+              (f'sum(rate(llmchat_http_requests_total{{{SEL}, status_code=~"5.."}}[{RI}])) / sum(rate({HTTP}[{RI}]))', "5xx"),
+              (f'sum(rate(llmchat_http_requests_total{{{SEL}, status_code=~"[45].."}}[{RI}])) / sum(rate({HTTP}[{RI}]))', ">= 400"),
+          ], min=0, thresholds=[(0.01, "orange"), (0.05, "red")]),
+    panel("timeseries", "Latency percentiles", "p50, p95 and p99 of nginx's $request_time (the guide's responseTime alert is on the 5-minute mean above 2 s).",
+          "s", [(f"histogram_quantile({q}, sum by (le) (rate(llmchat_http_request_duration_seconds_bucket{{{SEL}}}[{RI}])))", n)
+                for q, n in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"))], thresholds=[(0.5, "orange"), (2, "red")]),
+    panel("timeseries", "Chat messages by agent and status", "Chat messages per second from the backend's chat_message log events, by agent and success or error.",
+          "suffix: msg/s", [(f"sum by (agent_id, status) (rate(llmchat_chat_messages_total{{{SEL}}}[{RI}]))", "{{agent_id}} {{status}}")]),
+    panel("stat", "Active sessions", "Chat sessions updated within the exporter's active window (30 minutes by default), from PostgreSQL.",
+          "short", [(f"sum(llmchat_active_sessions{{{SEL}}})", "sessions")], w=6),
+    panel("stat", "Backend health", "The backend's /health probe: up (answered 2xx) or down, as the daily check's curl -f.",
+          "none", [(f"min(llmchat_app_up{{{SEL}}})", "backend")], w=6, mappings=UPDOWN),
+    panel("timeseries", "Firing alerts", "Alerts firing in Prometheus, by name and severity.",
+          "short", [('sum by (alertname, severity) (ALERTS{alertstate="firing", alertname=~"LLMChat.*"})', "{{alertname}} ({{severity}})")]),
+])
+
+database = dashboard("llmchat-database", "LLMChat / PostgreSQL",
+    "LLMChat's PostgreSQL: connections, sizes, dead tuples, latency and the weekly maintenance backlog.", [
+    panel("timeseries", "Connections by state", "Backends in pg_stat_activity by state, against max_connections (alert above 80%).",
+          "short", [(f"sum by (state) (llmchat_database_connections{{{SEL}}})", "{{state}}"),
+                    (f"max(llmchat_database_connections_max{{{SEL}}})", "max_connections")]),
+    panel("stat", "PostgreSQL up", "1 when SELECT 1 answered in the last scrape (the daily check's /health/db).",
+          "none", [(f"min(llmchat_database_up{{{SEL}}})", "up")], w=6, mappings=UPDOWN),
+    panel("stat", "Database size", "pg_database_size of the LLMChat database.",
+          "bytes", [(f"max(llmchat_database_size_bytes{{{SEL}}})", "size")], w=6),
+    panel("timeseries", "Table sizes", "Total relation size (with indexes and TOAST) of the watched tables.",
+          "bytes", [(f"max by (table) (llmchat_database_table_size_bytes{{{SEL}}})", "{{table}}")]),
+    panel("timeseries", "Dead tuples", "Dead tuples per table (alert when over 20% of live tuples and over 10,000: VACUUM ANALYZE).",
+          "short", [(f"max by (table) (llmchat_database_table_dead_tuples{{{SEL}}})", "{{table}}")]),
+    panel("timeseries", "Ping latency", "Time of SELECT 1 from the exporter.",
+          "s", [(f"max(llmchat_database_ping_duration_seconds{{{SEL}}})", "SELECT 1")]),
+    panel("timeseries", "Maintenance backlog", "Rows the weekly maintenance deletes: sessions idle over 30 days and orphaned messages over 90 days; they should drop to 0 every week.",
+          "short", [(f"max(llmchat_expired_sessions{{{SEL}}})", "expired sessions"),
+                    (f"max(llmchat_orphaned_messages{{{SEL}}})", "orphaned messages")]),
+])
+
+redis = dashboard("llmchat-redis", "LLMChat / Redis",
+    "LLMChat's Redis: clients, memory, hit ratio, evictions and the cache namespaces.", [
+    panel("timeseries", "Clients", "Connected and blocked clients (INFO clients).",
+          "short", [(f"max(llmchat_redis_connections_active{{{SEL}}})", "connected"),
+                    (f"max(llmchat_redis_blocked_clients{{{SEL}}})", "blocked")]),
+    panel("stat", "Redis up", "1 when PING answered in the last scrape (the daily check's /health/redis).",
+          "none", [(f"min(llmchat_redis_up{{{SEL}}})", "up")], w=6, mappings=UPDOWN),
+    panel("stat", "Ping latency", "Time of PING from the exporter.",
+          "s", [(f"max(llmchat_redis_ping_duration_seconds{{{SEL}}})", "PING")], w=6),
+    panel("timeseries", "Memory against maxmemory", "used_memory and maxmemory (0 when unlimited; alert above 90% of it).",
+          "bytes", [(f"max(llmchat_redis_memory_used_bytes{{{SEL}}})", "used"),
+                    (f"max(llmchat_redis_memory_max_bytes{{{SEL}}})", "maxmemory")]),
+    panel("timeseries", "Hit ratio", "keyspace_hits / (hits + misses) over the interval: how often the caches answer.",
+          "percentunit", [(f"sum(rate(llmchat_redis_keyspace_hits_total{{{SEL}}}[{RI}])) / (sum(rate(llmchat_redis_keyspace_hits_total{{{SEL}}}[{RI}])) + sum(rate(llmchat_redis_keyspace_misses_total{{{SEL}}}[{RI}])))", "hit ratio")],
+          min=0, max=1),
+    panel("timeseries", "Evictions and expirations", "Keys evicted under maxmemory and keys expired by TTL, per second.",
+          "ops", [(f"sum(rate(llmchat_redis_evicted_keys_total{{{SEL}}}[{RI}]))", "evicted"),
+                  (f"sum(rate(llmchat_redis_expired_keys_total{{{SEL}}}[{RI}]))", "expired")]),
+    panel("timeseries", "Keys per cache namespace", "Keys under each of the guide's cache namespaces (agents, sessions, messages), counted by a bounded SCAN.",
+          "short", [(f"max by (namespace) (llmchat_redis_namespace_keys{{{SEL}}})", "{{namespace}}")], w=24),
+])
+
+host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
+    "The host (memory, disks, CPU), the backend process, the log files and the backups.", [
+    panel("timeseries", "Memory usage", "Share of memory in use, 1 - available/total (the daily check warns at 80%, the fault alert is at 90%).",
+          "percentunit", [(f"1 - llmchat_host_memory_available_bytes{{{SEL}}} / llmchat_host_memory_total_bytes{{{SEL}}}", "{{instance}}")],
+          min=0, max=1, thresholds=[(0.8, "orange"), (0.9, "red")]),
+    panel("timeseries", "Disk usage per mount", "Share of each filesystem in use (warning at 80%, critical at 85%).",
+          "percentunit", [(f"1 - llmchat_host_filesystem_available_bytes{{{SEL}}} / llmchat_host_filesystem_size_bytes{{{SEL}}}", "{{mountpoint}}")],
+          min=0, max=1, thresholds=[(0.8, "orange"), (0.85, "red")]),
+    panel("timeseries", "CPU usage", "Share of CPU time in use on the host.",
+          "percentunit", [(f"llmchat_host_cpu_usage_ratio{{{SEL}}}", "{{instance}}")], min=0, max=1),
+    panel("timeseries", "Backend process memory", "Resident memory of the backend's process(es) (the guide's pm2 memory check).",
+          "bytes", [(f"sum(llmchat_backend_process_resident_memory_bytes{{{SEL}}})", "RSS")]),
+    panel("timeseries", "Log errors per file", "Error lines written per second to each log file (log-monitor.js alerts above 10 in an hour).",
+          "short", [(f"sum by (file) (rate(llmchat_log_errors_total{{{SEL}}}[{RI}]))", "{{file}}")]),
+    panel("timeseries", "Time since each log's last write", "Seconds since each log file was last written (log-monitor.js alerts after an hour).",
+          "s", [(f"time() - max by (file) (llmchat_log_last_write_timestamp_seconds{{{SEL}}})", "{{file}}")],
+          thresholds=[(3600, "red")]),
+    panel("timeseries", "Backup age", "Age of the newest backup file of each kind (alert when the database backup is over 26 hours old).",
+          "s", [(f"time() - max by (kind) (llmchat_backup_newest_timestamp_seconds{{{SEL}}})", "{{kind}}")],
+          thresholds=[(93600, "red")]),
+    panel("timeseries", "Backup size", "Size of the newest backup file of each kind (0 bytes: the backup failed).",
+          "bytes", [(f"max by (kind) (llmchat_backup_newest_size_bytes{{{SEL}}})", "{{kind}}")]),
+])
+
+N = f"llmchat_receiver_notifications_total{{{RSEL}}}"
+alerts = dashboard("llmchat-alerts-recovery", "LLMChat / Alerts & recovery",
+    "What llmchat-receiver did with Alertmanager's alerts: notifications by channel and result, the outbox, and recovery actions.", [
+    panel("timeseries", "Notifications by channel and result", "Send attempts per second: sent, failed (will be retried) and dead (given up).",
+          "ops", [(f"sum by (channel, result) (rate({N}[{RI}]))", "{{channel}} {{result}}")]),
+    panel("timeseries", "Outbox", "Notifications waiting to be sent, and dead-lettered ones (LLMChatNotificationsFailing fires on any).",
+          "short", [(f"sum(llmchat_receiver_outbox_pending{{{RSEL}}})", "pending"),
+                    (f"sum(llmchat_receiver_outbox_dead{{{RSEL}}})", "dead")]),
+    panel("timeseries", "Recovery actions by result", "Recovery decisions per second by action and result: succeeded, failed, timed_out, cancelled, dry_run or skipped (cooldown, rate limit, running, unavailable).",
+          "ops", [(f"sum by (action, result) (rate(llmchat_receiver_recovery_actions_total{{{RSEL}}}[{RI}]))", "{{action}} {{result}}")]),
+    panel("timeseries", "Alerts received", "Alerts per second in Alertmanager's posts, by status and severity.",
+          "ops", [(f"sum by (status, severity) (rate(llmchat_receiver_alerts_received_total{{{RSEL}}}[{RI}]))", "{{status}} {{severity}}")]),
+    panel("timeseries", "Send latency p95", "95th percentile of one send attempt's time, by channel.",
+          "s", [(f"histogram_quantile(0.95, sum by (channel, le) (rate(llmchat_receiver_send_duration_seconds_bucket{{{RSEL}}}[{RI}])))", "{{channel}}")]),
+    panel("timeseries", "Webhook requests by status", "POST /webhook answers per second by HTTP status (401: wrong credentials; 503: store unavailable).",
+          "reqps", [(f"sum by (code) (rate(llmchat_receiver_webhook_requests_total{{{RSEL}}}[{RI}]))", "{{code}}")]),
+], receiver=True)
+
+DASHBOARDS = {
+    "overview.json": overview,
+    "database.json": database,
+    "redis.json": redis,
+    "host-logs.json": host,
+    "alerts-recovery.json": alerts,
+}
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    stale = []
+    for name, d in DASHBOARDS.items():
+        text = json.dumps(d, indent=2, ensure_ascii=False) + "\n"
+        path = os.path.join(HERE, name)
+        if check:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    if f.read() != text:
+                        stale.append(name)
+            except FileNotFoundError:
+                stale.append(name)
+        else:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+    if stale:
+        print("out of date (run python3 dashboards/generate.py):", ", ".join(stale))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+//! docker-compose.yml, checked without a Docker engine: the YAML parses,
+//! every file it mounts exists, every image is pinned, no secret is
+//! written in it, every variable it reads is documented in .env.example,
+//! and its service names and ports agree with prometheus.yml,
+//! alertmanager.yml, the receiver's config and Grafana's data source. The
+//! configs themselves pass their own tools' checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use llmchat_tests::{repo_root, run, said};
+use serde_yaml_ng::Value;
+
+fn yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join(path)).unwrap();
+    let mut v: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // `<<: *anchor` merges, as compose applies them.
+    v.apply_merge().unwrap_or_else(|e| panic!("{path}: {e}"));
+    v
+}
+
+fn services() -> BTreeMap<String, Value> {
+    let compose = yaml("docker-compose.yml");
+    compose["services"]
+        .as_mapping()
+        .expect("services")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.clone()))
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// "host:container" port mappings → container ports.
+fn container_ports(service: &Value) -> BTreeSet<u16> {
+    strings(&service["ports"])
+        .iter()
+        .filter_map(|p| p.rsplit(':').next().and_then(|c| c.parse().ok()))
+        .collect()
+}
+
+/// `service:port` a config points at must be a compose service publishing that port.
+fn assert_points_at_a_service(file: &str, host_port: &str, services: &BTreeMap<String, Value>) {
+    let (host, port) = host_port.rsplit_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    let svc = services.get(host).unwrap_or_else(|| {
+        panic!("{file} points at {host_port}, but compose has no service {host}")
+    });
+    assert!(
+        container_ports(svc).contains(&port),
+        "{file} points at {host_port}, but {host} does not expose {port}"
+    );
+}
+
+#[test]
+fn compose_file_parses_mounts_what_exists_and_pins_every_image() {
+    let services = services();
+    for want in [
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "node-exporter",
+        "llmchat-exporter",
+        "llmchat-receiver",
+        "mailpit",
+    ] {
+        assert!(services.contains_key(want), "no service {want}");
+    }
+    for (name, svc) in &services {
+        let image = svc["image"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no image"));
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(
+            !tag.is_empty() && tag != "latest" && !tag.contains('/'),
+            "{name}: image {image} is not pinned to a version"
+        );
+        for mount in strings(&svc["volumes"]) {
+            if let Some(rest) = mount.strip_prefix("./") {
+                let source = rest.split(':').next().unwrap();
+                assert!(
+                    repo_root().join(source).exists(),
+                    "{name} mounts ./{source}, which does not exist"
+                );
+            }
+        }
+    }
+    // The built image: multi-stage, pinned bases, a non-root user.
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert!(froms.len() >= 2, "not multi-stage: {froms:?}");
+    for f in &froms {
+        let image = f.split_whitespace().nth(1).unwrap();
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(!tag.is_empty() && tag != "latest", "{f} is not pinned");
+    }
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "runs as {user}"
+    );
+    for bin in ["llmchat-exporter", "llmchat-receiver"] {
+        assert!(
+            dockerfile.contains(&format!("-p {bin}")),
+            "the image does not build {bin}"
+        );
+    }
+}
+
+#[test]
+fn compose_has_no_secret_and_documents_every_variable() {
+    let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    // The guide's GF_SECURITY_ADMIN_PASSWORD=admin123, or any literal
+    // secret: secret-looking variables take ${...} from .env or a file path.
+    assert!(!text.contains("admin123"));
+    for (name, svc) in services() {
+        let Some(env) = svc["environment"].as_mapping() else {
+            continue;
+        };
+        for (k, v) in env {
+            let key = k.as_str().unwrap().to_ascii_uppercase();
+            if key.contains("PASSWORD") || key.contains("TOKEN") || key.contains("SECRET") {
+                let value = v.as_str().unwrap_or("");
+                assert!(
+                    value.starts_with("${") || value.starts_with("/run/llmchat-secrets/"),
+                    "{name}: {key} is written in docker-compose.yml"
+                );
+            }
+        }
+    }
+    let vars: BTreeSet<String> = regex::Regex::new(r"\$\{([A-Z0-9_]+)")
+        .unwrap()
+        .captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert!(vars.len() >= 10, "{vars:?}");
+    let example = std::fs::read_to_string(repo_root().join(".env.example")).unwrap();
+    for v in &vars {
+        assert!(
+            example.lines().any(|l| l.starts_with(&format!("{v}="))),
+            ".env.example does not document {v}"
+        );
+    }
+    let ignore = std::fs::read_to_string(repo_root().join(".gitignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l == ".env"),
+        ".env is not ignored by git"
+    );
+}
+
+#[test]
+fn service_names_and_ports_agree_across_the_stack_configs() {
+    let services = services();
+    let prom = yaml("stack/prometheus.yml");
+    let mut jobs = BTreeSet::new();
+    for job in prom["scrape_configs"].as_sequence().unwrap() {
+        jobs.insert(job["job_name"].as_str().unwrap().to_string());
+        for sc in job["static_configs"].as_sequence().unwrap() {
+            for t in strings(&sc["targets"]) {
+                if !t.starts_with("localhost:") {
+                    assert_points_at_a_service("prometheus.yml", &t, &services);
+                }
+            }
+        }
+    }
+    for want in ["llmchat-exporter", "llmchat-receiver", "node-exporter"] {
+        assert!(jobs.contains(want), "prometheus.yml does not scrape {want}");
+    }
+    for am in prom["alerting"]["alertmanagers"].as_sequence().unwrap() {
+        for sc in am["static_configs"].as_sequence().unwrap() {
+            for t in strings(&sc["targets"]) {
+                assert_points_at_a_service("prometheus.yml", &t, &services);
+            }
+        }
+    }
+    // Rules: the glob matches the rules where compose mounts rules/.
+    let rule_glob = strings(&prom["rule_files"]).remove(0);
+    let (dir, pattern) = rule_glob.rsplit_once('/').unwrap();
+    assert!(
+        strings(&services["prometheus"]["volumes"]).contains(&format!("./rules:{dir}:ro")),
+        "prometheus does not mount rules/ at {dir}"
+    );
+    let suffix = pattern.trim_start_matches('*');
+    assert!(std::fs::read_dir(repo_root().join("rules"))
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(suffix)));
+
+    let am = yaml("stack/alertmanager.yml");
+    let smarthost = am["global"]["smtp_smarthost"].as_str().unwrap();
+    assert_points_at_a_service("alertmanager.yml", smarthost, &services);
+    let receivers = am["receivers"].as_sequence().unwrap();
+    let webhook = &receivers
+        .iter()
+        .find(|r| r["name"] == "llmchat-receiver")
+        .expect("the llmchat-receiver receiver")["webhook_configs"][0];
+    assert_eq!(webhook["send_resolved"], Value::Bool(true));
+    let url = webhook["url"].as_str().unwrap();
+    let host_port = url.trim_start_matches("http://").split('/').next().unwrap();
+    assert_points_at_a_service("alertmanager.yml", host_port, &services);
+    let auth = &webhook["http_config"]["authorization"];
+    assert_eq!(auth["type"].as_str(), Some("Bearer"));
+    let token_file = auth["credentials_file"]
+        .as_str()
+        .expect("a bearer token file");
+    // The token file is in a volume both Alertmanager and the receiver mount.
+    let dir = token_file.rsplit_once('/').unwrap().0;
+    for svc in ["alertmanager", "llmchat-receiver"] {
+        assert!(
+            strings(&services[svc]["volumes"])
+                .iter()
+                .any(|v| v.contains(&format!(":{dir}"))),
+            "{svc} does not mount {dir}"
+        );
+    }
+    let receiver_toml = std::fs::read_to_string(repo_root().join("stack/receiver.toml")).unwrap();
+    assert!(receiver_toml.contains(&format!("bearer_token_file = \"{token_file}\"")));
+    // The fallback route goes around the receiver.
+    let routes = am["route"]["routes"].as_sequence().unwrap();
+    let fallback = routes
+        .iter()
+        .find(|r| {
+            strings(&r["matchers"])
+                .iter()
+                .any(|m| m.contains("LLMChatNotificationsFailing"))
+        })
+        .expect("a route for LLMChatNotificationsFailing");
+    assert_ne!(fallback["receiver"].as_str(), Some("llmchat-receiver"));
+
+    let grafana = std::fs::read_to_string(
+        repo_root().join("dashboards/provisioning/datasources/prometheus.yml"),
+    )
+    .unwrap();
+    let ds_url = grafana
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("url: http://"))
+        .unwrap();
+    assert_points_at_a_service("grafana datasource", ds_url, &services);
+}
+
+#[test]
+fn the_stack_configs_pass_promtool_amtool_and_the_receivers_check() {
+    let out = run(
+        "promtool",
+        &["check", "config", "--syntax-only", "stack/prometheus.yml"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let out = run("amtool", &["check-config", "stack/alertmanager.yml"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-token-of-sufficient-length\n").unwrap();
+    let out = std::process::Command::new(crate::harness::bin("llmchat-receiver"))
+        .args([
+            "--config.file",
+            "stack/receiver.toml",
+            "--config.check",
+            "--web.bearer-token-file",
+        ])
+        .arg(&token)
+        .env(
+            "LLMCHAT_RECEIVER_REDIS_URL",
+            "redis://host.docker.internal:6379",
+        )
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+}

@@ -1,0 +1,161 @@
+//! The Grafana dashboards: their shape (schema, units, descriptions,
+//! provisioning, generator in sync) statically, and, against the running
+//! stack, that every panel's query parses and returns data.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use llmchat_tests::{repo_root, run, said};
+use serde_json::Value;
+
+use crate::harness::Stack;
+
+pub fn dashboards() -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("dashboards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let v: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()));
+            (p.file_name().unwrap().to_string_lossy().to_string(), v)
+        })
+        .collect()
+}
+
+fn panels(d: &Value) -> Vec<&Value> {
+    d["panels"].as_array().unwrap().iter().collect()
+}
+
+/// A panel query as Prometheus runs it: Grafana's variables replaced as
+/// "All" selects them, and $__rate_interval as four scrapes of the test.
+fn as_prometheus(expr: &str) -> String {
+    expr.replace("$__rate_interval", "10s")
+        .replace("\"$job\"", "\".+\"")
+        .replace("\"$instance\"", "\".+\"")
+        .replace("\"$receiver_job\"", "\".+\"")
+        .replace("\"$receiver\"", "\".+\"")
+}
+
+#[test]
+fn dashboards_are_complete_and_provisioned() {
+    let all = dashboards();
+    let titles: BTreeSet<String> = all
+        .iter()
+        .map(|(_, d)| d["title"].as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        "LLMChat / Overview",
+        "LLMChat / PostgreSQL",
+        "LLMChat / Redis",
+        "LLMChat / Host & logs",
+        "LLMChat / Alerts & recovery",
+    ] {
+        assert!(titles.contains(want), "no dashboard {want}: {titles:?}");
+    }
+    let mut uids = BTreeSet::new();
+    for (file, d) in &all {
+        assert!(
+            uids.insert(d["uid"].as_str().unwrap().to_string()),
+            "{file}: duplicate uid"
+        );
+        assert!(
+            d["schemaVersion"].as_u64().unwrap() >= 39,
+            "{file}: old schema"
+        );
+        assert!(
+            !d["description"].as_str().unwrap_or("").is_empty(),
+            "{file}: no description"
+        );
+        for p in panels(d) {
+            let title = p["title"].as_str().unwrap();
+            assert!(
+                !p["description"].as_str().unwrap_or("").is_empty(),
+                "{file} / {title}: no description"
+            );
+            assert!(
+                !p["fieldConfig"]["defaults"]["unit"]
+                    .as_str()
+                    .unwrap_or("")
+                    .is_empty(),
+                "{file} / {title}: no unit"
+            );
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{file} / {title}");
+            let targets = p["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{file} / {title}: no query");
+        }
+    }
+    // The generator and the committed JSON agree.
+    let out = run("python3", &["dashboards/generate.py", "--check"]);
+    assert!(out.status.success(), "{}", said(&out));
+    // Provisioning: one Prometheus data source, one file provider whose
+    // path is where docker-compose.yml mounts dashboards/.
+    let ds = std::fs::read_to_string(
+        repo_root().join("dashboards/provisioning/datasources/prometheus.yml"),
+    )
+    .unwrap();
+    assert!(
+        ds.contains("type: prometheus") && ds.contains("url: http://prometheus:9090"),
+        "{ds}"
+    );
+    let prov =
+        std::fs::read_to_string(repo_root().join("dashboards/provisioning/dashboards/llmchat.yml"))
+            .unwrap();
+    let compose = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    let path = prov
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("path: "))
+        .expect("provider path");
+    assert!(
+        compose.contains(&format!("./dashboards:{path}:ro")),
+        "compose does not mount dashboards/ at {path}"
+    );
+}
+
+/// Every query of every panel, as a range query over the stack's life:
+/// it must parse and return at least one series.
+pub fn every_panel_returns_data(stack: &Stack) {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (file, d) in dashboards() {
+        for p in panels(&d) {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = as_prometheus(t["expr"].as_str().unwrap());
+                checked += 1;
+                match stack.query_range(&expr) {
+                    Ok(series) if !series.is_empty() => {}
+                    Ok(_) => {
+                        failures.push(format!("{file} / {}: no series for {expr}", p["title"]))
+                    }
+                    Err(e) => failures.push(format!("{file} / {}: {e} in {expr}", p["title"])),
+                }
+            }
+        }
+        // Template variables: label_values(metric, label) must find values.
+        for v in d["templating"]["list"].as_array().unwrap() {
+            let Some(q) = v["definition"].as_str() else {
+                continue;
+            };
+            let inner = q.trim_start_matches("label_values(").trim_end_matches(')');
+            let (metric, label) = inner.rsplit_once(", ").unwrap();
+            let series = stack.query(&as_prometheus(metric));
+            if !series.iter().any(|s| s["metric"][label].is_string()) {
+                failures.push(format!(
+                    "{file} / variable {}: no values for {q}",
+                    v["name"]
+                ));
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} panel queries");
+    assert!(
+        failures.is_empty(),
+        "panels without data:\n{}",
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,643 @@
+//! The whole chain on loopback: real PostgreSQL and Redis, the exporter
+//! and receiver binaries, Debian's Prometheus, Alertmanager and node
+//! exporter, an SMTP sink, and HTTP stand-ins for Slack, the webhook
+//! target and the backend's /health. Prometheus and Alertmanager run the
+//! stack's own `stack/prometheus.yml`, `stack/alertmanager.yml` and
+//! `rules/`, with only addresses, paths and intervals substituted; the
+//! rules' durations are divided by [`TIME_SCALE`] so a 5-minute window
+//! takes 5 seconds.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use llmchat_tests::services::{Postgres, Redis, LLMCHAT_SCHEMA};
+use llmchat_tests::sinks::{SmtpSink, Target};
+use llmchat_tests::{free_port, repo_root};
+use serde_json::Value;
+
+/// Rule durations (`for:`, range windows, offsets) are divided by this.
+pub const TIME_SCALE: u64 = 60;
+/// Scrape and evaluation interval, and Alertmanager's group_wait.
+pub const INTERVAL: &str = "1s";
+pub const TOKEN: &str = "stack-test-token-0123456789abcdef";
+
+/// One stack at a time: each starts a dozen processes.
+pub static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A workspace binary, built by `cargo test --workspace` next to this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, what: &str) -> Proc {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("LLMCHAT_STACK_VERBOSE").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what} (is it installed?): {e}"));
+        Proc { child }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ready(url: &str, what: &str) {
+    wait_until(Duration::from_secs(30), &format!("{what} ready"), || {
+        reqwest::blocking::get(url).is_ok_and(|r| r.status().is_success())
+    });
+}
+
+/// Replaces `from` with `to` in `text`, insisting that it is there: the
+/// test must notice when the stack's files change under it.
+fn substitute(text: &mut String, file: &str, from: &str, to: &str) {
+    assert!(
+        text.contains(from),
+        "{file} no longer contains {from:?}; update the test"
+    );
+    *text = text.replace(from, to);
+}
+
+/// The rules with every duration in `for:`, `[range]` and `offset`
+/// divided by [`TIME_SCALE`] (at least 1s).
+pub fn scaled_rules(text: &str) -> String {
+    let re = regex::Regex::new(r"(for: |\[|offset )(\d+)([smhdw])").unwrap();
+    re.replace_all(text, |c: &regex::Captures| {
+        let n: u64 = c[2].parse().unwrap();
+        let secs = n * match &c[3] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86400,
+            _ => 604800,
+        };
+        format!("{}{}s", &c[1], (secs / TIME_SCALE).max(1))
+    })
+    .into_owned()
+}
+
+/// What the sinks received, as (alertname, status, channel) triples.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Delivery {
+    pub alertname: String,
+    pub status: String,
+    pub channel: &'static str,
+}
+
+pub struct Options {
+    pub receivers: usize,
+    pub alertmanagers: usize,
+}
+
+pub struct Stack {
+    pub _dir: tempfile::TempDir,
+    pub pg: Postgres,
+    pub redis: Redis,
+    pub logs: PathBuf,
+    pub _backend: Target,
+    pub slack: Target,
+    pub hook: Target,
+    pub smtp: SmtpSink,
+    pub restarts: PathBuf,
+    pub prom_url: String,
+    pub am_urls: Vec<String>,
+    pub receiver_urls: Vec<String>,
+    pub started: SystemTime,
+    /// Percent of the background traffic answered 500.
+    pub error_percent: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+    _procs: Vec<Proc>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl Stack {
+    pub fn start(opts: Options) -> Stack {
+        let started = SystemTime::now();
+        let dir = tempfile::Builder::new()
+            .prefix("llmchat-stack")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().to_path_buf();
+        let mut procs = Vec::new();
+
+        let pg = Postgres::start();
+        pg.psql(LLMCHAT_SCHEMA);
+        let redis = Redis::start();
+        redis.pipe("SET agents:1 a\nSET agents:2 b\nSET sessions:1 s\nSET messages:1 m\nGET agents:1\nGET nothing\n");
+        let (backend, slack, hook, smtp) = (
+            Target::start(vec![]),
+            Target::start(vec![]),
+            Target::start(vec![]),
+            SmtpSink::start(),
+        );
+        backend.set_body(r#"{"status":"healthy","checks":[{"name":"database","status":"healthy"},{"name":"redis","status":"healthy"}]}"#);
+
+        let logs = d.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        for f in ["app.log", "error.log", "access.log"] {
+            std::fs::write(logs.join(f), "").unwrap();
+        }
+        let backups = d.join("backups");
+        std::fs::create_dir_all(&backups).unwrap();
+        std::fs::write(backups.join("database_20261126_020000.sql"), "-- dump\n").unwrap();
+        std::fs::write(backups.join("application_20261126_020000.tar.gz"), "tar").unwrap();
+
+        // The exporter, configured by environment as in docker-compose.yml.
+        let exporter_port = free_port();
+        procs.push(Proc::spawn(
+            Command::new(bin("llmchat-exporter"))
+                .env(
+                    "LLMCHAT_EXPORTER_WEB_LISTEN_ADDRESS",
+                    format!("127.0.0.1:{exporter_port}"),
+                )
+                .env(
+                    "LLMCHAT_EXPORTER_LOGS_APP",
+                    format!("{0}/app.log,{0}/error.log", logs.display()),
+                )
+                .env("LLMCHAT_EXPORTER_LOGS_ACCESS", logs.join("access.log"))
+                .env("LLMCHAT_EXPORTER_DATABASE_URL", pg.url())
+                .env("LLMCHAT_EXPORTER_REDIS_URL", redis.url())
+                .env("LLMCHAT_EXPORTER_APP_URL", backend.url(""))
+                .env("LLMCHAT_EXPORTER_BACKUP_DIR", &backups)
+                // A process that surely runs here, for the backend-process panel.
+                .env("LLMCHAT_EXPORTER_HOST_PROCESS_NAME", "prometheus"),
+            "llmchat-exporter",
+        ));
+        ready(
+            &format!("http://127.0.0.1:{exporter_port}/-/ready"),
+            "exporter",
+        );
+
+        // Receivers: SQLite each, or one shared PostgreSQL store.
+        let token_file = d.join("receiver_token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let restarts = d.join("restarts");
+        let store_for = |i: usize| {
+            if opts.receivers > 1 {
+                format!("postgres://postgres@127.0.0.1:{}/receiver", pg.port)
+            } else {
+                format!("sqlite://{}", d.join(format!("outbox-{i}.db")).display())
+            }
+        };
+        if opts.receivers > 1 {
+            pg.psql_db("postgres", "CREATE DATABASE receiver");
+        }
+        let mut receiver_urls = Vec::new();
+        for i in 0..opts.receivers {
+            let port = free_port();
+            let config = d.join(format!("receiver-{i}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[web]\nlisten_address = \"127.0.0.1:{port}\"\nbearer_token_file = \"{}\"\n\
+                     [store]\nurl = \"{}\"\n\
+                     [delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"2s\"\npoll_interval = \"100ms\"\nslack_interval = \"50ms\"\ntimeout = \"3s\"\n\
+                     [channels.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\nfrom = \"LLMChat Alerts <alerts@llmchat.test>\"\n\
+                     to = {{ critical = [\"oncall@llmchat.test\"], warning = [\"team@llmchat.test\"], default = [\"team@llmchat.test\"] }}\n\
+                     [channels.slack]\nwebhook_url = \"{}\"\n\
+                     [channels.webhook]\nurl = \"{}\"\n\
+                     [recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo \\\"$LLMCHAT_ALERT_ALERTNAME\\\" >> {}\"]\ntimeout = \"10s\"\n",
+                    token_file.display(),
+                    store_for(i),
+                    smtp.port,
+                    slack.url("/services/T000/B000/XXXX"),
+                    hook.url("/hook"),
+                    restarts.display()
+                ),
+            )
+            .unwrap();
+            procs.push(Proc::spawn(
+                Command::new(bin("llmchat-receiver"))
+                    .arg("--config.file")
+                    .arg(&config),
+                "llmchat-receiver",
+            ));
+            let url = format!("http://127.0.0.1:{port}");
+            ready(&format!("{url}/-/ready"), "receiver");
+            receiver_urls.push(url);
+        }
+
+        // Alertmanagers, from stack/alertmanager.yml; clustered when several.
+        let am_ports: Vec<u16> = (0..opts.alertmanagers).map(|_| free_port()).collect();
+        let cluster_ports: Vec<u16> = (0..opts.alertmanagers).map(|_| free_port()).collect();
+        let am_text = std::fs::read_to_string(repo_root().join("stack/alertmanager.yml")).unwrap();
+        for (i, port) in am_ports.iter().enumerate() {
+            let mut text = am_text.clone();
+            let f = "stack/alertmanager.yml";
+            substitute(
+                &mut text,
+                f,
+                "mailpit:1025",
+                &format!("127.0.0.1:{}", smtp.port),
+            );
+            substitute(
+                &mut text,
+                f,
+                "http://llmchat-receiver:9843/webhook",
+                &format!("{}/webhook", receiver_urls[i % receiver_urls.len()]),
+            );
+            substitute(
+                &mut text,
+                f,
+                "/run/llmchat-secrets/receiver_token",
+                &token_file.display().to_string(),
+            );
+            substitute(
+                &mut text,
+                f,
+                "group_wait: 30s",
+                &format!("group_wait: {INTERVAL}"),
+            );
+            substitute(
+                &mut text,
+                f,
+                "group_interval: 5m",
+                &format!("group_interval: {INTERVAL}"),
+            );
+            substitute(&mut text, f, "repeat_interval: 4h", "repeat_interval: 1h");
+            let config = d.join(format!("alertmanager-{i}.yml"));
+            std::fs::write(&config, text).unwrap();
+            let mut cmd = Command::new("prometheus-alertmanager");
+            cmd.arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.path={}",
+                    d.join(format!("am-{i}")).display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            if opts.alertmanagers > 1 {
+                cmd.arg(format!(
+                    "--cluster.listen-address=127.0.0.1:{}",
+                    cluster_ports[i]
+                ))
+                .arg(format!(
+                    "--cluster.advertise-address=127.0.0.1:{}",
+                    cluster_ports[i]
+                ))
+                .arg("--cluster.peer-timeout=2s")
+                .arg("--cluster.gossip-interval=50ms")
+                .arg("--cluster.pushpull-interval=1s");
+                for (j, p) in cluster_ports.iter().enumerate() {
+                    if j != i {
+                        cmd.arg(format!("--cluster.peer=127.0.0.1:{p}"));
+                    }
+                }
+            } else {
+                cmd.arg("--cluster.listen-address=");
+            }
+            procs.push(Proc::spawn(
+                &mut cmd,
+                "prometheus-alertmanager (apt-get install prometheus-alertmanager)",
+            ));
+        }
+        let am_urls: Vec<String> = am_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        for url in &am_urls {
+            ready(&format!("{url}/-/ready"), "alertmanager");
+        }
+
+        let node_port = free_port();
+        procs.push(Proc::spawn(
+            Command::new("prometheus-node-exporter")
+                .arg(format!("--web.listen-address=127.0.0.1:{node_port}")),
+            "prometheus-node-exporter (apt-get install prometheus-node-exporter)",
+        ));
+
+        // Prometheus, from stack/prometheus.yml and the scaled rules.
+        let rules_dir = d.join("rules");
+        std::fs::create_dir_all(&rules_dir).unwrap();
+        let rules = std::fs::read_to_string(repo_root().join("rules/llmchat.rules.yml")).unwrap();
+        std::fs::write(rules_dir.join("llmchat.rules.yml"), scaled_rules(&rules)).unwrap();
+        let prom_port = free_port();
+        let mut text = std::fs::read_to_string(repo_root().join("stack/prometheus.yml")).unwrap();
+        let f = "stack/prometheus.yml";
+        let list = |ports: Vec<String>| ports.join("\", \"");
+        substitute(
+            &mut text,
+            f,
+            "scrape_interval: 15s",
+            &format!("scrape_interval: {INTERVAL}"),
+        );
+        substitute(
+            &mut text,
+            f,
+            "scrape_timeout: 10s",
+            &format!("scrape_timeout: {INTERVAL}"),
+        );
+        substitute(
+            &mut text,
+            f,
+            "evaluation_interval: 15s",
+            &format!("evaluation_interval: {INTERVAL}"),
+        );
+        substitute(
+            &mut text,
+            f,
+            "/etc/prometheus/rules/",
+            &format!("{}/", rules_dir.display()),
+        );
+        substitute(
+            &mut text,
+            f,
+            "llmchat-exporter:9842",
+            &format!("127.0.0.1:{exporter_port}"),
+        );
+        substitute(
+            &mut text,
+            f,
+            "llmchat-receiver:9843",
+            &list(
+                receiver_urls
+                    .iter()
+                    .map(|u| u.trim_start_matches("http://").to_string())
+                    .collect(),
+            ),
+        );
+        substitute(
+            &mut text,
+            f,
+            "node-exporter:9100",
+            &format!("127.0.0.1:{node_port}"),
+        );
+        substitute(
+            &mut text,
+            f,
+            "alertmanager:9093",
+            &list(am_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()),
+        );
+        substitute(
+            &mut text,
+            f,
+            "localhost:9090",
+            &format!("127.0.0.1:{prom_port}"),
+        );
+        let prom_config = d.join("prometheus.yml");
+        std::fs::write(&prom_config, text).unwrap();
+        procs.push(Proc::spawn(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", prom_config.display()))
+                .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+            "prometheus (apt-get install prometheus)",
+        ));
+        let prom_url = format!("http://127.0.0.1:{prom_port}");
+        ready(&format!("{prom_url}/-/ready"), "prometheus");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let error_percent = Arc::new(AtomicU32::new(0));
+        spawn_traffic(&logs, stop.clone(), error_percent.clone());
+
+        let stack = Stack {
+            _dir: dir,
+            pg,
+            redis,
+            logs,
+            _backend: backend,
+            slack,
+            hook,
+            smtp,
+            restarts,
+            prom_url,
+            am_urls,
+            receiver_urls,
+            started,
+            error_percent,
+            stop,
+            _procs: procs,
+        };
+        // exporter, node exporter, Prometheus, and each receiver and Alertmanager.
+        let targets = 3 + opts.receivers + opts.alertmanagers;
+        wait_until(Duration::from_secs(30), "every target up", || {
+            stack.query("up == 1").len() >= targets
+        });
+        stack
+    }
+
+    /// An instant query; the result vector.
+    pub fn query(&self, expr: &str) -> Vec<Value> {
+        let resp: Value = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query", self.prom_url))
+            .query(&[("query", expr)])
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
+        resp["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A range query from the stack's start to now; Err names the problem.
+    pub fn query_range(&self, expr: &str) -> Result<Vec<Value>, String> {
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        let resp = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query_range", self.prom_url))
+            .query(&[
+                ("query", expr.to_string()),
+                ("start", format!("{:.3}", secs(self.started))),
+                ("end", format!("{:.3}", secs(SystemTime::now()))),
+                ("step", "1".to_string()),
+            ])
+            .send()
+            .map_err(|e| e.to_string())?;
+        let body: Value = resp.json().map_err(|e| e.to_string())?;
+        if body["status"] != "success" {
+            return Err(format!("{}: {}", body["errorType"], body["error"]));
+        }
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Alerts in state `firing` in Prometheus, by name.
+    pub fn firing(&self) -> BTreeSet<String> {
+        self.query("ALERTS{alertstate=\"firing\"}")
+            .iter()
+            .filter_map(|s| s["metric"]["alertname"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Every notification the sinks received.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for r in self.hook.requests() {
+            let j = r.json();
+            out.push(Delivery {
+                alertname: j["alertname"].as_str().unwrap_or_default().into(),
+                status: j["status"].as_str().unwrap_or_default().into(),
+                channel: "webhook",
+            });
+        }
+        let subject = |s: &str| -> Option<(String, String)> {
+            let rest = s.strip_prefix("[LLMChat][")?;
+            let (tag, name) = rest.split_once("] ")?;
+            let status = if tag == "RESOLVED" {
+                "resolved"
+            } else {
+                "firing"
+            };
+            Some((name.trim().to_string(), status.to_string()))
+        };
+        for r in self.slack.requests() {
+            if let Some((alertname, status)) = r.json()["text"].as_str().and_then(subject) {
+                out.push(Delivery {
+                    alertname,
+                    status,
+                    channel: "slack",
+                });
+            }
+        }
+        for m in self.smtp.mails() {
+            let line = m
+                .data
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap_or_default();
+            if let Some((alertname, status)) = subject(line) {
+                out.push(Delivery {
+                    alertname,
+                    status,
+                    channel: "email",
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The channels that got (alertname, status), with repeats.
+    pub fn channels(&self, alertname: &str, status: &str) -> Vec<&'static str> {
+        self.deliveries()
+            .into_iter()
+            .filter(|d| d.alertname == alertname && d.status == status)
+            .map(|d| d.channel)
+            .collect()
+    }
+
+    /// Waits until (alertname, status) reached exactly `expected`, then a
+    /// moment more to see that nothing else follows.
+    pub fn expect_channels(
+        &self,
+        alertname: &str,
+        status: &str,
+        expected: &[&'static str],
+        timeout: Duration,
+    ) {
+        let mut want = expected.to_vec();
+        want.sort();
+        wait_until(
+            timeout,
+            &format!("{alertname} {status} on {expected:?}"),
+            || {
+                let got = self.channels(alertname, status);
+                want.iter().all(|c| got.contains(c))
+            },
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut got = self.channels(alertname, status);
+        got.sort();
+        assert_eq!(got, want, "{alertname} {status}: channels (each once)");
+    }
+
+    pub fn write_app_log(&self, lines: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.logs.join("app.log"))
+            .unwrap();
+        f.write_all(lines.as_bytes()).unwrap();
+    }
+
+    /// GET on a receiver with the token.
+    pub fn receiver_get(&self, i: usize, path: &str) -> Value {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.receiver_urls[i]))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+}
+
+/// nginx traffic (20 requests/s, `error_percent` of them 500) and chat
+/// events in app.log (2/s), until `stop`.
+fn spawn_traffic(logs: &Path, stop: Arc<AtomicBool>, error_percent: Arc<AtomicU32>) {
+    use std::io::Write;
+    let access = logs.join("access.log");
+    let app = logs.join("app.log");
+    std::thread::spawn(move || {
+        let mut n: u64 = 0;
+        while !stop.load(Ordering::Acquire) {
+            let pct = u64::from(error_percent.load(Ordering::Acquire));
+            let mut batch = String::new();
+            for _ in 0..2 {
+                n += 1;
+                let status = if n % 100 < pct { 500 } else { 200 };
+                batch.push_str(&format!(
+                    "203.0.113.7 - - [26/Nov/2026:11:02:03 +0000] \"POST /api/chat/messages HTTP/1.1\" {status} 512 \"-\" \"e2e\" 0.{:03}\n",
+                    20 + n % 200
+                ));
+            }
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&access) {
+                let _ = f.write_all(batch.as_bytes());
+            }
+            if n % 10 == 0 {
+                let status = if n % 40 == 0 { "error" } else { "success" };
+                let line = format!(
+                    "{{\"level\":\"info\",\"event\":\"chat_message\",\"agent_id\":\"agent-{}\",\"status\":\"{status}\",\"duration_ms\":{}}}\n",
+                    n % 3,
+                    800 + n % 700
+                );
+                if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&app) {
+                    let _ = f.write_all(line.as_bytes());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}

@@ -1,0 +1,11 @@
+//! The stack end to end (one test binary, shared harness): the chain with
+//! real Prometheus and Alertmanager under four faults, an Alertmanager
+//! pair over two receivers, the dashboards against real data, and the
+//! docker-compose files checked statically.
+#![forbid(unsafe_code)]
+
+mod compose;
+mod dashboards;
+mod ha;
+mod harness;
+mod scenarios;
