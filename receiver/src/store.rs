@@ -147,6 +147,7 @@ impl Store {
             audit_ddl.as_str(),
             "CREATE INDEX IF NOT EXISTS recovery_audit_by_action ON recovery_audit (action, started_ms)",
             "CREATE TABLE IF NOT EXISTS recovery_cooldown (k TEXT PRIMARY KEY, until_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS recovery_lock (k TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL)",
         ] {
             pool.execute(stmt)
                 .await
@@ -553,6 +554,41 @@ impl Store {
         .await
         .map_err(query_error)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes the lock `key` for `holder` until `until_ms` unless another
+    /// holder has it at `now_ms` (an expired lock is taken over).
+    pub async fn take_lock(
+        &self,
+        key: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO recovery_lock (k, holder, until_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (k) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
+             WHERE recovery_lock.until_ms <= $4",
+        )
+        .bind(key)
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases the lock if `holder` still has it.
+    pub async fn release_lock(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM recovery_lock WHERE k = $1 AND holder = $2")
+            .bind(key)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(())
     }
 
     /// Forgets audit records older than the cutoff.

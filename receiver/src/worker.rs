@@ -7,8 +7,10 @@
 //! A channel whose send failed for now is paused for that retry delay: in
 //! an outage its target is tried once per delay, not once per queued
 //! notification, which would flood both the target and the store.
+//!
+//! Channels are drained concurrently, each in order: a slow or failing
+//! channel (an SMTP relay) does not delay the others.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,15 @@ use crate::config::{Channel, DeliveryConfig};
 use crate::metrics::{ChannelLabels, Metrics, NotificationLabels};
 use crate::payload::Notice;
 use crate::store::{now_ms, Notification, Store};
+
+/// What the worker remembers of one channel between passes.
+#[derive(Debug, Default)]
+struct ChannelState {
+    /// After a failure, no send before this.
+    paused_until: Option<Instant>,
+    /// The last send, for Slack's spacing.
+    last_sent: Option<Instant>,
+}
 
 pub struct Worker {
     pub store: Arc<Store>,
@@ -37,15 +48,19 @@ pub fn backoff(attempts: i64, initial: Duration, max: Duration) -> Duration {
 
 impl Worker {
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut slack_last: HashMap<String, Instant> = HashMap::new();
-        let mut paused: HashMap<Channel, Instant> = HashMap::new();
+        let mut states: Vec<(Channel, ChannelState)> = self
+            .senders
+            .configured()
+            .into_iter()
+            .map(|c| (c, ChannelState::default()))
+            .collect();
         let mut last_purge = Instant::now();
         let mut last_count: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = self.pass(&mut slack_last, &mut paused).await {
+            if let Err(e) = self.pass(&mut states).await {
                 tracing::warn!(error = %e, "outbox pass failed");
             }
             // Counting scans the outbox: once a second at most, not per wake-up.
@@ -70,32 +85,41 @@ impl Worker {
         }
     }
 
+    /// Every channel drains what is due, concurrently.
     async fn pass(
         &self,
-        slack_last: &mut HashMap<String, Instant>,
-        paused: &mut HashMap<Channel, Instant>,
+        states: &mut [(Channel, ChannelState)],
     ) -> Result<(), crate::store::StoreError> {
-        for channel in self.senders.configured() {
-            loop {
-                if paused
-                    .get(&channel)
-                    .is_some_and(|until| *until > Instant::now())
-                {
+        let drains = states.iter_mut().map(|(c, state)| self.drain(*c, state));
+        futures_util::future::join_all(drains)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn drain(
+        &self,
+        channel: Channel,
+        state: &mut ChannelState,
+    ) -> Result<(), crate::store::StoreError> {
+        loop {
+            if state
+                .paused_until
+                .is_some_and(|until| until > Instant::now())
+            {
+                return Ok(());
+            }
+            let due = self.store.due(now_ms(), 64, channel.as_str()).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            for n in due {
+                if let Some(delay) = self.deliver(n, state).await? {
+                    state.paused_until = Some(Instant::now() + delay);
                     break;
-                }
-                let due = self.store.due(now_ms(), 64, channel.as_str()).await?;
-                if due.is_empty() {
-                    break;
-                }
-                for n in due {
-                    if let Some((channel, delay)) = self.deliver(n, slack_last).await? {
-                        paused.insert(channel, Instant::now() + delay);
-                        break;
-                    }
                 }
             }
         }
-        Ok(())
     }
 
     async fn count(&self) -> Result<(), crate::store::StoreError> {
@@ -108,13 +132,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Sends one notification; on a failure to retry, returns the channel
-    /// and how long to pause it.
+    /// Sends one notification; on a failure to retry, returns how long to
+    /// pause its channel.
     async fn deliver(
         &self,
         n: Notification,
-        slack_last: &mut HashMap<String, Instant>,
-    ) -> Result<Option<(Channel, Duration)>, crate::store::StoreError> {
+        state: &mut ChannelState,
+    ) -> Result<Option<Duration>, crate::store::StoreError> {
         let Some(channel) = Channel::parse(&n.channel) else {
             return self
                 .store
@@ -124,12 +148,10 @@ impl Worker {
         };
         // Slack allows about one message per second per webhook.
         if channel == Channel::Slack {
-            if let Some(url) = self.senders.slack_url() {
-                if let Some(last) = slack_last.get(url) {
-                    let wait = self.config.slack_interval.saturating_sub(last.elapsed());
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
+            if let Some(last) = state.last_sent {
+                let wait = self.config.slack_interval.saturating_sub(last.elapsed());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
@@ -155,11 +177,7 @@ impl Worker {
                 channel: channel.as_str(),
             })
             .observe(started.elapsed().as_secs_f64());
-        if channel == Channel::Slack {
-            if let Some(url) = self.senders.slack_url() {
-                slack_last.insert(url.to_string(), Instant::now());
-            }
-        }
+        state.last_sent = Some(Instant::now());
         let attempts = n.attempts + 1;
         let count = |result: &'static str| {
             self.metrics
@@ -202,7 +220,7 @@ impl Worker {
                     self.store
                         .mark_retry(n.id, attempts, now_ms() + delay.as_millis() as i64, &reason)
                         .await?;
-                    Ok(Some((channel, delay)))
+                    Ok(Some(delay))
                 }
             }
         }

@@ -126,10 +126,6 @@ impl Senders {
         .collect()
     }
 
-    pub fn slack_url(&self) -> Option<&str> {
-        self.config.slack.as_ref().map(|s| s.webhook_url.as_str())
-    }
-
     pub async fn send(&self, channel: Channel, notice: &Notice) -> Result<(), SendError> {
         match channel {
             Channel::Email => match &self.email {

@@ -1,8 +1,10 @@
-//! Cooldowns and hourly caps, shared by every receiver that uses the same
-//! Redis (one Lua script: SET NX PX for the cooldown, a sorted set for the
-//! sliding hour) or else the same store (a conditional upsert, and the
-//! audit's own count of runs). Dry runs keep state of their own, so that
-//! turning dry run off does not inherit a dry run's cooldown.
+//! Cooldowns, hourly caps and the one-run-at-a-time lock, shared by every
+//! receiver that uses the same Redis (one Lua script: SET NX PX for the
+//! cooldown, a sorted set for the sliding hour; SET NX PX for the lock,
+//! released only by its holder) or else the same store (conditional
+//! upserts, and the audit's own count of runs). Dry runs keep state of
+//! their own, so that turning dry run off does not inherit a dry run's
+//! cooldown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,12 @@ redis.call('PEXPIRE', KEYS[2], 3600000)
 return 'granted'
 "#;
 
+/// Deletes the lock only if this holder still has it.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 pub enum Coordinator {
     Store(Arc<Store>),
     Redis(Box<RedisGate>),
@@ -53,6 +61,53 @@ pub struct RedisGate {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     script: redis::Script,
+    release: redis::Script,
+}
+
+impl RedisGate {
+    /// The shared connection, made on first use and after a failure.
+    async fn connection(&self) -> Result<MultiplexedConnection, CoordinationError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = tokio::time::timeout(
+            Duration::from_secs(3),
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| CoordinationError::Redis("connection timed out".into()))?
+        .map_err(|e| CoordinationError::Redis(e.to_string()))?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget_connection(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    /// Runs a command with a timeout; a failure drops the connection so
+    /// that the next call reconnects.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, CoordinationError> {
+        let mut c = self.connection().await?;
+        let answer = tokio::time::timeout(Duration::from_secs(3), invocation.invoke_async(&mut c))
+            .await
+            .map_err(|_| CoordinationError::Redis("timed out".into()))
+            .and_then(|r| r.map_err(|e| CoordinationError::Redis(e.to_string())));
+        if answer.is_err() {
+            self.forget_connection().await;
+        }
+        answer
+    }
+}
+
+/// A held run lock; give it back with [`Coordinator::release`].
+pub struct RunLock {
+    key: String,
+    holder: String,
 }
 
 impl Coordinator {
@@ -63,6 +118,7 @@ impl Coordinator {
                 client: redis::Client::open(url).map_err(|_| CoordinationError::Url)?,
                 conn: tokio::sync::Mutex::new(None),
                 script: redis::Script::new(ADMIT),
+                release: redis::Script::new(RELEASE),
             })),
         })
     }
@@ -106,52 +162,84 @@ impl Coordinator {
                 Ok(Admission::Granted)
             }
             Coordinator::Redis(gate) => {
-                let RedisGate {
-                    client,
-                    conn,
-                    script,
-                } = &**gate;
-                let mut guard = conn.lock().await;
-                if guard.is_none() {
-                    let c = tokio::time::timeout(
-                        Duration::from_secs(3),
-                        client.get_multiplexed_async_connection(),
-                    )
-                    .await
-                    .map_err(|_| CoordinationError::Redis("connection timed out".into()))?
-                    .map_err(|e| CoordinationError::Redis(e.to_string()))?;
-                    *guard = Some(c);
-                }
-                let Some(c) = guard.as_mut() else {
-                    return Err(CoordinationError::Redis("not connected".into()));
-                };
                 let member = format!("{now}-{:016x}", fastrand::u64(..));
-                let answer: Result<String, _> = tokio::time::timeout(
+                let mut invocation = gate.script.prepare_invoke();
+                invocation
+                    .key(format!("llmchat:recovery:{mode}:{action}:cooldown"))
+                    .key(format!("llmchat:recovery:{mode}:{action}:runs"))
+                    .arg(now)
+                    .arg(cooldown.as_millis() as u64)
+                    .arg(cap)
+                    .arg(member);
+                let answer: String = gate.run(invocation).await?;
+                match answer.as_str() {
+                    "granted" => Ok(Admission::Granted),
+                    "cooldown" => Ok(Admission::Cooldown),
+                    "rate_limited" => Ok(Admission::RateLimited),
+                    other => Err(CoordinationError::Redis(format!(
+                        "unexpected answer {other:?}"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Takes the action's run lock for `ttl` (the longest a run can take,
+    /// so that a crashed holder's lock expires); None when another run
+    /// (here or in another replica) holds it.
+    pub async fn lock(
+        &self,
+        action: &str,
+        ttl: Duration,
+    ) -> Result<Option<RunLock>, CoordinationError> {
+        let key = format!("llmchat:recovery:live:{action}:lock");
+        let holder = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+        let taken = match self {
+            Coordinator::Store(store) => {
+                let now = now_ms();
+                store
+                    .take_lock(&key, &holder, now, now + ttl.as_millis() as i64)
+                    .await?
+            }
+            Coordinator::Redis(gate) => {
+                let mut c = gate.connection().await?;
+                let set: Result<Option<String>, _> = tokio::time::timeout(
                     Duration::from_secs(3),
-                    script
-                        .key(format!("llmchat:recovery:{mode}:{action}:cooldown"))
-                        .key(format!("llmchat:recovery:{mode}:{action}:runs"))
-                        .arg(now)
-                        .arg(cooldown.as_millis() as u64)
-                        .arg(cap)
-                        .arg(member)
-                        .invoke_async(c),
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&holder)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl.as_millis() as u64)
+                        .query_async(&mut c),
                 )
                 .await
                 .map_err(|_| CoordinationError::Redis("timed out".into()))
                 .and_then(|r| r.map_err(|e| CoordinationError::Redis(e.to_string())));
-                match answer {
-                    Ok(a) if a == "granted" => Ok(Admission::Granted),
-                    Ok(a) if a == "cooldown" => Ok(Admission::Cooldown),
-                    Ok(a) if a == "rate_limited" => Ok(Admission::RateLimited),
-                    Ok(a) => Err(CoordinationError::Redis(format!("unexpected answer {a:?}"))),
-                    Err(e) => {
-                        // Reconnect on the next decision.
-                        *guard = None;
-                        Err(e)
-                    }
+                if set.is_err() {
+                    gate.forget_connection().await;
                 }
+                set?.is_some()
             }
+        };
+        Ok(taken.then_some(RunLock { key, holder }))
+    }
+
+    /// Gives a run lock back; one that cannot be released expires.
+    pub async fn release(&self, lock: RunLock) {
+        let result = match self {
+            Coordinator::Store(store) => store
+                .release_lock(&lock.key, &lock.holder)
+                .await
+                .map_err(CoordinationError::from),
+            Coordinator::Redis(gate) => {
+                let mut invocation = gate.release.prepare_invoke();
+                invocation.key(&lock.key).arg(&lock.holder);
+                gate.run::<i64>(invocation).await.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(lock = %lock.key, error = %e, "cannot release a recovery run lock; it will expire");
         }
     }
 }

@@ -138,6 +138,30 @@ struct Action {
     busy: AtomicBool,
 }
 
+impl Action {
+    /// The longest one run can take: the run lock's lifetime, after which
+    /// a crashed holder's lock is taken over.
+    fn longest_run(&self) -> Duration {
+        let margin = Duration::from_secs(10);
+        let c = &self.config;
+        margin
+            + match c.kind() {
+                Kind::Command => c
+                    .command
+                    .as_ref()
+                    .map(|x| x.timeout + x.kill_grace)
+                    .unwrap_or_default(),
+                Kind::Http => c.http.as_ref().map(|x| x.timeout).unwrap_or_default(),
+                Kind::RedisCleanup => c
+                    .redis_cleanup
+                    .as_ref()
+                    .map(|x| x.timeout + Duration::from_secs(2))
+                    .unwrap_or_default(),
+                Kind::Signal => Duration::from_secs(20),
+            }
+    }
+}
+
 /// Clears an action's busy flag however its run ends.
 struct BusyGuard<'a>(&'a AtomicBool);
 
@@ -331,6 +355,52 @@ impl Recovery {
                 .await;
         }
         let _busy = BusyGuard(&action.busy);
+        // Across replicas too: the shared lock (a dry run runs nothing).
+        let lock = if dry_run {
+            None
+        } else {
+            match self.coordinator.lock(name, action.longest_run()).await {
+                Ok(Some(lock)) => Some(lock),
+                Ok(None) => {
+                    return self
+                        .record_skip(
+                            &action,
+                            alert,
+                            dry_run,
+                            Skip::Running,
+                            Some("running in another replica".into()),
+                        )
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(action = %name, backend = self.coordinator.backend(), error = %e, "cannot take the recovery run lock; not running");
+                    return self
+                        .record_skip(
+                            &action,
+                            alert,
+                            dry_run,
+                            Skip::Unavailable,
+                            Some(e.to_string()),
+                        )
+                        .await;
+                }
+            }
+        };
+        self.gate_and_run(&action, alert, to_slack, dry_run).await;
+        if let Some(lock) = lock {
+            self.coordinator.release(lock).await;
+        }
+    }
+
+    /// Past the run lock: the cooldown and hourly cap, then the run.
+    async fn gate_and_run(
+        &self,
+        action: &Arc<Action>,
+        alert: &Alert,
+        to_slack: bool,
+        dry_run: bool,
+    ) {
+        let name = action.name.as_str();
         match self
             .coordinator
             .admit(
@@ -344,20 +414,20 @@ impl Recovery {
             Ok(Admission::Granted) => {}
             Ok(Admission::Cooldown) => {
                 return self
-                    .record_skip(&action, alert, dry_run, Skip::Cooldown, None)
+                    .record_skip(action, alert, dry_run, Skip::Cooldown, None)
                     .await
             }
             Ok(Admission::RateLimited) => {
                 let detail = format!("{} runs in the last hour", action.config.max_runs_per_hour);
                 return self
-                    .record_skip(&action, alert, dry_run, Skip::RateLimited, Some(detail))
+                    .record_skip(action, alert, dry_run, Skip::RateLimited, Some(detail))
                     .await;
             }
             Err(e) => {
                 tracing::error!(action = %name, backend = self.coordinator.backend(), error = %e, "cannot check the recovery cooldown; not running");
                 return self
                     .record_skip(
-                        &action,
+                        action,
                         alert,
                         dry_run,
                         Skip::Unavailable,
@@ -405,7 +475,7 @@ impl Recovery {
         }
         tracing::info!(action = %name, kind = record.kind, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action started");
         let started = Instant::now();
-        let outcome = self.execute(&action, alert).await;
+        let outcome = self.execute(action, alert).await;
         let took = started.elapsed();
         self.metrics
             .recovery_duration

@@ -14,22 +14,30 @@ use serde_json::{json, Value};
 
 use crate::helpers::{config, wait_until, Receiver, Target, TOKEN};
 
-fn sqlite(dir: &Path, name: &str) -> String {
-    format!("sqlite://{}", dir.join(name).display())
+/// A temp dir and the webhook and Slack stand-ins a test's receiver uses.
+struct Sinks {
+    dir: tempfile::TempDir,
+    hook: Target,
+    slack: Target,
 }
 
-/// A receiver config with a webhook and Slack stand-in and `recovery`
-/// TOML appended.
-fn recovery_config(
-    dir: &Path,
-    store: &str,
-    hook: &Target,
-    slack: &Target,
-    recovery: &str,
-) -> PathBuf {
+impl Sinks {
+    fn start() -> Sinks {
+        Sinks {
+            dir: tempfile::tempdir().unwrap(),
+            hook: Target::start(vec![]),
+            slack: Target::start(vec![]),
+        }
+    }
+}
+
+/// A receiver config (SQLite outbox in `dir`) with a webhook and Slack
+/// stand-in and `recovery` TOML appended.
+fn recovery_config(dir: &Path, hook: &Target, slack: &Target, recovery: &str) -> PathBuf {
+    let store = format!("sqlite://{}", dir.join("outbox.db").display());
     let path = config(
         dir,
-        store,
+        &store,
         Some(&slack.url("/slack")),
         Some(&hook.url("/hook")),
         None,
@@ -127,12 +135,10 @@ fn pid_alive(pid: i32) -> bool {
 
 #[test]
 fn command_action_runs_on_the_fault_label_and_is_audited_counted_and_notified() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let out = dir.path().join("restarted");
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         &format!(
@@ -238,12 +244,10 @@ fn command_action_runs_on_the_fault_label_and_is_audited_counted_and_notified() 
 
 #[test]
 fn a_hanging_command_is_killed_at_its_timeout_with_its_whole_process_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let pid_file = dir.path().join("grandchild.pid");
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         &format!(
@@ -287,11 +291,9 @@ fn a_hanging_command_is_killed_at_its_timeout_with_its_whole_process_group() {
 
 #[test]
 fn hostile_label_values_reach_the_command_only_as_inert_environment_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         &format!(
@@ -344,12 +346,10 @@ fn hostile_label_values_reach_the_command_only_as_inert_environment_values() {
 
 #[test]
 fn http_action_posts_to_the_backend_and_checks_the_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let backend = Target::start(vec![(200, None), (500, None)]);
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         &format!(
@@ -384,8 +384,7 @@ fn http_action_posts_to_the_backend_and_checks_the_status() {
 
 #[test]
 fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     // A stand-in for the Node backend: records the signals it gets.
     let name = format!("llmfake{}", std::process::id() % 100_000);
     let program = dir.path().join(&name);
@@ -404,7 +403,6 @@ fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
     std::fs::write(&pid_file, backend.id().to_string()).unwrap();
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         &format!(
@@ -442,8 +440,7 @@ fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
 
 #[test]
 fn redis_cleanup_removes_only_the_configured_patterns_of_100k_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let redis = Redis::start();
     let fill = |prefix: &str, n: u32| {
         let script =
@@ -457,7 +454,6 @@ fn redis_cleanup_removes_only_the_configured_patterns_of_100k_keys() {
     assert_eq!(redis.cli(&["DBSIZE"]), "100000");
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         &format!(
@@ -526,8 +522,7 @@ fn redis_cleanup_removes_only_the_configured_patterns_of_100k_keys() {
 
 #[test]
 fn two_receivers_on_one_redis_share_the_cooldown_and_the_action_runs_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let redis = Redis::start();
     let ran = dir.path().join("ran");
     let recovery = format!(
@@ -539,20 +534,8 @@ fn two_receivers_on_one_redis_share_the_cooldown_and_the_action_runs_once() {
     let b_dir = dir.path().join("b");
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::create_dir_all(&b_dir).unwrap();
-    let a = Receiver::start(&recovery_config(
-        &a_dir,
-        &sqlite(&a_dir, "a.db"),
-        &hook,
-        &slack,
-        &recovery,
-    ));
-    let b = Receiver::start(&recovery_config(
-        &b_dir,
-        &sqlite(&b_dir, "b.db"),
-        &hook,
-        &slack,
-        &recovery,
-    ));
+    let a = Receiver::start(&recovery_config(&a_dir, &hook, &slack, &recovery));
+    let b = Receiver::start(&recovery_config(&b_dir, &hook, &slack, &recovery));
     let body = alert(
         "firing",
         "fp-ha",
@@ -573,7 +556,11 @@ fn two_receivers_on_one_redis_share_the_cooldown_and_the_action_runs_once() {
         rb[0]["result"].as_str().unwrap().to_string(),
     ];
     results.sort();
-    assert_eq!(results, ["skipped_cooldown", "succeeded"]);
+    // The loser finds the run lock held, or, if it came later, the cooldown.
+    assert!(
+        results == ["skipped_cooldown", "succeeded"] || results == ["skipped_running", "succeeded"],
+        "{results:?}"
+    );
     assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
     assert_eq!(actions(&a)["cooldown_backend"], "redis");
     let ttl: i64 = redis
@@ -604,12 +591,10 @@ fn two_receivers_on_one_redis_share_the_cooldown_and_the_action_runs_once() {
 
 #[test]
 fn dry_run_records_the_decision_without_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let ran = dir.path().join("ran");
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         &format!(
@@ -671,11 +656,9 @@ fn dry_run_records_the_decision_without_running() {
 
 #[test]
 fn runs_per_hour_are_capped_and_a_resolved_alert_cancels_its_command() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         "[recovery.actions.restart]\ncooldown = \"0s\"\nmax_runs_per_hour = 2\n[recovery.actions.restart.command]\nargv = [\"true\"]\n\
@@ -717,11 +700,9 @@ fn runs_per_hour_are_capped_and_a_resolved_alert_cancels_its_command() {
 
 #[test]
 fn bad_recovery_config_is_refused_before_listening() {
-    let dir = tempfile::tempdir().unwrap();
-    let (hook, slack) = (Target::start(vec![]), Target::start(vec![]));
+    let Sinks { dir, hook, slack } = Sinks::start();
     let cfg = recovery_config(
         dir.path(),
-        &sqlite(dir.path(), "outbox.db"),
         &hook,
         &slack,
         "[[recovery.triggers]]\nmatchers = ['fault=~\"(\"']\nactions = []\n",
@@ -738,4 +719,57 @@ fn bad_recovery_config_is_refused_before_listening() {
         err.contains("recovery.triggers") && err.contains("invalid regex"),
         "{err}"
     );
+}
+
+#[test]
+fn one_run_at_a_time_holds_across_receivers_sharing_redis() {
+    let Sinks { dir, hook, slack } = Sinks::start();
+    let redis = Redis::start();
+    let ran = dir.path().join("ran");
+    // No cooldown: only the run lock keeps the second receiver from
+    // restarting while the first one's restart is still going.
+    let recovery = format!(
+        "[recovery]\nredis_url = \"{url}\"\n[recovery.actions.restart]\ncooldown = \"0s\"\n\
+         [recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo start >> {ran}; sleep 2; echo end >> {ran}\"]\n",
+        url = redis.url(),
+        ran = ran.display()
+    );
+    let dirs: Vec<_> = ["a", "b"].iter().map(|n| dir.path().join(n)).collect();
+    let receivers: Vec<Receiver> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::create_dir_all(d).unwrap();
+            Receiver::start(&recovery_config(d, &hook, &slack, &recovery))
+        })
+        .collect();
+    let body = alert(
+        "firing",
+        "fp-lock",
+        &[
+            ("alertname", "LLMChatHighErrorRate"),
+            ("fault", "high_error_rate"),
+        ],
+    );
+    receivers[0].post(&body, Some(TOKEN));
+    wait_until(Duration::from_secs(10), "the first run to start", || {
+        std::fs::read_to_string(&ran).is_ok_and(|t| t.contains("start"))
+    });
+    receivers[1].post(&body, Some(TOKEN));
+    let second = finished(&receivers[1], "restart", 1);
+    assert_eq!(second[0]["result"], "skipped_running", "{}", second[0]);
+    assert_eq!(second[0]["detail"], "running in another replica");
+    let first = finished(&receivers[0], "restart", 1);
+    assert_eq!(first[0]["result"], "succeeded");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "start\nend\n");
+    // Released: the next alert runs again.
+    receivers[1].post(
+        &alert(
+            "firing",
+            "fp-lock-2",
+            &[("alertname", "E"), ("fault", "high_error_rate")],
+        ),
+        Some(TOKEN),
+    );
+    let second = finished(&receivers[1], "restart", 2);
+    assert_eq!(second[1]["result"], "succeeded", "{}", second[1]);
 }

@@ -187,14 +187,14 @@ fn four_faults_alert_notify_recover_and_resolve_through_the_real_chain() {
     crate::dashboards::every_panel_returns_data(&stack);
 
     // The pair's share of the fault-to-email time, for the README.
-    let scrape = |q: &str| {
-        stack.query(&format!(
-            "{q}(scrape_duration_seconds{{job=\"llmchat-exporter\"}}[10m])"
-        ))[0]["value"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap()
-            * 1000.0
+    let scrape = |f: &str| {
+        let q = format!("{f}scrape_duration_seconds{{job=\"llmchat-exporter\"}}[10m])");
+        let v = stack.query(&q);
+        1000.0
+            * v.first()
+                .and_then(|s| s["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no answer to {q}"))
     };
     eprintln!(
         "latency exporter: scrape duration median {:.1} ms, max {:.1} ms over the last 10 minutes",
