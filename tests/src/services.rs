@@ -139,6 +139,7 @@ impl Postgres {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Command::new("kill")
                 .args(["-0", &pid])
+                .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
             {

@@ -240,6 +240,18 @@ fn command_action_runs_on_the_fault_label_and_is_audited_counted_and_notified() 
         metric(&r, "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"skipped_cooldown\"}"),
         Some(1.0)
     );
+    // With every family populated, the exposition is clean for promtool.
+    let text = reqwest::blocking::get(format!("{}/metrics", r.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(text.contains("llmchat_receiver_recovery_action_duration_seconds_bucket"));
+    let out = llmchat_tests::run_with_stdin("promtool", &["check", "metrics"], text.as_bytes());
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        llmchat_tests::said(&out)
+    );
 }
 
 #[test]
