@@ -38,6 +38,19 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!(e))?,
     );
     let metrics = Arc::new(metrics::Metrics::new());
+    // Every configured channel's results start at 0, so that the first
+    // failure is an increase Prometheus can see.
+    for channel in senders.configured() {
+        for result in ["sent", "failed", "dead"] {
+            metrics
+                .notifications
+                .get_or_create(&metrics::NotificationLabels {
+                    channel: channel.as_str(),
+                    result,
+                })
+                .inc_by(0);
+        }
+    }
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = worker::Worker {

@@ -39,6 +39,19 @@ const MAX_ENV_LABELS: usize = 64;
 /// Longest label value passed on, in bytes.
 const MAX_ENV_VALUE: usize = 1024;
 
+/// Every result a decision can have, for the metric's label.
+pub const RESULTS: [&str; 9] = [
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "dry_run",
+    "skipped_cooldown",
+    "skipped_rate_limit",
+    "skipped_running",
+    "skipped_unavailable",
+];
+
 /// How audit records are forgotten.
 const AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -242,6 +255,19 @@ impl Recovery {
                     busy: AtomicBool::new(false),
                 }),
             );
+        }
+        // Every (action, result) starts at 0: a counter that appears only
+        // with its first increment hides that increment from increase().
+        for name in actions.keys() {
+            for result in RESULTS {
+                metrics
+                    .recovery_actions
+                    .get_or_create(&ActionLabels {
+                        action: name.clone(),
+                        result: result.to_string(),
+                    })
+                    .inc_by(0);
+            }
         }
         Ok(Recovery {
             actions,

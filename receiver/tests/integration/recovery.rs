@@ -240,6 +240,22 @@ fn command_action_runs_on_the_fault_label_and_is_audited_counted_and_notified() 
         metric(&r, "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"skipped_cooldown\"}"),
         Some(1.0)
     );
+    // Results that have not happened are there at 0 (so that the first one
+    // is an increase Prometheus sees), for actions and channels alike.
+    assert_eq!(
+        metric(
+            &r,
+            "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"failed\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &r,
+            "llmchat_receiver_notifications_total{channel=\"webhook\",result=\"dead\"}"
+        ),
+        Some(0.0)
+    );
     // With every family populated, the exposition is clean for promtool.
     let text = reqwest::blocking::get(format!("{}/metrics", r.base))
         .unwrap()
