@@ -207,6 +207,10 @@ pub struct EmailConfig {
     pub smtp_port: Option<u16>,
     #[serde(default)]
     pub tls: SmtpTls,
+    /// PEM certificates to trust for the relay, besides the public roots
+    /// (an internal relay with a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]

@@ -142,16 +142,56 @@ pub struct Mail {
     pub data: String,
     /// When the message was accepted.
     pub at: Instant,
+    /// Whether it came over TLS (STARTTLS or implicit).
+    pub tls: bool,
+    /// The AUTH PLAIN credentials the client gave, decoded: (user, password).
+    pub auth: Option<(String, String)>,
 }
 
-/// A minimal SMTP server: enough of RFC 5321 for a plain local relay.
+/// How the sink speaks TLS.
+#[derive(Clone)]
+pub enum SmtpTls {
+    /// Plain text, no STARTTLS offered: a local relay.
+    None,
+    /// Offers STARTTLS, and AUTH PLAIN once encrypted (submission, 587).
+    StartTls(Arc<rustls::ServerConfig>),
+    /// TLS from the first byte, AUTH PLAIN offered (465).
+    Implicit(Arc<rustls::ServerConfig>),
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: the server's
+/// TLS config, and the certificate's PEM for the client to trust.
+pub fn self_signed_tls() -> (Arc<rustls::ServerConfig>, String) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("a self-signed certificate");
+    let cert = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .expect("the server certificate");
+    (Arc::new(config), ck.cert.pem())
+}
+
+/// A minimal SMTP server: enough of RFC 5321 (with STARTTLS, RFC 3207,
+/// and AUTH PLAIN, RFC 4616) for what a relay does with our mail.
 pub struct SmtpSink {
     pub port: u16,
     pub mails: Arc<Mutex<Vec<Mail>>>,
 }
 
 impl SmtpSink {
+    /// A plain local relay.
     pub fn start() -> SmtpSink {
+        Self::start_with(SmtpTls::None)
+    }
+
+    pub fn start_with(tls: SmtpTls) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -160,7 +200,8 @@ impl SmtpSink {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let store = store.clone();
-                std::thread::spawn(move || smtp_session(stream, store));
+                let tls = tls.clone();
+                std::thread::spawn(move || serve(stream, tls, store));
             }
         });
         SmtpSink { port, mails }
@@ -171,19 +212,77 @@ impl SmtpSink {
     }
 }
 
-fn smtp_session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>) {
-    let mut out = stream.try_clone().unwrap();
+fn tls_stream(
+    config: Arc<rustls::ServerConfig>,
+    stream: TcpStream,
+) -> Option<rustls::StreamOwned<rustls::ServerConnection, TcpStream>> {
+    let conn = rustls::ServerConnection::new(config).ok()?;
+    Some(rustls::StreamOwned::new(conn, stream))
+}
+
+fn serve(stream: TcpStream, tls: SmtpTls, store: Arc<Mutex<Vec<Mail>>>) {
+    match tls {
+        SmtpTls::None => {
+            smtp_session(stream, Session::Plain, &store);
+        }
+        SmtpTls::Implicit(config) => {
+            if let Some(s) = tls_stream(config, stream) {
+                smtp_session(s, Session::Secure { greet: true }, &store);
+            }
+        }
+        SmtpTls::StartTls(config) => {
+            if let Some(stream) = smtp_session(stream, Session::OffersStartTls, &store) {
+                if let Some(s) = tls_stream(config, stream) {
+                    smtp_session(s, Session::Secure { greet: false }, &store);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Session {
+    Plain,
+    OffersStartTls,
+    /// Encrypted; `greet`: send the 220 greeting (not after STARTTLS).
+    Secure {
+        greet: bool,
+    },
+}
+
+/// Runs one session over `stream`; returns the stream when the client
+/// asked for STARTTLS (the caller wraps it and goes on).
+fn smtp_session<S: Read + Write>(stream: S, mode: Session, store: &Mutex<Vec<Mail>>) -> Option<S> {
+    let secure = matches!(mode, Session::Secure { .. });
     let mut reader = BufReader::new(stream);
-    let _ = out.write_all(b"220 sink ESMTP\r\n");
-    let (mut from, mut to) = (String::new(), Vec::new());
+    if mode != (Session::Secure { greet: false }) {
+        let _ = reader.get_mut().write_all(b"220 sink ESMTP\r\n");
+        let _ = reader.get_mut().flush();
+    }
+    let (mut from, mut to, mut auth) = (String::new(), Vec::new(), None);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+            return None;
         }
         let upper = line.to_ascii_uppercase();
         let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            b"250-sink\r\n250 8BITMIME\r\n"
+            match mode {
+                Session::Plain => b"250-sink\r\n250 8BITMIME\r\n",
+                Session::OffersStartTls => b"250-sink\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+                Session::Secure { .. } => b"250-sink\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n",
+            }
+        } else if upper.starts_with("STARTTLS") && mode == Session::OffersStartTls {
+            let _ = reader.get_mut().write_all(b"220 go ahead\r\n");
+            let _ = reader.get_mut().flush();
+            return Some(reader.into_inner());
+        } else if upper.starts_with("AUTH PLAIN ") && secure {
+            auth = decode_plain(line[11..].trim());
+            if auth.is_some() {
+                b"235 authenticated\r\n"
+            } else {
+                b"535 bad credentials\r\n"
+            }
         } else if upper.starts_with("MAIL FROM:") {
             from = line[10..].trim().to_string();
             b"250 OK\r\n"
@@ -191,12 +290,13 @@ fn smtp_session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>) {
             to.push(line[8..].trim().trim_matches(['<', '>']).to_string());
             b"250 OK\r\n"
         } else if upper.starts_with("DATA") {
-            let _ = out.write_all(b"354 go on\r\n");
+            let _ = reader.get_mut().write_all(b"354 go on\r\n");
+            let _ = reader.get_mut().flush();
             let mut data = String::new();
             loop {
                 let mut l = String::new();
                 if reader.read_line(&mut l).unwrap_or(0) == 0 {
-                    return;
+                    return None;
                 }
                 if l == ".\r\n" {
                     break;
@@ -208,14 +308,29 @@ fn smtp_session(stream: TcpStream, store: Arc<Mutex<Vec<Mail>>>) {
                 to: std::mem::take(&mut to),
                 data,
                 at: Instant::now(),
+                tls: secure,
+                auth: auth.clone(),
             });
             b"250 queued\r\n"
         } else if upper.starts_with("QUIT") {
-            let _ = out.write_all(b"221 bye\r\n");
-            return;
+            let _ = reader.get_mut().write_all(b"221 bye\r\n");
+            let _ = reader.get_mut().flush();
+            return None;
         } else {
             b"250 OK\r\n"
         };
-        let _ = out.write_all(reply);
+        let _ = reader.get_mut().write_all(reply);
+        let _ = reader.get_mut().flush();
     }
+}
+
+/// AUTH PLAIN's base64 of `authzid NUL user NUL password`.
+fn decode_plain(b64: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let mut parts = raw.split(|b| *b == 0);
+    let _authzid = parts.next()?;
+    let user = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let password = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some((user, password))
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::{SUBMISSIONS_PORT, SUBMISSION_PORT};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::SendError;
@@ -25,14 +27,41 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// TLS that trusts the public roots and the certificates of `ca_file`.
+fn tls_with_ca(host: &str, ca_file: &std::path::Path) -> Result<TlsParameters, String> {
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| format!("channels.email.ca_file {}: {e}", ca_file.display()))?;
+    let cert = Certificate::from_pem(&pem)
+        .map_err(|e| format!("channels.email.ca_file {}: {e}", ca_file.display()))?;
+    TlsParameters::builder(host.to_string())
+        .add_root_certificate(cert)
+        .build()
+        .map_err(|e| format!("channels.email TLS: {e}"))
+}
+
 impl Email {
     pub fn new(c: &EmailConfig, timeout: Duration) -> Result<Self, String> {
-        let mut builder = match c.tls {
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
+        let mut builder = match (c.tls, &c.ca_file) {
+            (SmtpTls::Starttls, None) => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
+                    .map_err(|e| format!("channels.email.smtp_host: {e}"))?
+            }
+            (SmtpTls::Implicit, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.smtp_host)
                 .map_err(|e| format!("channels.email.smtp_host: {e}"))?,
-            SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.smtp_host)
-                .map_err(|e| format!("channels.email.smtp_host: {e}"))?,
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host),
+            (SmtpTls::None, _) => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host)
+            }
+            (tls, Some(ca_file)) => {
+                let params = tls_with_ca(&c.smtp_host, ca_file)?;
+                let (tls, port) = if tls == SmtpTls::Implicit {
+                    (Tls::Wrapper(params), SUBMISSIONS_PORT)
+                } else {
+                    (Tls::Required(params), SUBMISSION_PORT)
+                };
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host)
+                    .port(port)
+                    .tls(tls)
+            }
         };
         if let Some(port) = c.smtp_port {
             builder = builder.port(port);

@@ -45,7 +45,17 @@ impl Receiver {
     }
 
     pub fn start_with_args(config: &Path, port: u16, args: &[&str]) -> Receiver {
+        Self::start_with_env(config, port, args, &[])
+    }
+
+    pub fn start_with_env(
+        config: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Receiver {
         let child = Command::new(BIN)
+            .envs(env.iter().copied())
             .args(args)
             .arg("--config.file")
             .arg(config)
