@@ -8,7 +8,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p llmchat-exporter -p llmchat-receiver \
- && install -D -m 0755 target/release/llmchat-exporter target/release/llmchat-receiver -t /out
+ && install -D -s -m 0755 target/release/llmchat-exporter target/release/llmchat-receiver -t /out
 
 FROM debian:12.8-slim
 # The receiver's outbox lives in /var/lib/llmchat-receiver (a volume).

@@ -287,6 +287,17 @@ async fn insert_batch(
 }
 
 impl Store {
+    /// Runs one statement; how many rows it touched.
+    async fn execute<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<u64, StoreError> {
+        Ok(q.execute(&self.pool)
+            .await
+            .map_err(query_error)?
+            .rows_affected())
+    }
+
     /// Pending notifications of one channel that are due now, oldest
     /// first (the index on (state, channel, next_attempt_ms) serves it).
     pub async fn due(
@@ -314,26 +325,20 @@ impl Store {
     /// Takes a row for sending until `lease_until`; false when another
     /// worker (or replica) already took it.
     pub async fn claim(&self, n: &Notification, lease_until: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = self.execute(sqlx::query(
             "UPDATE notifications SET next_attempt_ms = $1 WHERE id = $2 AND state = 'pending' AND next_attempt_ms = $3",
         )
         .bind(lease_until)
         .bind(n.id)
-        .bind(n.next_attempt_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(query_error)?;
-        Ok(done.rows_affected() == 1)
+        .bind(n.next_attempt_ms)).await?;
+        Ok(done == 1)
     }
 
     pub async fn mark_sent(&self, id: i64, attempts: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE notifications SET state = 'sent', sent_ms = $1, attempts = $2, last_error = NULL WHERE id = $3")
+        self.execute(sqlx::query("UPDATE notifications SET state = 'sent', sent_ms = $1, attempts = $2, last_error = NULL WHERE id = $3")
             .bind(now_ms())
             .bind(attempts)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(query_error)?;
+            .bind(id)).await?;
         Ok(())
     }
 
@@ -344,27 +349,21 @@ impl Store {
         next_ms: i64,
         error: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE notifications SET attempts = $1, next_attempt_ms = $2, last_error = $3 WHERE id = $4")
+        self.execute(sqlx::query("UPDATE notifications SET attempts = $1, next_attempt_ms = $2, last_error = $3 WHERE id = $4")
             .bind(attempts)
             .bind(next_ms)
             .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(query_error)?;
+            .bind(id)).await?;
         Ok(())
     }
 
     pub async fn mark_dead(&self, id: i64, attempts: i64, error: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        self.execute(sqlx::query(
             "UPDATE notifications SET state = 'dead', attempts = $1, last_error = $2 WHERE id = $3",
         )
         .bind(attempts)
         .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(query_error)?;
+        .bind(id)).await?;
         Ok(())
     }
 
@@ -394,22 +393,21 @@ impl Store {
 
     /// Forgets sent and dead rows (and so their dedup keys) older than the window.
     pub async fn purge(&self, older_than_ms: i64) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM notifications WHERE state <> 'pending' AND created_ms < $1")
-                .bind(older_than_ms)
-                .execute(&self.pool)
-                .await
-                .map_err(query_error)?;
-        Ok(done.rows_affected())
+        let done = self
+            .execute(
+                sqlx::query(
+                    "DELETE FROM notifications WHERE state <> 'pending' AND created_ms < $1",
+                )
+                .bind(older_than_ms),
+            )
+            .await?;
+        Ok(done)
     }
 
     /// A write that proves the store is writable, for /health.
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO receiver_heartbeat (k, at_ms) VALUES ('health', $1) ON CONFLICT (k) DO UPDATE SET at_ms = $1")
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(query_error)?;
+        self.execute(sqlx::query("INSERT INTO receiver_heartbeat (k, at_ms) VALUES ('health', $1) ON CONFLICT (k) DO UPDATE SET at_ms = $1")
+            .bind(now_ms())).await?;
         Ok(())
     }
 }
@@ -463,7 +461,7 @@ impl Store {
 
     /// Records how a run ended.
     pub async fn audit_finish(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        sqlx::query(
+        self.execute(sqlx::query(
             "UPDATE recovery_audit SET result = $1, finished_ms = $2, exit_status = $3, output = $4, detail = $5 WHERE id = $6",
         )
         .bind(&r.result)
@@ -471,10 +469,7 @@ impl Store {
         .bind(r.exit_status)
         .bind(&r.output)
         .bind(&r.detail)
-        .bind(r.id)
-        .execute(&self.pool)
-        .await
-        .map_err(query_error)?;
+        .bind(r.id)).await?;
         Ok(())
     }
 
@@ -543,17 +538,14 @@ impl Store {
         now_ms: i64,
         until_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = self.execute(sqlx::query(
             "INSERT INTO recovery_cooldown (k, until_ms) VALUES ($1, $2) \
              ON CONFLICT (k) DO UPDATE SET until_ms = excluded.until_ms WHERE recovery_cooldown.until_ms <= $3",
         )
         .bind(key)
         .bind(until_ms)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(query_error)?;
-        Ok(done.rows_affected() == 1)
+        .bind(now_ms)).await?;
+        Ok(done == 1)
     }
 
     /// Takes the lock `key` for `holder` until `until_ms` unless another
@@ -565,40 +557,41 @@ impl Store {
         now_ms: i64,
         until_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO recovery_lock (k, holder, until_ms) VALUES ($1, $2, $3) \
+        let done = self
+            .execute(
+                sqlx::query(
+                    "INSERT INTO recovery_lock (k, holder, until_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (k) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
              WHERE recovery_lock.until_ms <= $4",
-        )
-        .bind(key)
-        .bind(holder)
-        .bind(until_ms)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(query_error)?;
-        Ok(done.rows_affected() == 1)
+                )
+                .bind(key)
+                .bind(holder)
+                .bind(until_ms)
+                .bind(now_ms),
+            )
+            .await?;
+        Ok(done == 1)
     }
 
     /// Releases the lock if `holder` still has it.
     pub async fn release_lock(&self, key: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM recovery_lock WHERE k = $1 AND holder = $2")
-            .bind(key)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(query_error)?;
+        self.execute(
+            sqlx::query("DELETE FROM recovery_lock WHERE k = $1 AND holder = $2")
+                .bind(key)
+                .bind(holder),
+        )
+        .await?;
         Ok(())
     }
 
     /// Forgets audit records older than the cutoff.
     pub async fn purge_audit(&self, older_than_ms: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM recovery_audit WHERE started_ms < $1")
-            .bind(older_than_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(query_error)?;
-        Ok(done.rows_affected())
+        let done = self
+            .execute(
+                sqlx::query("DELETE FROM recovery_audit WHERE started_ms < $1").bind(older_than_ms),
+            )
+            .await?;
+        Ok(done)
     }
 }
 
