@@ -44,12 +44,41 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
-        path.display()
-    );
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+                path.display()
+            )
+        });
+    // A binary older than its sources would test old code.
+    let crate_dir = name.trim_start_matches("llmchat-");
+    for src in [format!("{crate_dir}/src"), "common/src".to_string()] {
+        if let Some(newest) = newest_mtime(&repo_root().join(&src)) {
+            assert!(
+                newest <= built,
+                "{} is older than {src}: run the tests with `cargo test --workspace`, which rebuilds it",
+                path.display()
+            );
+        }
+    }
     path
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            if m.is_dir() {
+                newest_mtime(&e.path())
+            } else {
+                m.modified().ok()
+            }
+        })
+        .max()
 }
 
 /// A child process killed on drop.
