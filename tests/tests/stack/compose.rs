@@ -280,3 +280,34 @@ fn the_stack_configs_pass_promtool_amtool_and_the_receivers_check() {
         .unwrap();
     assert!(out.status.success(), "{}", said(&out));
 }
+
+#[test]
+fn docker_compose_itself_accepts_the_file_with_and_without_an_env_file() {
+    // Debian's docker-compose (1.29) validates against the Compose schema
+    // and interpolates variables without a Docker engine.
+    for args in [
+        vec!["config", "--quiet"],
+        vec!["--env-file", ".env.example", "config", "--quiet"],
+    ] {
+        let out = run("docker-compose", &args);
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}",
+            said(&out)
+        );
+        assert!(
+            !said(&out).contains("WARNING"),
+            "docker-compose {args:?}: {}",
+            said(&out)
+        );
+    }
+    // Interpolated with the defaults: every service resolves to an image
+    // and the receiver's recovery stays a dry run.
+    let out = run("docker-compose", &["config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("LLMCHAT_RECEIVER_RECOVERY_DRY_RUN: 'true'")
+            || text.contains("LLMCHAT_RECEIVER_RECOVERY_DRY_RUN: \"true\""),
+        "{text}"
+    );
+}
