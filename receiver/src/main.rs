@@ -21,9 +21,21 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
+        let actions: Vec<&str> = config.recovery.actions.keys().map(String::as_str).collect();
         println!(
-            "configuration OK: listening on {}",
-            config.web.listen_address
+            "configuration OK: listening on {}; channels: {}; recovery actions: {}{}",
+            config.web.listen_address,
+            llmchat_receiver::channels::configured_names(&config.channels).join(", "),
+            if actions.is_empty() {
+                "none".to_string()
+            } else {
+                actions.join(", ")
+            },
+            if config.recovery.dry_run {
+                " (dry run)"
+            } else {
+                ""
+            }
         );
         return ExitCode::SUCCESS;
     }

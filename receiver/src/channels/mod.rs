@@ -64,6 +64,23 @@ pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
     }
 }
 
+/// The names of the channels that have a configuration, or `none`.
+pub fn configured_names(c: &ChannelsConfig) -> Vec<&'static str> {
+    let names: Vec<&'static str> = [
+        (c.email.is_some(), "email"),
+        (c.slack.is_some(), "slack"),
+        (c.webhook.is_some(), "webhook"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if names.is_empty() {
+        vec!["none"]
+    } else {
+        names
+    }
+}
+
 pub struct Senders {
     http: reqwest::Client,
     email: Option<email::Email>,
