@@ -108,7 +108,7 @@ impl Metrics {
         });
         registry.register(
             "recovery_actions",
-            "Recovery action decisions by action and result (succeeded, failed, timed_out, cancelled, dry_run, skipped_*)",
+            "Recovery action decisions by action and result (succeeded, failed, timed_out, cancelled, dry_run, abandoned, skipped_*)",
             recovery_actions.clone(),
         );
         registry.register_with_unit(

@@ -433,7 +433,8 @@ pub struct AuditRecord {
 
 /// Results that mean the action ran (or, in a dry run, would have): what
 /// the hourly cap counts.
-const RAN: &str = "('running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'dry_run')";
+const RAN: &str =
+    "('running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'dry_run', 'abandoned')";
 
 impl Store {
     /// Records a decision; returns its id.
@@ -582,6 +583,22 @@ impl Store {
         )
         .await?;
         Ok(())
+    }
+
+    /// Closes `running` records of `action` that started before
+    /// `before_ms` as `abandoned`; how many.
+    pub async fn audit_abandon(&self, action: &str, before_ms: i64) -> Result<u64, StoreError> {
+        self.execute(
+            sqlx::query(
+                "UPDATE recovery_audit SET result = 'abandoned', finished_ms = $1, \
+                 detail = 'the receiver stopped during the run' \
+                 WHERE action = $2 AND result = 'running' AND started_ms < $3",
+            )
+            .bind(now_ms())
+            .bind(action)
+            .bind(before_ms),
+        )
+        .await
     }
 
     /// Forgets audit records older than the cutoff.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::matcher::Matcher;
 use llmchat_common::{duration, invalid, ConfigError};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecoveryConfig {
     /// Record every decision, run nothing.
@@ -24,6 +24,22 @@ pub struct RecoveryConfig {
     /// `fault` label, for those of its actions that are configured.
     pub triggers: Option<Vec<Trigger>>,
     pub actions: BTreeMap<String, ActionConfig>,
+    /// How often runs interrupted by a stop are looked for and recorded
+    /// as `abandoned`.
+    #[serde(with = "duration")]
+    pub maintenance_interval: Duration,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            redis_url: None,
+            triggers: None,
+            actions: BTreeMap::new(),
+            maintenance_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Alerts matching every matcher trigger every listed action. Unlike
@@ -219,6 +235,13 @@ impl RecoveryConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.maintenance_interval.is_zero() {
+            return Err(invalid(
+                "recovery.maintenance_interval",
+                "0s",
+                "must be above zero",
+            ));
+        }
         if let Some(u) = &self.redis_url {
             if !is_redis_url(u) {
                 return Err(invalid(

@@ -40,7 +40,7 @@ const MAX_ENV_LABELS: usize = 64;
 const MAX_ENV_VALUE: usize = 1024;
 
 /// Every result a decision can have, for the metric's label.
-pub const RESULTS: [&str; 9] = [
+pub const RESULTS: [&str; 10] = [
     "succeeded",
     "failed",
     "timed_out",
@@ -50,6 +50,7 @@ pub const RESULTS: [&str; 9] = [
     "skipped_rate_limit",
     "skipped_running",
     "skipped_unavailable",
+    "abandoned",
 ];
 
 /// How audit records are forgotten.
@@ -202,6 +203,8 @@ pub struct Recovery {
     senders: Arc<Senders>,
     metrics: Arc<Metrics>,
     wake: Arc<tokio::sync::Notify>,
+    /// How often interrupted runs are looked for.
+    maintenance_interval: Duration,
     /// Running commands that cancel when their alert resolves, by
     /// (action, fingerprint).
     cancellable: Mutex<HashMap<(String, String), tokio::sync::watch::Sender<bool>>>,
@@ -279,6 +282,7 @@ impl Recovery {
             senders,
             metrics,
             wake,
+            maintenance_interval: config.maintenance_interval,
             cancellable: Mutex::new(HashMap::new()),
         })
     }
@@ -706,15 +710,38 @@ impl Recovery {
         &self.store
     }
 
-    /// Forgets old audit records, hourly, until `shutdown`.
+    /// Every minute, closes the audit records of runs that cannot still be
+    /// going (older than their action's longest run: the receiver running
+    /// them stopped), as `abandoned`; hourly, forgets old records.
     pub async fn maintain(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut last_purge: Option<Instant> = None;
         loop {
-            let cutoff = now_ms() - AUDIT_RETENTION.as_millis() as i64;
-            if let Err(e) = self.store.purge_audit(cutoff).await {
-                tracing::warn!(error = %e, "recovery audit purge failed");
+            for action in self.actions.values() {
+                let before = now_ms() - action.longest_run().as_millis() as i64;
+                match self.store.audit_abandon(&action.name, before).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(action = %action.name, runs = n, "recovery runs interrupted by a stop recorded as abandoned");
+                        self.metrics
+                            .recovery_actions
+                            .get_or_create(&ActionLabels {
+                                action: action.name.clone(),
+                                result: "abandoned".into(),
+                            })
+                            .inc_by(n);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "recovery audit update failed"),
+                }
+            }
+            if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                let cutoff = now_ms() - AUDIT_RETENTION.as_millis() as i64;
+                if let Err(e) = self.store.purge_audit(cutoff).await {
+                    tracing::warn!(error = %e, "recovery audit purge failed");
+                }
+                last_purge = Some(Instant::now());
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = tokio::time::sleep(self.maintenance_interval) => {}
                 _ = shutdown.changed() => return,
             }
         }

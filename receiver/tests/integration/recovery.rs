@@ -801,3 +801,62 @@ fn one_run_at_a_time_holds_across_receivers_sharing_redis() {
     let second = finished(&receivers[1], "restart", 2);
     assert_eq!(second[1]["result"], "succeeded", "{}", second[1]);
 }
+
+#[test]
+fn a_run_cut_short_by_a_receiver_crash_is_recorded_as_abandoned() {
+    let Sinks { dir, hook, slack } = Sinks::start();
+    let pid_file = dir.path().join("child.pid");
+    let cfg = recovery_config(
+        dir.path(),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery]\nmaintenance_interval = \"200ms\"\n[recovery.actions.restart.command]\n\
+             argv = [\"sh\", \"-c\", \"echo $$ > {}; exec sleep 30\"]\ntimeout = \"1s\"\nkill_grace = \"0s\"\n",
+            pid_file.display()
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    let port = r.port;
+    r.post(
+        &alert(
+            "firing",
+            "fp-crash",
+            &[("alertname", "E"), ("fault", "high_error_rate")],
+        ),
+        Some(TOKEN),
+    );
+    wait_until(Duration::from_secs(10), "the run to start", || {
+        audit(&r, "restart")
+            .first()
+            .is_some_and(|a| a["result"] == "running")
+    });
+    // SIGKILL: the receiver cannot finish its record.
+    r.kill();
+    let child: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let r = Receiver::start_on(&cfg, port);
+    // Past the action's longest run (timeout + grace + 10 s), it is closed.
+    wait_until(Duration::from_secs(20), "the abandoned record", || {
+        audit(&r, "restart")
+            .first()
+            .is_some_and(|a| a["result"] == "abandoned")
+    });
+    let run = &audit(&r, "restart")[0];
+    assert_eq!(run["detail"], "the receiver stopped during the run");
+    assert!(run["finished_ms"].as_i64().is_some());
+    assert_eq!(
+        metric(
+            &r,
+            "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"abandoned\"}"
+        ),
+        Some(1.0)
+    );
+}

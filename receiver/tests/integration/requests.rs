@@ -99,7 +99,9 @@ fn the_example_config_is_valid() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("channels: email, slack, webhook; recovery actions: cache_cleanup, gc, restart"),
+        said.contains(
+            "channels: email, slack, webhook; recovery actions: cache_cleanup, gc, restart"
+        ),
         "{said}"
     );
 }
