@@ -431,6 +431,25 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
+impl AuditRecord {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(AuditRecord {
+            id: r.try_get("id")?,
+            action: r.try_get("action")?,
+            kind: r.try_get("kind")?,
+            alertname: r.try_get("alertname")?,
+            fingerprint: r.try_get("fingerprint")?,
+            result: r.try_get("result")?,
+            dry_run: r.try_get::<i64, _>("dry_run")? != 0,
+            started_ms: r.try_get("started_ms")?,
+            finished_ms: r.try_get("finished_ms")?,
+            exit_status: r.try_get("exit_status")?,
+            output: r.try_get("output")?,
+            detail: r.try_get("detail")?,
+        })
+    }
+}
+
 /// Results that mean the action ran (or, in a dry run, would have): what
 /// the hourly cap counts.
 const RAN: &str =
@@ -491,23 +510,8 @@ impl Store {
         };
         let rows = q.fetch_all(&self.pool).await.map_err(query_error)?;
         rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: r.try_get("id")?,
-                    action: r.try_get("action")?,
-                    kind: r.try_get("kind")?,
-                    alertname: r.try_get("alertname")?,
-                    fingerprint: r.try_get("fingerprint")?,
-                    result: r.try_get("result")?,
-                    dry_run: r.try_get::<i64, _>("dry_run")? != 0,
-                    started_ms: r.try_get("started_ms")?,
-                    finished_ms: r.try_get("finished_ms")?,
-                    exit_status: r.try_get("exit_status")?,
-                    output: r.try_get("output")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
+            .map(AuditRecord::from_row)
+            .collect::<Result<_, _>>()
             .map_err(query_error)
     }
 

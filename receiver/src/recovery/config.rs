@@ -199,20 +199,6 @@ impl Kind {
     }
 }
 
-impl ActionConfig {
-    pub fn kind(&self) -> Kind {
-        if self.command.is_some() {
-            Kind::Command
-        } else if self.http.is_some() {
-            Kind::Http
-        } else if self.signal.is_some() {
-            Kind::Signal
-        } else {
-            Kind::RedisCleanup
-        }
-    }
-}
-
 fn is_redis_url(u: &str) -> bool {
     u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")
 }

@@ -46,6 +46,10 @@ redis.call('PEXPIRE', KEYS[2], 3600000)
 return 'granted'
 "#;
 
+/// SET NX PX of the run lock (a script, so that every call to Redis goes
+/// through one path with its timeout and reconnection).
+const LOCK: &str = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])";
+
 /// Deletes the lock only if this holder still has it.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -61,6 +65,7 @@ pub struct RedisGate {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     script: redis::Script,
+    lock: redis::Script,
     release: redis::Script,
 }
 
@@ -86,7 +91,7 @@ impl RedisGate {
         *self.conn.lock().await = None;
     }
 
-    /// Runs a command with a timeout; a failure drops the connection so
+    /// Runs a script with a timeout; a failure drops the connection so
     /// that the next call reconnects.
     async fn run<T: redis::FromRedisValue>(
         &self,
@@ -118,6 +123,7 @@ impl Coordinator {
                 client: redis::Client::open(url).map_err(|_| CoordinationError::Url)?,
                 conn: tokio::sync::Mutex::new(None),
                 script: redis::Script::new(ADMIT),
+                lock: redis::Script::new(LOCK),
                 release: redis::Script::new(RELEASE),
             })),
         })
@@ -202,24 +208,12 @@ impl Coordinator {
                     .await?
             }
             Coordinator::Redis(gate) => {
-                let mut c = gate.connection().await?;
-                let set: Result<Option<String>, _> = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&holder)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl.as_millis() as u64)
-                        .query_async(&mut c),
-                )
-                .await
-                .map_err(|_| CoordinationError::Redis("timed out".into()))
-                .and_then(|r| r.map_err(|e| CoordinationError::Redis(e.to_string())));
-                if set.is_err() {
-                    gate.forget_connection().await;
-                }
-                set?.is_some()
+                let mut invocation = gate.lock.prepare_invoke();
+                invocation
+                    .key(&key)
+                    .arg(&holder)
+                    .arg(ttl.as_millis() as u64);
+                gate.run::<Option<String>>(invocation).await?.is_some()
             }
         };
         Ok(taken.then_some(RunLock { key, holder }))

@@ -32,6 +32,10 @@ impl HttpAction {
         })
     }
 
+    pub fn timeout(&self) -> std::time::Duration {
+        self.spec.timeout
+    }
+
     pub async fn run(&self) -> Result<Outcome, HttpActionError> {
         let method = reqwest::Method::from_bytes(self.spec.method.as_bytes())
             .map_err(|_| HttpActionError::Request("method".into()))?;

@@ -53,6 +53,9 @@ pub const RESULTS: [&str; 10] = [
     "abandoned",
 ];
 
+/// Beyond a Redis cleanup's own budget, before the run counts as hung.
+const REDIS_CLEANUP_GRACE: Duration = Duration::from_secs(2);
+
 /// How audit records are forgotten.
 const AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -147,9 +150,41 @@ pub fn alert_env(alert: &Alert, action: &str) -> Vec<(String, String)> {
 /// One configured action and its run-at-a-time flag.
 struct Action {
     name: String,
+    /// Cooldown, cap, dry run; what it does is in `effect`.
     config: ActionConfig,
-    http: Option<http_action::HttpAction>,
+    effect: Effect,
     busy: AtomicBool,
+}
+
+/// What an action does, resolved once from its validated configuration.
+enum Effect {
+    Command(config::CommandSpec),
+    Http(http_action::HttpAction),
+    Signal(config::SignalSpec),
+    RedisCleanup(config::RedisCleanupSpec),
+}
+
+impl Effect {
+    fn new(c: &ActionConfig) -> Result<Effect, String> {
+        Ok(match (&c.command, &c.http, &c.signal, &c.redis_cleanup) {
+            (Some(x), None, None, None) => Effect::Command(x.clone()),
+            (None, Some(x), None, None) => {
+                Effect::Http(http_action::HttpAction::new(x).map_err(|e| e.to_string())?)
+            }
+            (None, None, Some(x), None) => Effect::Signal(x.clone()),
+            (None, None, None, Some(x)) => Effect::RedisCleanup(x.clone()),
+            _ => return Err("needs exactly one of command, http, signal or redis_cleanup".into()),
+        })
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Effect::Command(_) => Kind::Command,
+            Effect::Http(_) => Kind::Http,
+            Effect::Signal(_) => Kind::Signal,
+            Effect::RedisCleanup(_) => Kind::RedisCleanup,
+        }
+    }
 }
 
 impl Action {
@@ -157,21 +192,12 @@ impl Action {
     /// a crashed holder's lock is taken over.
     fn longest_run(&self) -> Duration {
         let margin = Duration::from_secs(10);
-        let c = &self.config;
         margin
-            + match c.kind() {
-                Kind::Command => c
-                    .command
-                    .as_ref()
-                    .map(|x| x.timeout + x.kill_grace)
-                    .unwrap_or_default(),
-                Kind::Http => c.http.as_ref().map(|x| x.timeout).unwrap_or_default(),
-                Kind::RedisCleanup => c
-                    .redis_cleanup
-                    .as_ref()
-                    .map(|x| x.timeout + Duration::from_secs(2))
-                    .unwrap_or_default(),
-                Kind::Signal => Duration::from_secs(20),
+            + match &self.effect {
+                Effect::Command(x) => x.timeout + x.kill_grace,
+                Effect::Http(x) => x.timeout(),
+                Effect::RedisCleanup(x) => x.timeout + REDIS_CLEANUP_GRACE,
+                Effect::Signal(_) => Duration::from_secs(20),
             }
     }
 }
@@ -240,21 +266,16 @@ impl Recovery {
     ) -> Result<Self, RecoveryError> {
         let mut actions = BTreeMap::new();
         for (name, c) in &config.actions {
-            let http = c
-                .http
-                .as_ref()
-                .map(http_action::HttpAction::new)
-                .transpose()
-                .map_err(|e| RecoveryError::Action {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?;
+            let effect = Effect::new(c).map_err(|reason| RecoveryError::Action {
+                name: name.clone(),
+                reason,
+            })?;
             actions.insert(
                 name.clone(),
                 Arc::new(Action {
                     name: name.clone(),
                     config: c.clone(),
-                    http,
+                    effect,
                     busy: AtomicBool::new(false),
                 }),
             );
@@ -354,7 +375,7 @@ impl Recovery {
         let record = AuditRecord {
             id: 0,
             action: action.name.clone(),
-            kind: action.config.kind().as_str().into(),
+            kind: action.effect.kind().as_str().into(),
             alertname: alertname(alert),
             fingerprint: alert.fingerprint.clone(),
             result: skip.as_str().into(),
@@ -469,7 +490,7 @@ impl Recovery {
         let mut record = AuditRecord {
             id: 0,
             action: name.to_string(),
-            kind: action.config.kind().as_str().into(),
+            kind: action.effect.kind().as_str().into(),
             alertname: alertname(alert),
             fingerprint: alert.fingerprint.clone(),
             result: if dry_run { "dry_run" } else { "running" }.into(),
@@ -481,7 +502,7 @@ impl Recovery {
             detail: dry_run.then(|| {
                 format!(
                     "dry run: the {} action was not run",
-                    action.config.kind().as_str()
+                    action.effect.kind().as_str()
                 )
             }),
         };
@@ -537,11 +558,8 @@ impl Recovery {
             output: String::new(),
             detail: Some(detail),
         };
-        match action.config.kind() {
-            Kind::Command => {
-                let Some(spec) = &action.config.command else {
-                    return failed("no command".into());
-                };
+        match &action.effect {
+            Effect::Command(spec) => {
                 let (tx, rx) = tokio::sync::watch::channel(false);
                 let key = (action.name.clone(), alert.fingerprint.clone());
                 if action.config.cancel_on_resolve {
@@ -560,34 +578,25 @@ impl Recovery {
                 }
                 outcome.unwrap_or_else(|e| failed(e.to_string()))
             }
-            Kind::Http => match &action.http {
-                Some(h) => h.run().await.unwrap_or_else(|e| failed(e.to_string())),
-                None => failed("no http client".into()),
-            },
-            Kind::Signal => match &action.config.signal {
-                Some(spec) => signal::run(spec).unwrap_or_else(|e| failed(e.to_string())),
-                None => failed("no signal".into()),
-            },
-            Kind::RedisCleanup => match &action.config.redis_cleanup {
-                Some(spec) => {
-                    let budget = spec.timeout + Duration::from_secs(2);
-                    match tokio::time::timeout(
-                        budget,
-                        redis_cleanup::run(spec, self.redis_url.as_deref()),
-                    )
-                    .await
-                    {
-                        Ok(r) => r.unwrap_or_else(|e| failed(e.to_string())),
-                        Err(_) => Outcome {
-                            result: RunResult::TimedOut,
-                            exit_status: None,
-                            output: String::new(),
-                            detail: Some("Redis did not answer within the time budget".into()),
-                        },
-                    }
+            Effect::Http(h) => h.run().await.unwrap_or_else(|e| failed(e.to_string())),
+            Effect::Signal(spec) => signal::run(spec).unwrap_or_else(|e| failed(e.to_string())),
+            Effect::RedisCleanup(spec) => {
+                let budget = spec.timeout + REDIS_CLEANUP_GRACE;
+                match tokio::time::timeout(
+                    budget,
+                    redis_cleanup::run(spec, self.redis_url.as_deref()),
+                )
+                .await
+                {
+                    Ok(r) => r.unwrap_or_else(|e| failed(e.to_string())),
+                    Err(_) => Outcome {
+                        result: RunResult::TimedOut,
+                        exit_status: None,
+                        output: String::new(),
+                        detail: Some("Redis did not answer within the time budget".into()),
+                    },
                 }
-                None => failed("no redis_cleanup".into()),
-            },
+            }
         }
     }
 
@@ -679,7 +688,7 @@ impl Recovery {
             .map(|a| {
                 json!({
                     "name": a.name,
-                    "kind": a.config.kind().as_str(),
+                    "kind": a.effect.kind().as_str(),
                     "cooldown_seconds": a.config.cooldown.as_secs_f64(),
                     "max_runs_per_hour": a.config.max_runs_per_hour,
                     "dry_run": self.dry_run || a.config.dry_run,
