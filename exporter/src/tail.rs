@@ -13,7 +13,12 @@
 //! - a file that appears after start-up is read from its start;
 //! - a line longer than `max_line_bytes` is counted once, classified on its
 //!   first bytes, and the rest dropped, so memory stays bounded;
-//! - invalid UTF-8 is just bytes.
+//! - invalid UTF-8 is just bytes;
+//! - only regular files are opened, and without blocking (`O_NONBLOCK`,
+//!   then `fstat`): a FIFO, socket, device or directory at a path is
+//!   refused, never waited on, so the exporter starts whatever sits there;
+//! - what a path holds ([`PathState`]) is logged when it changes, not on
+//!   every poll, and the sink is told whether the path is readable.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -34,6 +39,49 @@ pub trait Sink {
     fn rotated(&mut self, file: usize, kind: Rotation);
     /// End of one read pass over `file`; a sink may publish batched counts.
     fn flush(&mut self, file: usize);
+    /// Whether the path now holds a file the tailer reads; called when
+    /// that changes (and once at start).
+    fn readable(&mut self, _file: usize, _readable: bool) {}
+}
+
+/// What sits at a followed path, as far as reading it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathState {
+    /// Nothing there (yet).
+    Missing,
+    /// A regular file, read.
+    Readable,
+    /// Not a regular file, so never opened: `directory`, `fifo`, `socket`,
+    /// `device`.
+    NotRegular(&'static str),
+    /// A path that cannot be opened or read: permissions, a symlink loop,
+    /// an I/O error.
+    Unreadable(String),
+}
+
+impl PathState {
+    fn of_error(e: &io::Error) -> PathState {
+        if e.kind() == io::ErrorKind::NotFound {
+            PathState::Missing
+        } else {
+            PathState::Unreadable(e.to_string())
+        }
+    }
+
+    fn of_type(t: std::fs::FileType) -> PathState {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_file() {
+            PathState::Readable
+        } else if t.is_dir() {
+            PathState::NotRegular("directory")
+        } else if t.is_fifo() {
+            PathState::NotRegular("fifo")
+        } else if t.is_socket() {
+            PathState::NotRegular("socket")
+        } else {
+            PathState::NotRegular("device")
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +194,40 @@ struct Followed {
     exists: bool,
     /// A file was open at this path before: the next one replaces it.
     had_file: bool,
+    /// What the path held at the last sync; None before the first.
+    state: Option<PathState>,
+}
+
+impl Followed {
+    /// Records what the path holds; logs and tells the sink only on change.
+    fn set_state<S: Sink>(&mut self, index: usize, sink: &mut S, state: PathState) {
+        if self.state.as_ref() == Some(&state) {
+            return;
+        }
+        let path = self.path.display();
+        let was_problem = matches!(
+            self.state,
+            Some(PathState::NotRegular(_) | PathState::Unreadable(_))
+        );
+        match &state {
+            PathState::NotRegular(kind) => tracing::warn!(
+                path = %path, kind,
+                "log path is not a regular file; it is not read until a regular file takes its place"
+            ),
+            PathState::Unreadable(error) => {
+                tracing::warn!(path = %path, error = %error, "cannot read log file")
+            }
+            PathState::Readable if was_problem => {
+                tracing::info!(path = %path, "log file readable again")
+            }
+            // A rotation passes through Missing: not worth a line.
+            PathState::Missing | PathState::Readable => {
+                tracing::debug!(path = %path, state = ?state, "log path state")
+            }
+        }
+        sink.readable(index, state == PathState::Readable);
+        self.state = Some(state);
+    }
 }
 
 /// Follows a fixed list of paths; `file` indexes in [`Sink`] calls are
@@ -168,6 +250,7 @@ impl<S: Sink> Tailer<S> {
                     retired: Vec::new(),
                     exists: false,
                     had_file: false,
+                    state: None,
                 })
                 .collect(),
             sink,
@@ -189,17 +272,12 @@ impl<S: Sink> Tailer<S> {
         for index in 0..self.files.len() {
             let at_end = !self.options.from_beginning;
             let followed = &mut self.files[index];
-            match open_at(&followed.path, at_end) {
-                Ok(Some(reader)) => {
-                    followed.current = Some(reader);
-                    followed.exists = true;
-                    followed.had_file = true;
-                }
-                Ok(None) => followed.exists = false,
-                Err(e) => {
-                    tracing::warn!(path = %followed.path.display(), error = %e, "cannot open log file")
-                }
+            if let Ok(Some(reader)) = open_at(&followed.path, at_end) {
+                followed.current = Some(reader);
+                followed.exists = true;
+                followed.had_file = true;
             }
+            // The sync says what the path holds, whatever the open found.
             self.sync(index);
         }
     }
@@ -229,13 +307,15 @@ impl<S: Sink> Tailer<S> {
         let followed = &mut files[index];
         let now = Instant::now();
 
+        let mut read_error = None;
         if let Some(reader) = followed.current.as_mut() {
             if let Err(e) = drain(reader, index, sink, options, buf) {
-                tracing::warn!(path = %followed.path.display(), error = %e, "log read failed");
+                read_error = Some(PathState::Unreadable(e.to_string()));
             }
         }
 
-        match std::fs::metadata(&followed.path) {
+        // stat() never blocks on what it finds; only regular files are opened.
+        let state = match std::fs::metadata(&followed.path) {
             Ok(meta) if meta.is_file() => {
                 followed.exists = true;
                 let id = FileId::of(&meta);
@@ -259,18 +339,17 @@ impl<S: Sink> Tailer<S> {
                             }
                             followed.had_file = true;
                             if let Err(e) = drain(&mut reader, index, sink, options, buf) {
-                                tracing::warn!(path = %followed.path.display(), error = %e, "log read failed");
+                                read_error = Some(PathState::Unreadable(e.to_string()));
                             }
                             followed.current = Some(reader);
                         }
                         Ok(None) => followed.exists = false,
-                        Err(e) => {
-                            tracing::warn!(path = %followed.path.display(), error = %e, "cannot open log file")
-                        }
+                        Err(e) => read_error = Some(PathState::of_error(&e)),
                     }
                 }
+                read_error.unwrap_or(PathState::Readable)
             }
-            Ok(_) | Err(_) => {
+            other => {
                 // Gone (deleted or renamed away) or not a regular file. Keep
                 // draining what we hold until it goes idle.
                 followed.exists = false;
@@ -280,8 +359,13 @@ impl<S: Sink> Tailer<S> {
                         idle_since: now,
                     });
                 }
+                match other {
+                    Ok(meta) => PathState::of_type(meta.file_type()),
+                    Err(e) => PathState::of_error(&e),
+                }
             }
-        }
+        };
+        followed.set_state(index, sink, state);
 
         let rotate_wait = options.rotate_wait;
         followed.retired.retain_mut(|r| {
@@ -388,8 +472,10 @@ fn run<S: Sink>(
         if let Some(ev) = events.as_mut() {
             let paths: Vec<PathBuf> = tailer.paths().map(PathBuf::from).collect();
             for path in paths {
+                // Debug only: the poll covers the path, and what is wrong
+                // with it (if anything) is logged once by its state.
                 if let Err(e) = ev.add_file(&path).await {
-                    tracing::warn!(path = %path.display(), error = %e,
+                    tracing::debug!(path = %path.display(), error = %e,
                         "cannot watch log file; it is polled instead");
                 }
             }
@@ -425,16 +511,28 @@ async fn next_event(events: &mut Option<linemux::MuxedEvents>) -> io::Result<()>
     }
 }
 
-/// Opens `path`; `Ok(None)` when it does not exist (or is not a file).
+/// Opens `path` if it is a regular file; `Ok(None)` when it does not
+/// exist. `O_NONBLOCK` because opening a FIFO for reading otherwise waits
+/// for a writer; the type is then checked on the open file itself (the
+/// path may have changed since it was stat'ed). On a regular file the
+/// flag changes nothing.
 fn open_at(path: &Path, at_end: bool) -> io::Result<Option<Reader>> {
-    let mut file = match File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Ok(None);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     let offset = if at_end {
         file.seek(SeekFrom::End(0))?

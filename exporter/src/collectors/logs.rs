@@ -18,6 +18,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::chat::ChatRecorder;
@@ -82,6 +83,7 @@ struct FileCounters {
     replaced: Counter,
     truncations: Counter,
     parse_errors: Counter,
+    readable: Gauge,
     pending: [u64; 5],
     pending_truncated: u64,
     pending_parse_errors: u64,
@@ -115,6 +117,10 @@ impl Sink for CountingSink {
             Rotation::Replaced => f.replaced.inc(),
             Rotation::Truncated => f.truncations.inc(),
         };
+    }
+
+    fn readable(&mut self, file: usize, readable: bool) {
+        self.files[file].readable.set(i64::from(readable));
     }
 
     fn flush(&mut self, file: usize) {
@@ -178,6 +184,7 @@ impl LogCollector {
         let truncated = Family::<FileLabels, Counter>::default();
         let read_bytes = Family::<FileLabels, Counter>::default();
         let rotations = Family::<RotationLabels, Counter>::default();
+        let readable = Family::<FileLabels, Gauge>::default();
         registry.register(
             "log_lines",
             "Application log lines read, by level (winston JSON level field, or ERROR/WARN/INFO/DEBUG in plain lines)",
@@ -198,6 +205,11 @@ impl LogCollector {
             "Bytes read from the application log file",
             Unit::Bytes,
             read_bytes.clone(),
+        );
+        registry.register(
+            "log_file_readable",
+            "1 if the path holds a regular file the exporter can read, else 0 (missing, unreadable, or a directory, FIFO, socket or device)",
+            readable.clone(),
         );
         registry.register(
             "log_rotations",
@@ -241,6 +253,7 @@ impl LogCollector {
                     truncated: truncated.get_or_create(&fl).clone(),
                     read_bytes: read_bytes.get_or_create(&fl).clone(),
                     parse_errors: parse_errors.get_or_create(&fl).clone(),
+                    readable: readable.get_or_create(&fl).clone(),
                     replaced: rot(RotationKind::Replaced),
                     truncations: rot(RotationKind::Truncated),
                     pending: [0; 5],

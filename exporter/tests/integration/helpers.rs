@@ -13,11 +13,13 @@ pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,
 
 pub use llmchat_tests::free_port;
 
-/// A running exporter, killed on drop.
+/// A running exporter, killed on drop. Its stderr goes to a file, shown
+/// only when the test fails.
 pub struct Exporter {
     pub child: Child,
     pub base: String,
     client: reqwest::blocking::Client,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Exporter {
@@ -32,10 +34,18 @@ impl Exporter {
         let mut cmd = Command::new(BIN);
         cmd.arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .env_remove("RUST_LOG")
+            .args(args);
+        Self::spawn(cmd, port, env)
+    }
+
+    /// Starts `cmd` (the binary, or a wrapper running it) listening on
+    /// `port`, and waits until it answers.
+    pub fn spawn(mut cmd: Command, port: u16, env: &[(&str, &str)]) -> Exporter {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        cmd.env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(stderr.reopen().unwrap());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -47,6 +57,7 @@ impl Exporter {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
+            stderr,
         };
         wait_until(Duration::from_secs(10), "exporter ready", || {
             exporter
@@ -56,6 +67,11 @@ impl Exporter {
                 .is_ok_and(|r| r.status().is_success())
         });
         exporter
+    }
+
+    /// What the exporter has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
@@ -143,6 +159,9 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- llmchat-exporter's log ---\n{}", self.log());
+        }
     }
 }
 

@@ -241,3 +241,124 @@ fn two_files_are_counted_separately() {
     expect_level(&e, err.to_str().unwrap(), "error", 2.0);
     expect_level(&e, app.to_str().unwrap(), "error", 0.0);
 }
+
+/// Whether this process runs as root (the unreadable file needs another
+/// user then: root reads anything).
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn odd_files_at_log_paths_neither_block_nor_repeat_in_the_log() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let normal = d.join("app.log");
+    std::fs::write(&normal, b"").unwrap();
+    std::fs::set_permissions(&normal, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let fifo = d.join("fifo.log");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let directory = d.join("dir.log");
+    std::fs::create_dir(&directory).unwrap();
+    let looped = d.join("loop-a.log");
+    std::os::unix::fs::symlink(d.join("loop-b.log"), &looped).unwrap();
+    std::os::unix::fs::symlink(&looped, d.join("loop-b.log")).unwrap();
+    let socket = d.join("socket.log");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let unreadable = d.join("unreadable.log");
+    std::fs::write(&unreadable, b"ERROR never to be counted\n").unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let zero = Path::new("/dev/zero");
+    let odd: [&Path; 6] = [&fifo, &directory, &looped, &socket, zero, &unreadable];
+
+    let port = crate::helpers::free_port();
+    // As root, the exporter runs as nobody so that mode 000 means unreadable.
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(crate::helpers::BIN);
+        c
+    } else {
+        Command::new(crate::helpers::BIN)
+    };
+    cmd.arg("--web.listen-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "--no-collector.host",
+            "--no-collector.access",
+            "--no-collector.database",
+        ])
+        .args([
+            "--no-collector.redis",
+            "--no-collector.app",
+            "--no-collector.backup",
+        ])
+        .args(["--logs.poll-interval", "100ms", "--logs.app"])
+        .arg(&normal);
+    for p in odd {
+        cmd.arg("--logs.app").arg(p);
+    }
+    let started = Instant::now();
+    let e = Exporter::spawn(cmd, port, &[]);
+    let first_scrape = e.scrape_text();
+    let took = started.elapsed();
+    // Opening the FIFO used to block the start for good.
+    assert!(took < Duration::from_secs(1), "first scrape after {took:?}");
+    assert!(
+        first_scrape.contains("llmchat_log_file_readable"),
+        "{first_scrape}"
+    );
+
+    let file = |p: &Path| p.display().to_string();
+    append(&normal, b"ERROR one\nERROR two\nINFO three\n");
+    expect_level(&e, &file(&normal), "error", 2.0);
+    expect_level(&e, &file(&normal), "info", 1.0);
+    assert_eq!(
+        e.sample("llmchat_log_file_readable", &[("file", &file(&normal))]),
+        Some(1.0)
+    );
+    for p in odd {
+        let f = file(p);
+        assert_eq!(
+            e.sample("llmchat_log_file_readable", &[("file", &f)]),
+            Some(0.0),
+            "{f}"
+        );
+        assert_eq!(
+            e.sample(LINES, &[("file", &f), ("level", "error")]),
+            Some(0.0),
+            "{f}"
+        );
+    }
+    // Only the unreadable one is a regular file.
+    assert_eq!(
+        e.sample("llmchat_log_file_exists", &[("file", &file(&unreadable))]),
+        Some(1.0)
+    );
+    assert_eq!(
+        e.sample("llmchat_log_file_exists", &[("file", &file(&fifo))]),
+        Some(0.0)
+    );
+
+    // Many polls later (100 ms each), each odd path was still logged once.
+    let polls_done = started + Duration::from_secs(2);
+    while Instant::now() < polls_done {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = e.log();
+    for p in odd {
+        let f = format!("path={}", file(p));
+        let n = log.lines().filter(|l| l.contains(&f)).count();
+        assert_eq!(n, 1, "{f} logged {n} times:\n{log}");
+    }
+    assert!(log.contains("kind=\"fifo\""), "{log}");
+    assert!(log.contains("kind=\"device\""), "{log}");
+}
