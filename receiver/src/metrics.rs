@@ -52,6 +52,8 @@ pub struct Metrics {
     pub duplicates: Counter,
     pub recovery_actions: Family<ActionLabels, Counter>,
     pub recovery_duration: Family<ActionNameLabels, Histogram>,
+    /// Owned by the store, which sets them; registered here.
+    pub store: crate::store::StoreMetrics,
 }
 
 impl Metrics {
@@ -117,8 +119,20 @@ impl Metrics {
             Unit::Seconds,
             recovery_duration.clone(),
         );
+        let store = crate::store::StoreMetrics::default();
+        registry.register(
+            "store_writable",
+            "Whether the store took the latest write of the accept path (1) or not (0): webhooks get 503 while 0",
+            store.writable.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Failed store statements by kind (full, locked, io, connection, readonly, other)",
+            store.errors.clone(),
+        );
         Metrics {
             registry,
+            store,
             recovery_actions,
             recovery_duration,
             alerts,

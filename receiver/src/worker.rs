@@ -56,24 +56,35 @@ impl Worker {
             .collect();
         let mut last_purge = Instant::now();
         let mut last_count: Option<Instant> = None;
+        // Logged when passes start failing and when they work again, not
+        // per pass: a store outage would log ten lines a second.
+        let mut failing = false;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = self.pass(&mut states).await {
-                tracing::warn!(error = %e, "outbox pass failed");
+            match self.pass(&mut states).await {
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "outbox delivery paused: the store failed");
+                    failing = true;
+                }
+                Ok(()) if failing => {
+                    tracing::info!("outbox delivery resumed");
+                    failing = false;
+                }
+                _ => {}
             }
             // Counting scans the outbox: once a second at most, not per wake-up.
             if last_count.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 if let Err(e) = self.count().await {
-                    tracing::warn!(error = %e, "outbox count failed");
+                    tracing::debug!(error = %e, "outbox count failed");
                 }
                 last_count = Some(Instant::now());
             }
             if last_purge.elapsed() > Duration::from_secs(60) {
                 let cutoff = now_ms() - self.config.dedup_window.as_millis() as i64;
                 if let Err(e) = self.store.purge(cutoff).await {
-                    tracing::warn!(error = %e, "outbox purge failed");
+                    tracing::debug!(error = %e, "outbox purge failed");
                 }
                 last_purge = Instant::now();
             }

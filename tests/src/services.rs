@@ -129,6 +129,51 @@ impl Postgres {
         }
     }
 
+    /// `pg_ctl stop -m immediate`: every backend is dropped at once, with
+    /// no checkpoint (crash recovery runs at the next start).
+    pub fn stop_immediate(&mut self) {
+        let out = as_postgres(&pg_bindir().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `sql` with the session writable whatever the server's default
+    /// (to undo `default_transaction_read_only`).
+    pub fn psql_writable(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .env("PGOPTIONS", "-c default_transaction_read_only=off")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "llmchat",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+            .output()
+            .expect("psql (apt-get install postgresql-client)");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Kills the server as a crash would (SIGKILL to the postmaster).
     pub fn kill(&mut self) {
         let pid_file = self.dir.path().join("data/postmaster.pid");

@@ -191,8 +191,7 @@ impl Action {
     /// The longest one run can take: the run lock's lifetime, after which
     /// a crashed holder's lock is taken over.
     fn longest_run(&self) -> Duration {
-        let margin = Duration::from_secs(10);
-        margin
+        DECISION_BUDGET
             + match &self.effect {
                 Effect::Command(x) => x.timeout + x.kill_grace,
                 Effect::Http(x) => x.timeout(),
@@ -201,6 +200,12 @@ impl Action {
             }
     }
 }
+
+/// How long the decision after the run lock (cooldown, cap, audit row)
+/// may take before the run starts. Part of the lock's lifetime, so a run
+/// that starts at all ends before its lock expires, however slow a faulty
+/// store made the decision.
+const DECISION_BUDGET: Duration = Duration::from_secs(10);
 
 /// Clears an action's busy flag however its run ends.
 struct BusyGuard<'a>(&'a AtomicBool);
@@ -406,6 +411,9 @@ impl Recovery {
                 .await;
         }
         let _busy = BusyGuard(&action.busy);
+        // The run must start by then: the lock taken below lives for the
+        // budget plus the longest run.
+        let start_by = Instant::now() + DECISION_BUDGET;
         // Across replicas too: the shared lock (a dry run runs nothing).
         let lock = if dry_run {
             None
@@ -437,7 +445,8 @@ impl Recovery {
                 }
             }
         };
-        self.gate_and_run(&action, alert, to_slack, dry_run).await;
+        self.gate_and_run(&action, alert, to_slack, dry_run, start_by)
+            .await;
         if let Some(lock) = lock {
             self.coordinator.release(lock).await;
         }
@@ -450,6 +459,7 @@ impl Recovery {
         alert: &Alert,
         to_slack: bool,
         dry_run: bool,
+        start_by: Instant,
     ) {
         let name = action.name.as_str();
         match self
@@ -518,6 +528,19 @@ impl Recovery {
                 return;
             }
         };
+        if !dry_run && Instant::now() > start_by {
+            // The store was too slow to decide: running now could outlive
+            // the run lock and overlap another replica's run.
+            tracing::error!(action = %name, "the recovery decision took longer than the run lock allows; not running");
+            self.count(name, Skip::Unavailable.as_str());
+            record.result = Skip::Unavailable.as_str().into();
+            record.finished_ms = Some(now_ms());
+            record.detail = Some("the store was too slow to decide within the run lock".into());
+            if let Err(e) = self.store.audit_finish(&record).await {
+                tracing::error!(action = %name, error = %e, "cannot write the recovery audit");
+            }
+            return;
+        }
         if dry_run {
             self.count(name, "dry_run");
             tracing::info!(action = %name, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action: dry run");

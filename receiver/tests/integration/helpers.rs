@@ -28,11 +28,13 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
 
 pub use llmchat_tests::sinks::{SmtpSink, Target};
 
-/// A running receiver, killed on drop.
+/// A running receiver, killed on drop. Its stderr goes to a file, shown
+/// only when the test fails.
 pub struct Receiver {
     pub child: Child,
     pub base: String,
     pub port: u16,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Receiver {
@@ -54,6 +56,7 @@ impl Receiver {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Receiver {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(BIN)
             .envs(env.iter().copied())
             .args(args)
@@ -63,13 +66,14 @@ impl Receiver {
             .arg(format!("127.0.0.1:{port}"))
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr.reopen().unwrap())
             .spawn()
             .unwrap();
         let r = Receiver {
             child,
             base: format!("http://127.0.0.1:{port}"),
             port,
+            stderr,
         };
         wait_until(Duration::from_secs(15), "receiver ready", || {
             reqwest::blocking::get(format!("{}/-/ready", r.base))
@@ -99,6 +103,30 @@ impl Receiver {
             .unwrap()
     }
 
+    /// What the receiver has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+
+    /// GET `path` (unauthenticated): status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// The value of an unlabelled sample, or of `name{labels}` written as
+    /// in the exposition (`llmchat_receiver_store_errors_total{kind="full"}`).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -109,6 +137,13 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- llmchat-receiver on port {} ---\n{}",
+                self.port,
+                self.log()
+            );
+        }
     }
 }
 

@@ -6,3 +6,4 @@ mod delivery;
 mod helpers;
 mod recovery;
 mod requests;
+mod store_faults;
