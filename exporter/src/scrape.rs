@@ -7,7 +7,7 @@
 //! registry. A collector that fails or times out costs its own series and
 //! nothing else: the scrape itself always answers.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,10 @@ pub struct Exporter {
     pub redis: Option<Arc<redis::RedisCollector>>,
     duration: Family<CollectorLabels, Gauge<f64, AtomicU64>>,
     success: Family<CollectorLabels, Gauge>,
+    failures: Family<CollectorLabels, Counter>,
+    /// Per source (same order): whether its last refresh failed, so that a
+    /// failure is logged when it starts and when it ends, not per scrape.
+    failing: Vec<AtomicBool>,
     timeout: Duration,
     /// Serialises refresh+encode so that two concurrent scrapes never see
     /// each other's half-refreshed snapshots.
@@ -73,7 +77,7 @@ impl Exporter {
     /// starts its background thread here).
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let mut registry = Registry::with_prefix("llmchat");
-        let (duration, success) = register_self_metrics(&mut registry);
+        let self_metrics = register_self_metrics(&mut registry);
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         if config.collectors.host {
             let c = Arc::new(host::HostCollector::new(&config.host)?);
@@ -126,24 +130,32 @@ impl Exporter {
             registry.register_collector(Box::new(c.clone()));
             sources.push(c);
         }
-        Ok(Self {
+        let mut exporter = Self::assemble(
             registry,
             sources,
-            database,
-            redis,
-            duration,
-            success,
-            timeout: config.web.collector_timeout,
-            scrape_lock: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
-        })
+            self_metrics,
+            config.web.collector_timeout,
+        );
+        exporter.database = database;
+        exporter.redis = redis;
+        Ok(exporter)
     }
 
     /// An exporter over the given sources only (for tests of the scrape
     /// and health logic without real collectors).
     pub fn with_sources(sources: Vec<Arc<dyn Source>>, timeout: Duration) -> Self {
         let mut registry = Registry::with_prefix("llmchat");
-        let (duration, success) = register_self_metrics(&mut registry);
+        let self_metrics = register_self_metrics(&mut registry);
+        Self::assemble(registry, sources, self_metrics, timeout)
+    }
+
+    fn assemble(
+        registry: Registry,
+        sources: Vec<Arc<dyn Source>>,
+        (duration, success, failures): SelfMetrics,
+        timeout: Duration,
+    ) -> Self {
+        let failing = sources.iter().map(|_| AtomicBool::new(false)).collect();
         Self {
             registry,
             sources,
@@ -151,6 +163,8 @@ impl Exporter {
             redis: None,
             duration,
             success,
+            failures,
+            failing,
             timeout,
             scrape_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
@@ -203,8 +217,16 @@ impl Exporter {
                 .map(|s| self.refresh_one(s.as_ref(), deadline)),
         )
         .await;
-        for r in &results {
+        for (r, failing) in results.iter().zip(&self.failing) {
             let labels = CollectorLabels { collector: r.name };
+            if let Some(e) = &r.error {
+                self.failures.get_or_create(&labels).inc();
+                if !failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(collector = r.name, error = %e, "collector failing; logged again when it recovers");
+                }
+            } else if failing.swap(false, Ordering::AcqRel) {
+                tracing::info!(collector = r.name, "collector recovered");
+            }
             self.duration
                 .get_or_create(&labels)
                 .set(r.duration.as_secs_f64());
@@ -227,9 +249,8 @@ impl Exporter {
                 humantime::format_duration(deadline)
             )),
         };
-        if let Some(e) = &error {
+        if error.is_some() {
             source.clear();
-            tracing::warn!(collector = source.name(), error = %e, "collector failed");
         }
         CheckResult {
             name: source.name(),
@@ -253,6 +274,7 @@ impl Exporter {
 type SelfMetrics = (
     Family<CollectorLabels, Gauge<f64, AtomicU64>>,
     Family<CollectorLabels, Gauge>,
+    Family<CollectorLabels, Counter>,
 );
 
 fn register_self_metrics(registry: &mut Registry) -> SelfMetrics {
@@ -269,6 +291,12 @@ fn register_self_metrics(registry: &mut Registry) -> SelfMetrics {
         "1 if the collector's last read succeeded within its time budget, else 0",
         success.clone(),
     );
+    let failures = Family::<CollectorLabels, Counter>::default();
+    registry.register(
+        "exporter_collector_failures",
+        "Scrapes in which the collector failed or ran out of time",
+        failures.clone(),
+    );
     registry.register(
         "exporter_build",
         "Version and git revision of llmchat-exporter",
@@ -277,7 +305,7 @@ fn register_self_metrics(registry: &mut Registry) -> SelfMetrics {
             ("revision", crate::REVISION),
         ]),
     );
-    (duration, success)
+    (duration, success, failures)
 }
 
 impl Drop for Exporter {

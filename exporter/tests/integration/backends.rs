@@ -528,3 +528,35 @@ fn backups_of_each_kind_and_an_empty_newest_one() {
     assert_eq!(s("llmchat_backup_newest_size_bytes", "config"), None);
     assert_eq!(sample(&text, "llmchat_backup_dir_exists", &[]), Some(1.0));
 }
+
+#[test]
+fn a_failing_collector_is_logged_when_it_fails_and_when_it_recovers_not_per_scrape() {
+    // A Redis that is down at first: its port is known, nothing listens.
+    let mut redis = Redis::start();
+    redis.kill();
+    let e = start(&only("redis", &["--redis.url", &redis.url()]));
+    let failures = |e: &Exporter| {
+        e.sample(
+            "llmchat_exporter_collector_failures_total",
+            &[("collector", "redis")],
+        )
+    };
+    for _ in 0..5 {
+        e.scrape_text();
+    }
+    // Every failed scrape counted (the helper's ready check does not scrape).
+    assert_eq!(failures(&e), Some(6.0), "5 scrapes and this one");
+    redis.restart();
+    crate::helpers::wait_until(Duration::from_secs(15), "redis collector back", || {
+        e.sample(
+            "llmchat_exporter_collector_success",
+            &[("collector", "redis")],
+        ) == Some(1.0)
+    });
+    for _ in 0..3 {
+        e.scrape_text();
+    }
+    let log = e.log();
+    assert_eq!(log.matches("collector failing").count(), 1, "{log}");
+    assert_eq!(log.matches("collector recovered").count(), 1, "{log}");
+}
