@@ -1,7 +1,10 @@
 //! What the exporter and the receiver share: TOML files whose errors name
 //! the key, durations written as `"5s"`, `host:port` / `:port` listen
-//! addresses, and the one shutdown future (SIGINT or SIGTERM).
+//! addresses, the one shutdown future (SIGINT or SIGTERM), and the HTTP
+//! server ([`http`]).
 #![forbid(unsafe_code)]
+
+pub mod http;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;

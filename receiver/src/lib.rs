@@ -13,15 +13,8 @@ pub mod routing;
 pub mod store;
 pub mod worker;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 
 pub use config::{Cli, Config, ConfigError};
 
@@ -85,31 +78,11 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "llmchat-receiver listening");
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let state = state.clone();
-                let service = service_fn(move |req: hyper::Request<Incoming>| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(http::handle(&state, req).await) }
-                });
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        async move { http::handle(&state, req).await }
+    };
+    llmchat_common::http::serve(listener, handler, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
     maintenance.abort();

@@ -151,27 +151,7 @@ impl Postgres {
     /// Runs `sql` with the session writable whatever the server's default
     /// (to undo `default_transaction_read_only`).
     pub fn psql_writable(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .env("PGOPTIONS", "-c default_transaction_read_only=off")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "llmchat",
-            ])
-            .args(["-v", "ON_ERROR_STOP=1", "-Atqc", sql])
-            .output()
-            .expect("psql (apt-get install postgresql-client)");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.psql_run("llmchat", sql, "-c default_transaction_read_only=off")
     }
 
     /// Kills the server as a crash would (SIGKILL to the postmaster).
@@ -216,7 +196,13 @@ impl Postgres {
     }
 
     pub fn psql_db(&self, db: &str, sql: &str) -> String {
+        self.psql_run(db, sql, "")
+    }
+
+    /// psql with `options` as the session's PGOPTIONS.
+    fn psql_run(&self, db: &str, sql: &str, options: &str) -> String {
         let out = Command::new("psql")
+            .env("PGOPTIONS", options)
             .args([
                 "-h",
                 "127.0.0.1",
