@@ -124,6 +124,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// Another request's rows in the same group commit hit `kind`; none of
+    /// the batch was stored.
+    #[error("store error ({kind}) in the group commit holding these rows")]
+    BatchFailed { kind: ErrorKind },
     #[error("the store writer has stopped")]
     WriterStopped,
 }
@@ -131,7 +135,7 @@ pub enum StoreError {
 impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::Query { kind, .. } => *kind,
+            StoreError::Query { kind, .. } | StoreError::BatchFailed { kind } => *kind,
             StoreError::Open(_) | StoreError::WriterStopped => ErrorKind::Other,
         }
     }

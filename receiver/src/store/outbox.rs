@@ -153,16 +153,11 @@ pub(super) async fn group_commit(
                 let error = health.error(source);
                 health.wrote(Err(&error));
                 let kind = error.kind();
-                let mut source = Some(error);
+                let mut first = Some(error);
                 for job in batch {
                     // Every request of the batch fails: none of its rows is
                     // stored. The first gets the error, the rest its kind.
-                    let e = source.take().unwrap_or_else(|| StoreError::Query {
-                        kind,
-                        source: sqlx::Error::Protocol(
-                            "the group commit holding these rows failed".into(),
-                        ),
-                    });
+                    let e = first.take().unwrap_or(StoreError::BatchFailed { kind });
                     let _ = job.done.send(Err(e));
                 }
             }
