@@ -5,40 +5,27 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub use config::duration;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 
-/// Why a configuration was refused. Each variant names the key; `main`
-/// prints it and exits with 64 (EX_USAGE).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {key}: {message}")]
-    File {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
-    #[error("{key}: invalid value {value:?}: {reason}")]
-    Invalid {
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
-}
+pub mod config;
+pub use config::{from_toml, invalid, layered, layered_on_serde_defaults, ConfigError};
 
-/// The error for a value that `key` refused.
-pub fn invalid(key: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        value: value.to_string(),
-        reason: reason.to_string(),
+/// An error and its sources, `outer: inner: innermost`, skipping a source
+/// whose text the outer one already shows.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
     }
+    text
 }
 
 /// sysexits EX_USAGE: the command line or the configuration was refused.
@@ -47,44 +34,21 @@ pub const EXIT_USAGE: u8 = 64;
 /// Parses the command line; `--help` and `--version` end in success, any
 /// other error in [`EXIT_USAGE`], clap's message printed either way.
 pub fn parse_cli<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
-    C::try_parse().map_err(|e| {
+    parse_cli_with(C::try_parse)
+}
+
+/// [`parse_cli`] for a command line parsed by `parse` (a command built at
+/// run time).
+pub fn parse_cli_with<C>(
+    parse: impl FnOnce() -> Result<C, clap::Error>,
+) -> Result<C, std::process::ExitCode> {
+    parse().map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
             std::process::ExitCode::from(EXIT_USAGE)
         } else {
             std::process::ExitCode::SUCCESS
         }
-    })
-}
-
-/// Serde for durations written as `"5s"`, `"1m30s"`.
-pub mod duration {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration {s:?}: {e} (use e.g. \"5s\")"))
-        })
-    }
-}
-
-/// Parses TOML into `T`; on error, `(key path, message)`.
-pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
-    let deserializer = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
-        // toml's message carries a source excerpt; keep the message itself.
-        let message = e.into_inner().message().trim().to_string();
-        (
-            if key == "." {
-                "(top level)".into()
-            } else {
-                key
-            },
-            message,
-        )
     })
 }
 

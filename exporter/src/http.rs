@@ -311,24 +311,16 @@ struct DependencyHealth {
 /// `/health/db`, `/health/redis`: the daily check's `curl -f` targets.
 async fn dependency(state: &AppState, name: &'static str) -> Result<Response<Body>, RequestError> {
     let timeout = state.exporter.timeout();
-    let result = match name {
-        "database" => match &state.exporter.database {
-            Some(db) => db.ping(timeout).await,
-            None => {
-                return Err(RequestError::NotFound(
-                    "the database collector is disabled".into(),
-                ))
-            }
-        },
-        _ => match &state.exporter.redis {
-            Some(r) => r.ping(timeout).await,
-            None => {
-                return Err(RequestError::NotFound(
-                    "the redis collector is disabled".into(),
-                ))
-            }
-        },
+    let ping = state
+        .exporter
+        .source(name)
+        .and_then(|source| source.ping(timeout));
+    let Some(ping) = ping else {
+        return Err(RequestError::NotFound(format!(
+            "the {name} collector is disabled"
+        )));
     };
+    let result = ping.await;
     let (code, body) = match result {
         Ok(took) => (
             StatusCode::OK,

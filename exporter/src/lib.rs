@@ -4,18 +4,14 @@
 //! else lives here so that tests can drive it without a process.
 #![forbid(unsafe_code)]
 
-pub mod access_log;
-pub mod chat_event;
 pub mod collectors;
 pub mod config;
 pub mod exposition;
 pub mod http;
-pub mod log_line;
+pub mod logs;
 pub mod report;
-pub mod route;
 pub mod scrape;
 pub mod shutdown;
-pub mod tail;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use llmchat_exporter::{shutdown, Cli};
 use llmchat_common::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let cli: Cli = match llmchat_common::parse_cli() {
+    let cli = match llmchat_common::parse_cli_with(|| Cli::parse_from_args(std::env::args_os())) {
         Ok(cli) => cli,
         Err(code) => return code,
     };

@@ -18,26 +18,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::collectors::{access, app, backup, database, host, logs, redis, FileLabels, Source};
+use crate::collectors::{Context, Source};
 use crate::config::Config;
 use crate::exposition::Format;
 use prometheus_client::metrics::counter::Counter;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("host collector: {0}")]
-    Host(#[from] host::HostError),
-    #[error("logs collector: {0}")]
-    Logs(#[from] logs::LogsError),
-    #[error("access collector: {0}")]
-    Access(#[from] access::AccessError),
-    #[error("database collector: {0}")]
-    Database(#[from] database::DatabaseError),
-    #[error("redis collector: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("app collector: {0}")]
-    App(#[from] app::AppError),
-}
+pub use crate::collectors::StartError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CollectorLabels {
@@ -56,9 +42,6 @@ pub struct CheckResult {
 pub struct Exporter {
     registry: Registry,
     sources: Vec<Arc<dyn Source>>,
-    /// For /health/db and /health/redis, which ping on demand.
-    pub database: Option<Arc<database::DatabaseCollector>>,
-    pub redis: Option<Arc<redis::RedisCollector>>,
     duration: Family<CollectorLabels, Gauge<f64, AtomicU64>>,
     success: Family<CollectorLabels, Gauge>,
     failures: Family<CollectorLabels, Counter>,
@@ -79,66 +62,20 @@ impl Exporter {
         let mut registry = Registry::with_prefix("llmchat");
         let self_metrics = register_self_metrics(&mut registry);
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-        if config.collectors.host {
-            let c = Arc::new(host::HostCollector::new(&config.host)?);
-            registry.register_collector(Box::new(c.clone()));
-            sources.push(c);
+        let mut ctx = Context::new(&mut registry);
+        for entry in crate::collectors::ALL {
+            if config.collectors.is_enabled(entry.name) {
+                if let Some(source) = (entry.start)(config, &mut ctx)? {
+                    sources.push(source);
+                }
+            }
         }
-        let parse_errors = Family::<FileLabels, Counter>::default();
-        if config.collectors.logs || config.collectors.access {
-            registry.register(
-                "log_parse_errors",
-                "Log lines skipped because they could not be parsed (access lines, chat events)",
-                parse_errors.clone(),
-            );
-        }
-        if config.collectors.logs {
-            let chat = config.collectors.chat.then_some(&config.chat);
-            let c = logs::LogCollector::start(&config.logs, chat, &parse_errors, &mut registry)?;
-            sources.push(c);
-        }
-        if config.collectors.access {
-            let c = access::AccessCollector::start(
-                &config.logs,
-                &config.access,
-                &parse_errors,
-                &mut registry,
-            )?;
-            sources.push(c);
-        }
-        let mut database = None;
-        if config.collectors.database {
-            let c = Arc::new(database::DatabaseCollector::new(&config.database)?);
-            registry.register_collector(Box::new(c.clone()));
-            sources.push(c.clone());
-            database = Some(c);
-        }
-        let mut redis = None;
-        if config.collectors.redis {
-            let c = Arc::new(redis::RedisCollector::new(&config.redis)?);
-            registry.register_collector(Box::new(c.clone()));
-            sources.push(c.clone());
-            redis = Some(c);
-        }
-        if config.collectors.app {
-            let c = Arc::new(app::AppCollector::new(&config.app)?);
-            registry.register_collector(Box::new(c.clone()));
-            sources.push(c);
-        }
-        if config.collectors.backup {
-            let c = Arc::new(backup::BackupCollector::new(&config.backup));
-            registry.register_collector(Box::new(c.clone()));
-            sources.push(c);
-        }
-        let mut exporter = Self::assemble(
+        Ok(Self::assemble(
             registry,
             sources,
             self_metrics,
             config.web.collector_timeout,
-        );
-        exporter.database = database;
-        exporter.redis = redis;
-        Ok(exporter)
+        ))
     }
 
     /// An exporter over the given sources only (for tests of the scrape
@@ -159,8 +96,6 @@ impl Exporter {
         Self {
             registry,
             sources,
-            database: None,
-            redis: None,
             duration,
             success,
             failures,
@@ -204,6 +139,15 @@ impl Exporter {
     pub async fn check(&self) -> Vec<CheckResult> {
         let _guard = self.scrape_lock.lock().await;
         self.refresh_all(self.timeout).await
+    }
+
+    /// The running collector named `name`, for `/health/db` and
+    /// `/health/redis`.
+    pub fn source(&self, name: &str) -> Option<&dyn Source> {
+        self.sources
+            .iter()
+            .find(|s| s.name() == name)
+            .map(|s| s.as_ref())
     }
 
     pub fn timeout(&self) -> Duration {

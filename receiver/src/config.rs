@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -122,33 +122,6 @@ pub struct Route {
     pub channels: Vec<Channel>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Email,
-    Slack,
-    Webhook,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Slack => "slack",
-            Channel::Webhook => "webhook",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Channel> {
-        match s {
-            "email" => Some(Channel::Email),
-            "slack" => Some(Channel::Slack),
-            "webhook" => Some(Channel::Webhook),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
@@ -179,71 +152,12 @@ impl Default for RoutingConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChannelsConfig {
-    pub email: Option<EmailConfig>,
-    pub slack: Option<SlackConfig>,
-    pub webhook: Option<WebhookConfig>,
-}
+pub use crate::channels::email::{EmailConfig, SmtpTls};
+pub use crate::channels::slack::SlackConfig;
+pub use crate::channels::webhook::WebhookConfig;
+pub use crate::channels::{ChannelKind as Channel, ChannelsConfig};
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// STARTTLS on the submission port.
-    #[default]
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Implicit,
-    /// No TLS, for a local relay.
-    None,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    pub smtp_host: String,
-    #[serde(default)]
-    pub smtp_port: Option<u16>,
-    #[serde(default)]
-    pub tls: SmtpTls,
-    /// PEM certificates to trust for the relay, besides the public roots
-    /// (an internal relay with a private CA).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    pub from: String,
-    /// Recipients per severity (the guide's getAlertEmails).
-    pub to: BTreeMap<String, Vec<String>>,
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlackConfig {
-    pub webhook_url: String,
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub url: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Shared secret for the `X-LLMChat-Signature: sha256=<hex>` header.
-    #[serde(default)]
-    pub hmac_secret: Option<String>,
-    #[serde(default = "yes")]
-    pub send_resolved: bool,
-}
-
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 
@@ -264,6 +178,10 @@ impl Default for LogConfig {
     }
 }
 
+/// Command line of `llmchat-receiver`. Every flag also reads its
+/// `LLMCHAT_RECEIVER_*` variable (added by
+/// [`llmchat_common::config::finish_command`]); an unset flag leaves the
+/// file's value.
 #[derive(Debug, Parser)]
 #[command(
     name = "llmchat-receiver",
@@ -272,106 +190,134 @@ impl Default for LogConfig {
 )]
 pub struct Cli {
     /// TOML configuration file.
-    #[arg(
-        long = "config.file",
-        env = "LLMCHAT_RECEIVER_CONFIG_FILE",
-        value_name = "PATH"
-    )]
+    #[arg(long = "config.file", value_name = "PATH")]
     pub config_file: Option<PathBuf>,
     /// Validate the configuration and exit.
     #[arg(long = "config.check")]
     pub config_check: bool,
-    /// Address to listen on [default: :9843].
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+/// The flags that set configuration keys, in the keys' own shape, so that
+/// figment lays them over the file without a line per setting.
+#[derive(Debug, Default, clap::Args, serde::Serialize)]
+pub struct Flags {
+    #[command(flatten)]
+    web: WebFlags,
+    #[command(flatten)]
+    store: StoreFlags,
+    #[command(flatten)]
+    recovery: RecoveryFlags,
+    #[command(flatten)]
+    log: LogFlags,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, serde::Serialize)]
+struct WebFlags {
+    /// Address to listen on.
     #[arg(
+        id = "web.listen_address",
         long = "web.listen-address",
-        env = "LLMCHAT_RECEIVER_WEB_LISTEN_ADDRESS",
         value_name = "ADDR"
     )]
-    pub web_listen_address: Option<String>,
+    listen_address: Option<String>,
     /// Bearer token Alertmanager must send.
     #[arg(
+        id = "web.bearer_token",
         long = "web.bearer-token",
-        env = "LLMCHAT_RECEIVER_WEB_BEARER_TOKEN",
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub web_bearer_token: Option<String>,
+    bearer_token: Option<String>,
     /// File holding the bearer token (instead of --web.bearer-token).
     #[arg(
+        id = "web.bearer_token_file",
         long = "web.bearer-token-file",
-        env = "LLMCHAT_RECEIVER_WEB_BEARER_TOKEN_FILE",
         value_name = "PATH"
     )]
-    pub web_bearer_token_file: Option<PathBuf>,
+    bearer_token_file: Option<PathBuf>,
     /// Accept posts without credentials (trusted networks only).
-    #[arg(long = "web.auth-disabled", env = "LLMCHAT_RECEIVER_WEB_AUTH_DISABLED")]
-    pub web_auth_disabled: bool,
-    /// Outbox store: sqlite://PATH or postgres://... [default: sqlite://llmchat-receiver.db].
+    #[arg(id = "web.auth_disabled", long = "web.auth-disabled", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    auth_disabled: Option<bool>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, serde::Serialize)]
+struct StoreFlags {
+    /// Outbox store: sqlite://PATH or postgres://...
     #[arg(
+        id = "store.url",
         long = "store.url",
-        env = "LLMCHAT_RECEIVER_STORE_URL",
         value_name = "URL",
         hide_env_values = true
     )]
-    pub store_url: Option<String>,
+    url: Option<String>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, serde::Serialize)]
+struct RecoveryFlags {
     /// Redis that shares recovery cooldowns between receiver replicas (SET NX PX);
-    /// without it they are kept in the store.
+    /// without it they are kept in the store (key recovery.redis_url).
     #[arg(
+        id = "recovery.redis_url",
         long = "redis.url",
         env = "LLMCHAT_RECEIVER_REDIS_URL",
         value_name = "URL",
         hide_env_values = true
     )]
-    pub redis_url: Option<String>,
+    redis_url: Option<String>,
     /// Record recovery decisions without running any action.
-    #[arg(long = "recovery.dry-run", env = "LLMCHAT_RECEIVER_RECOVERY_DRY_RUN")]
-    pub recovery_dry_run: bool,
-    /// Log filter [default: info].
-    #[arg(
-        long = "log.level",
-        env = "LLMCHAT_RECEIVER_LOG_LEVEL",
-        value_name = "FILTER"
-    )]
-    pub log_level: Option<String>,
-    /// Log format, text or json [default: text].
-    #[arg(
-        long = "log.format",
-        env = "LLMCHAT_RECEIVER_LOG_FORMAT",
-        value_name = "FORMAT"
-    )]
-    pub log_format: Option<String>,
+    #[arg(id = "recovery.dry_run", long = "recovery.dry-run", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    dry_run: Option<bool>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, serde::Serialize)]
+struct LogFlags {
+    /// Log filter.
+    #[arg(id = "log.level", long = "log.level", value_name = "FILTER")]
+    level: Option<String>,
+    /// Log format, text or json.
+    #[arg(id = "log.format", long = "log.format", value_name = "FORMAT")]
+    format: Option<String>,
 }
 
 impl Cli {
+    /// The command with every flag's variable and default filled in.
+    pub fn full_command() -> clap::Command {
+        use clap::CommandFactory;
+        let defaults = serde_json::json!({
+            "web": { "listen_address": WebConfig::default().listen_address },
+            "store": { "url": StoreConfig::default().url },
+            "log": { "level": LogConfig::default().level, "format": LogConfig::default().format },
+        });
+        llmchat_common::config::finish_command(Cli::command(), "LLMCHAT_RECEIVER_", &defaults)
+    }
+
+    /// Parses a command line (the program name first).
+    pub fn parse_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::FromArgMatches;
+        Cli::from_arg_matches(&Self::full_command().try_get_matches_from(args)?)
+    }
+
+    /// Stacks serde's defaults < the file < environment and flags, then the
+    /// secrets' variables, then validates.
     pub fn resolve(self) -> Result<Config, ConfigError> {
-        let mut c = match &self.config_file {
-            Some(p) => Config::from_file(p)?,
-            None => Config::default(),
-        };
-        if let Some(v) = self.web_listen_address {
-            c.web.listen_address = v;
-        }
-        if self.web_bearer_token.is_some() {
-            c.web.bearer_token = self.web_bearer_token;
-        }
-        if self.web_bearer_token_file.is_some() {
-            c.web.bearer_token_file = self.web_bearer_token_file;
-        }
-        if self.web_auth_disabled {
-            c.web.auth_disabled = true;
-        }
-        if let Some(v) = self.store_url {
-            c.store.url = v;
-        }
-        if self.redis_url.is_some() {
-            c.recovery.redis_url = self.redis_url;
-        }
-        if self.recovery_dry_run {
-            c.recovery.dry_run = true;
-        }
-        if let Some(v) = self.log_level {
-            c.log.level = v;
-        }
+        let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
+        let mut c: Config =
+            llmchat_common::layered_on_serde_defaults(self.config_file.as_deref(), &self.flags)
+                .map_err(name_flag)?;
         c.apply_secret_env(|k| std::env::var(k).ok())?;
         if let Some(path) = &c.web.bearer_token_file {
             if c.web.bearer_token.is_some() {
@@ -385,10 +331,7 @@ impl Cli {
                 .map_err(|e| invalid("web.bearer_token_file", path.display(), e))?;
             c.web.bearer_token = Some(token.trim_end().to_string());
         }
-        if let Some(v) = self.log_format {
-            c.log.format = v;
-        }
-        c.validate()?;
+        c.validate().map_err(name_flag)?;
         Ok(c)
     }
 }
@@ -467,18 +410,6 @@ impl Config {
             w.hmac_secret = Some(secret);
         }
         Ok(())
-    }
-
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        llmchat_common::from_toml(&text).map_err(|(key, message)| ConfigError::File {
-            path: path.to_owned(),
-            key,
-            message,
-        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -579,7 +510,7 @@ impl Config {
 
 pub fn listen_address(value: &str) -> Result<SocketAddr, ConfigError> {
     llmchat_common::listen_address(value)
-        .map_err(|reason| invalid("web.listen-address", value, reason))
+        .map_err(|reason| invalid("web.listen_address", value, reason))
 }
 
 #[cfg(test)]

@@ -27,10 +27,7 @@ pub async fn run(
     let addr = config::listen_address(&config.web.listen_address)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let store = Arc::new(store::Store::open(&config.store.url, metrics.store.clone()).await?);
-    let senders = Arc::new(
-        channels::Senders::new(&config.channels, config.delivery.timeout)
-            .map_err(|e| anyhow::anyhow!(e))?,
-    );
+    let senders = Arc::new(channels::Senders::new(&config)?);
     // Every configured channel's results start at 0, so that the first
     // failure is an increase Prometheus can see.
     for channel in senders.configured() {

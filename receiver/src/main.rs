@@ -8,7 +8,7 @@ use llmchat_receiver::Cli;
 use llmchat_common::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let cli: Cli = match llmchat_common::parse_cli() {
+    let cli = match llmchat_common::parse_cli_with(|| Cli::parse_from_args(std::env::args_os())) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -21,11 +21,23 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
+        // Building the channels is part of the check: an unreadable CA
+        // file or a malformed sender address is a configuration error.
+        let senders = match llmchat_receiver::channels::Senders::new(&config) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "llmchat-receiver: invalid configuration: {}",
+                    llmchat_common::error_chain(&e)
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
         let actions: Vec<&str> = config.recovery.actions.keys().map(String::as_str).collect();
         println!(
             "configuration OK: listening on {}; channels: {}; recovery actions: {}{}",
             config.web.listen_address,
-            llmchat_receiver::channels::configured_names(&config.channels).join(", "),
+            senders.configured_names().join(", "),
             if actions.is_empty() {
                 "none".to_string()
             } else {

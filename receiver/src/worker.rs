@@ -157,10 +157,14 @@ impl Worker {
                 .await
                 .map(|_| None);
         };
-        // Slack allows about one message per second per webhook.
-        if channel == Channel::Slack {
+        // A channel's pace (Slack: about one message a second per webhook).
+        let pace = self
+            .senders
+            .get(channel)
+            .map_or(Duration::ZERO, |c| c.pace());
+        if !pace.is_zero() {
             if let Some(last) = state.last_sent {
-                let wait = self.config.slack_interval.saturating_sub(last.elapsed());
+                let wait = pace.saturating_sub(last.elapsed());
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }

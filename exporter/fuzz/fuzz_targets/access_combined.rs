@@ -1,7 +1,7 @@
 //! nginx combined + $request_time lines: any bytes parse or fail cleanly.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use llmchat_exporter::access_log::{JsonFields, Parser};
+use llmchat_exporter::logs::access_format::{JsonFields, Parser};
 use std::sync::LazyLock;
 
 static PARSER: LazyLock<Parser> =

@@ -1,7 +1,7 @@
 //! JSON access lines with the default and nested field paths.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use llmchat_exporter::access_log::{DurationUnit, JsonFields, Parser};
+use llmchat_exporter::logs::access_format::{DurationUnit, JsonFields, Parser};
 use std::sync::LazyLock;
 
 static FLAT: LazyLock<Parser> =

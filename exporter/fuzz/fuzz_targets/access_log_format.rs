@@ -1,7 +1,7 @@
 //! Any log_format string (first line) compiled and run on any line (the rest).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use llmchat_exporter::access_log::{JsonFields, Parser};
+use llmchat_exporter::logs::access_format::{JsonFields, Parser};
 
 fuzz_target!(|data: &[u8]| {
     let Some(nl) = data.iter().position(|b| *b == b'\n') else {

@@ -2,8 +2,8 @@
 //! cut at every position.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use llmchat_exporter::log_line::classify;
-use llmchat_exporter::tail::LineSplitter;
+use llmchat_exporter::logs::level::classify;
+use llmchat_exporter::logs::tail::LineSplitter;
 
 fuzz_target!(|data: &[u8]| {
     let _ = classify(data);

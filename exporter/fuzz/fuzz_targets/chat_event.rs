@@ -1,7 +1,7 @@
 //! Chat events in winston JSON lines.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use llmchat_exporter::chat_event::{ChatConfig, Parser};
+use llmchat_exporter::logs::chat_event::{ChatConfig, Parser};
 use std::sync::LazyLock;
 
 static PARSER: LazyLock<Parser> = LazyLock::new(|| Parser::new(ChatConfig::default()));

@@ -1,7 +1,7 @@
 //! Route normalisation: any target, bounded output.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use llmchat_exporter::route::Normalizer;
+use llmchat_exporter::logs::route::Normalizer;
 use std::sync::{LazyLock, Mutex};
 
 static ROUTES: LazyLock<Mutex<Normalizer>> =

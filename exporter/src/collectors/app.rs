@@ -9,16 +9,53 @@ use futures_util::future::BoxFuture;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The collector's line in [`crate::collectors::ALL`].
+pub const ENTRY: super::Entry = super::Entry {
+    name: "app",
+    enabled_by_default: true,
+    help: "the backend's /health, /health/db and /health/redis (app.url)",
+    start: |config, ctx| {
+        let c =
+            Arc::new(AppCollector::new(&config.app).map_err(|e| super::StartError::new("app", e))?);
+        ctx.registry
+            .sub_registry_with_prefix("app")
+            .register_collector(Box::new(c.clone()));
+        Ok(Some(c as Arc<dyn Source>))
+    },
+};
+
+/// `[app]`: the backend's base URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
     /// The backend's base URL.
     pub url: String,
+}
+
+/// `--app.*` flags.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct AppFlags {
+    /// The backend's base URL, probed at /health, /health/db, /health/redis.
+    #[arg(id = "app.url", long = "app.url", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+impl crate::config::Section for AppConfig {
+    fn validate(&self, config: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
+        if config.collectors.is_enabled("app") {
+            if let Err(e) = AppCollector::new(self) {
+                return Err(llmchat_common::invalid("app.url", &self.url, e));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for AppConfig {
@@ -33,8 +70,8 @@ impl Default for AppConfig {
 pub enum AppError {
     #[error("app.url {0:?} is not an http(s) URL")]
     Url(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
     #[error("the backend's /health failed: {0}")]
     Down(String),
 }
@@ -71,7 +108,7 @@ struct Probe {
 fn down_snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     s.gauge(
-        "app_up",
+        "up",
         "1 if the backend's /health answered below 400 (curl -f), else 0.",
         None,
     )
@@ -90,7 +127,7 @@ impl AppCollector {
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("llmchat-exporter/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| AppError::Client(e.to_string()))?;
+            .map_err(AppError::Client)?;
         Ok(Self {
             client,
             base,
@@ -128,13 +165,13 @@ impl AppCollector {
         let mut s = Snapshot::default();
         let health = &probes[0];
         s.gauge(
-            "app_up",
+            "up",
             "1 if the backend's /health answered below 400 (curl -f), else 0.",
             None,
         )
         .value(f64::from(u8::from(health.ok)));
         let mut f = s.gauge(
-            "app_probe_duration",
+            "probe_duration",
             "Time the backend took to answer each health endpoint.",
             Some(Unit::Seconds),
         );
@@ -142,7 +179,7 @@ impl AppCollector {
             f.sample(&[("endpoint", name)], p.duration);
         }
         let mut f = s.gauge(
-            "app_endpoint_up",
+            "endpoint_up",
             "1 if the health endpoint answered below 400, else 0 (the daily check's three curl -f).",
             None,
         );
@@ -152,7 +189,7 @@ impl AppCollector {
         if let Some(body) = &health.body {
             if let Some(status) = body.get("status").and_then(|v| v.as_str()) {
                 let mut f = s.gauge(
-                    "app_health_status",
+                    "health_status",
                     "1 for the status the backend's /health reports (healthy, degraded, unhealthy), 0 for the others.",
                     None,
                 );
@@ -163,7 +200,7 @@ impl AppCollector {
             let checks = health_checks(body);
             if !checks.is_empty() {
                 let mut f = s.gauge(
-                    "app_health_check_up",
+                    "health_check_up",
                     "1 if the check in the backend's /health body is healthy, else 0.",
                     None,
                 );

@@ -10,15 +10,46 @@ use futures_util::future::BoxFuture;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The collector's line in [`crate::collectors::ALL`].
+pub const ENTRY: super::Entry = super::Entry {
+    name: "backup",
+    enabled_by_default: true,
+    help: "the newest file of each kind backup.sh writes to backup.dir",
+    start: |config, ctx| {
+        let c = Arc::new(BackupCollector::new(&config.backup));
+        ctx.registry
+            .sub_registry_with_prefix("backup")
+            .register_collector(Box::new(c.clone()));
+        Ok(Some(c as Arc<dyn Source>))
+    },
+};
+
+/// `[backup]`: where `backup.sh` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
     pub dir: PathBuf,
+}
+
+/// `--backup.*` flags.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct BackupFlags {
+    /// Directory backup.sh writes to.
+    #[arg(id = "backup.dir", long = "backup.dir", value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+}
+
+impl crate::config::Section for BackupConfig {
+    fn validate(&self, _: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
+        Ok(())
+    }
 }
 
 impl Default for BackupConfig {
@@ -39,8 +70,10 @@ pub const KINDS: [(&str, &str, &str); 4] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("cannot list the backup directory: {0}")]
-    List(String),
+    #[error("cannot list the backup directory")]
+    List(#[source] std::io::Error),
+    #[error("the backup scan task failed")]
+    Join(#[source] tokio::task::JoinError),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -116,17 +149,17 @@ impl Source for BackupCollector {
         Box::pin(async move {
             let (exists, newest) = tokio::task::spawn_blocking(move || scan(&dir))
                 .await
-                .map_err(|e| BackupError::List(e.to_string()))?
-                .map_err(|e| BackupError::List(e.to_string()))?;
+                .map_err(BackupError::Join)?
+                .map_err(BackupError::List)?;
             let mut s = Snapshot::default();
             s.gauge(
-                "backup_dir_exists",
+                "dir_exists",
                 "1 if the backup directory exists, else 0.",
                 None,
             )
             .value(f64::from(u8::from(exists)));
             let mut f = s.gauge(
-                "backup_files",
+                "files",
                 "Backup files of each kind in the backup directory.",
                 None,
             );
@@ -140,7 +173,7 @@ impl Source for BackupCollector {
                 .map(|((kind, _, _), n)| (*kind, n.clone()))
                 .collect();
             let mut f = s.gauge(
-                "backup_newest_timestamp",
+                "newest_timestamp",
                 "Modification time of the newest backup file of each kind, Unix time.",
                 Some(Unit::Seconds),
             );
@@ -148,7 +181,7 @@ impl Source for BackupCollector {
                 f.sample(&[("kind", kind)], n.modified);
             }
             let mut f = s.gauge(
-                "backup_newest_size",
+                "newest_size",
                 "Size of the newest backup file of each kind.",
                 Some(Unit::Bytes),
             );
@@ -156,7 +189,7 @@ impl Source for BackupCollector {
                 f.sample(&[("kind", kind)], n.size as f64);
             }
             let mut f = s.gauge(
-                "backup_newest_empty",
+                "newest_empty",
                 "1 if the newest backup file of the kind is empty (backup.sh's verify step fails), else 0.",
                 None,
             );

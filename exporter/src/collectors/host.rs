@@ -20,7 +20,117 @@ use sysinfo::{
 
 use super::encode::{counter, gauge, gauge_family};
 use super::{RefreshError, Source};
-use crate::config::HostConfig;
+use crate::config::{Config, Section};
+use llmchat_common::{invalid, ConfigError};
+use serde::{Deserialize, Serialize};
+
+/// The collector's line in [`crate::collectors::ALL`].
+pub const ENTRY: super::Entry = super::Entry {
+    name: "host",
+    enabled_by_default: true,
+    help: "memory, swap, filesystems, CPU, load and the backend process",
+    start: |config, ctx| {
+        let c = Arc::new(
+            HostCollector::new(&config.host).map_err(|e| super::StartError::new("host", e))?,
+        );
+        ctx.registry
+            .sub_registry_with_prefix("host")
+            .register_collector(Box::new(c.clone()));
+        ctx.registry
+            .sub_registry_with_prefix("backend")
+            .register_collector(Box::new(BackendMetrics(c.clone())));
+        Ok(Some(c as Arc<dyn Source>))
+    },
+};
+
+/// `[host]`: which process is the backend, which filesystems count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// Executable name of the LLMChat backend process.
+    pub process_name: String,
+    /// A pid file; when set, it wins over `process_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<PathBuf>,
+    /// Filesystem types that are not real storage.
+    pub fs_types_exclude: Vec<String>,
+    /// Mount points to skip, as one regular expression.
+    pub mount_points_exclude: String,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            process_name: "node".into(),
+            pid_file: None,
+            // node_exporter's list, less overlay (a container's `/` is
+            // overlay, and the guide checks `df /`), plus RAM-backed tmpfs.
+            fs_types_exclude: [
+                "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
+                "devpts", "devtmpfs", "fusectl", "hugetlbfs", "iso9660", "mqueue", "nsfs", "proc",
+                "procfs", "pstore", "ramfs", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs",
+                "erofs", "sysfs", "tmpfs", "tracefs",
+            ]
+            .map(String::from)
+            .to_vec(),
+            mount_points_exclude:
+                "^/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+                    .into(),
+        }
+    }
+}
+
+/// `--host.*` flags.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct HostFlags {
+    /// Executable name of the LLMChat backend process.
+    #[arg(
+        id = "host.process_name",
+        long = "host.process-name",
+        value_name = "NAME"
+    )]
+    pub process_name: Option<String>,
+    /// Pid file of the LLMChat backend; wins over --host.process-name.
+    #[arg(id = "host.pid_file", long = "host.pid-file", value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Filesystem types to skip, comma-separated.
+    #[arg(
+        id = "host.fs_types_exclude",
+        long = "host.fs-types-exclude",
+        value_name = "TYPES",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fs_types_exclude: Vec<String>,
+    /// Mount points to skip, as a regular expression.
+    #[arg(
+        id = "host.mount_points_exclude",
+        long = "host.mount-points-exclude",
+        value_name = "REGEX"
+    )]
+    pub mount_points_exclude: Option<String>,
+}
+
+impl Section for HostConfig {
+    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+        if self.process_name.is_empty() && self.pid_file.is_none() {
+            return Err(invalid(
+                "host.process_name",
+                "",
+                "set a process name or a pid file",
+            ));
+        }
+        if let Err(e) = regex::Regex::new(&self.mount_points_exclude) {
+            return Err(invalid(
+                "host.mount_points_exclude",
+                &self.mount_points_exclude,
+                e,
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -286,42 +396,42 @@ impl Collector for HostCollector {
         let b = Some(Unit::Bytes);
         gauge(
             &mut e,
-            "host_memory_total",
+            "memory_total",
             "Total physical memory.",
             b.clone(),
             s.memory_total as f64,
         )?;
         gauge(
             &mut e,
-            "host_memory_available",
+            "memory_available",
             "Memory available for new work without swapping (MemAvailable).",
             b.clone(),
             s.memory_available as f64,
         )?;
         gauge(
             &mut e,
-            "host_memory_used",
+            "memory_used",
             "Memory in use, as free(1) counts it.",
             b.clone(),
             s.memory_used as f64,
         )?;
         gauge(
             &mut e,
-            "host_swap_total",
+            "swap_total",
             "Total swap space.",
             b.clone(),
             s.swap_total as f64,
         )?;
         gauge(
             &mut e,
-            "host_swap_used",
+            "swap_used",
             "Swap space in use.",
             b.clone(),
             s.swap_used as f64,
         )?;
         gauge_family(
             &mut e,
-            "host_filesystem_size",
+            "filesystem_size",
             "Size of each real mounted filesystem.",
             b.clone(),
             s.filesystems
@@ -330,7 +440,7 @@ impl Collector for HostCollector {
         )?;
         gauge_family(
             &mut e,
-            "host_filesystem_available",
+            "filesystem_available",
             "Space available to unprivileged users on each real mounted filesystem.",
             b.clone(),
             s.filesystems
@@ -340,34 +450,44 @@ impl Collector for HostCollector {
         if let Some(cpu) = s.cpu_usage_ratio {
             gauge(
                 &mut e,
-                "host_cpu_usage_ratio",
+                "cpu_usage_ratio",
                 "Share of CPU time busy across all cores since the previous scrape (0-1).",
                 None,
                 cpu,
             )?;
         }
         if let Some((one, five, fifteen)) = s.load {
-            gauge(&mut e, "host_load1", "1-minute load average.", None, one)?;
-            gauge(&mut e, "host_load5", "5-minute load average.", None, five)?;
-            gauge(
-                &mut e,
-                "host_load15",
-                "15-minute load average.",
-                None,
-                fifteen,
-            )?;
+            gauge(&mut e, "load1", "1-minute load average.", None, one)?;
+            gauge(&mut e, "load5", "5-minute load average.", None, five)?;
+            gauge(&mut e, "load15", "15-minute load average.", None, fifteen)?;
         }
+        Ok(())
+    }
+}
+
+/// `llmchat_backend_process*`: the backend process, from the same
+/// snapshot, registered under its own prefix.
+#[derive(Debug)]
+pub struct BackendMetrics(pub Arc<HostCollector>);
+
+impl Collector for BackendMetrics {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let guard = self.0.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = guard.as_ref() else {
+            return Ok(());
+        };
+        let b = Some(Unit::Bytes);
         let p = &s.backend;
         gauge(
             &mut e,
-            "backend_process_up",
+            "process_up",
             "1 if the LLMChat backend process was found (by pid file or name), else 0.",
             None,
             f64::from(u8::from(p.matched > 0)),
         )?;
         gauge(
             &mut e,
-            "backend_processes",
+            "processes",
             "Number of processes matching the backend's name or pid file.",
             None,
             p.matched as f64,
@@ -375,21 +495,21 @@ impl Collector for HostCollector {
         if p.matched > 0 {
             gauge(
                 &mut e,
-                "backend_process_resident_memory",
+                "process_resident_memory",
                 "Resident memory of the backend process(es).",
                 b,
                 p.resident_bytes as f64,
             )?;
             counter(
                 &mut e,
-                "backend_process_cpu",
+                "process_cpu",
                 "CPU time used by the backend process(es).",
                 Some(Unit::Seconds),
                 p.cpu_seconds,
             )?;
             gauge(
                 &mut e,
-                "backend_process_start_time",
+                "process_start_time",
                 "Start time of the (oldest) backend process, Unix time.",
                 Some(Unit::Seconds),
                 p.start_time as f64,

@@ -1,21 +1,177 @@
-//! The collectors. Each one is a [`Source`] that reads fresh values on each
-//! scrape (or, for logs, keeps counters that a background tailer feeds) and
-//! a `prometheus_client` [`Collector`](prometheus_client::collector::Collector)
-//! that encodes what the last read found.
+//! The collectors, and the one table that lists them.
+//!
+//! Each collector is a module that owns its config section (serde, with
+//! its defaults), its flags (`clap::Args`, flattened into the CLI by
+//! [`crate::config`]), and its registration: its `ENTRY` says its name,
+//! whether it runs by default, and how it starts. [`ALL`] lists the
+//! entries; the `--[no-]collector.<name>` flags, the `[collectors]` TOML
+//! keys and the enabled list all come from it.
+//!
+//! A started collector is a [`Source`] that reads fresh values on each
+//! scrape (or, for logs, keeps counters a background tailer feeds) and a
+//! `prometheus_client` [`Collector`](prometheus_client::collector::Collector)
+//! registered in a sub-registry under its own prefix.
 
-pub mod access;
 pub mod app;
 pub mod backup;
-pub mod chat;
 pub mod database;
 pub mod encode;
 pub mod host;
-pub mod logs;
 pub mod redis;
 pub mod snapshot;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// Every collector, in exposition order. Adding a collector is its module
+/// and one line here.
+pub const ALL: &[Entry] = &[
+    host::ENTRY,
+    crate::logs::app::ENTRY,
+    crate::logs::chat::ENTRY,
+    crate::logs::access::ENTRY,
+    database::ENTRY,
+    redis::ENTRY,
+    app::ENTRY,
+    backup::ENTRY,
+];
+
+/// One line of the collector table.
+pub struct Entry {
+    /// The `collector` label, the `--collector.<name>` flag, the
+    /// `collectors.<name>` key.
+    pub name: &'static str,
+    pub enabled_by_default: bool,
+    /// What it reads, for `--help`.
+    pub help: &'static str,
+    /// Registers its metrics and starts it. `None`: it has no per-scrape
+    /// work of its own (chat events ride on the logs collector's tailer).
+    pub start: StartFn,
+}
+
+pub type StartFn = fn(&Config, &mut Context<'_>) -> Result<Option<Arc<dyn Source>>, StartError>;
+
+/// The entry named `name`.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    ALL.iter().find(|e| e.name == name)
+}
+
+/// What a collector's start gets besides the configuration.
+pub struct Context<'a> {
+    /// The root registry (prefix `llmchat`); a collector takes its own
+    /// sub-registry with [`Registry::sub_registry_with_prefix`].
+    pub registry: &'a mut Registry,
+    parse_errors: Option<Family<FileLabels, Counter>>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(registry: &'a mut Registry) -> Self {
+        Self {
+            registry,
+            parse_errors: None,
+        }
+    }
+
+    /// `llmchat_log_parse_errors_total{file}`, which the app-log and
+    /// access-log collectors share; registered by whichever asks first.
+    pub fn parse_errors(&mut self) -> Family<FileLabels, Counter> {
+        self.parse_errors
+            .get_or_insert_with(|| {
+                let family = Family::<FileLabels, Counter>::default();
+                self.registry.sub_registry_with_prefix("log").register(
+                    "parse_errors",
+                    "Log lines skipped because they could not be parsed (access lines, chat events)",
+                    family.clone(),
+                );
+                family
+            })
+            .clone()
+    }
+}
+
+/// A collector that could not start; the source is kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{collector} collector: {source}")]
+pub struct StartError {
+    pub collector: &'static str,
+    #[source]
+    pub source: RefreshError,
+}
+
+impl StartError {
+    pub fn new(
+        collector: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            collector,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// `[collectors]`: which collectors run, `name = true|false`. The names are
+/// the table's; an unknown name is refused by [`CollectorsConfig::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CollectorsConfig(BTreeMap<String, bool>);
+
+impl Default for CollectorsConfig {
+    fn default() -> Self {
+        Self(
+            ALL.iter()
+                .map(|e| (e.name.to_string(), e.enabled_by_default))
+                .collect(),
+        )
+    }
+}
+
+impl CollectorsConfig {
+    /// Every collector off: the defaults under `--collector.disable-defaults`.
+    pub fn none() -> Self {
+        Self(ALL.iter().map(|e| (e.name.to_string(), false)).collect())
+    }
+
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.0.get(name).copied().unwrap_or(false)
+    }
+
+    pub fn set(&mut self, name: &str, on: bool) {
+        self.0.insert(name.to_string(), on);
+    }
+
+    /// Names of the enabled collectors, in table order.
+    pub fn enabled(&self) -> Vec<&'static str> {
+        ALL.iter()
+            .filter(|e| self.is_enabled(e.name))
+            .map(|e| e.name)
+            .collect()
+    }
+
+    pub fn validate(&self) -> Result<(), llmchat_common::ConfigError> {
+        for name in self.0.keys() {
+            if entry(name).is_none() {
+                let known: Vec<_> = ALL.iter().map(|e| e.name).collect();
+                return Err(llmchat_common::invalid(
+                    format!("collectors.{name}"),
+                    name,
+                    format!("no such collector (known: {})", known.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// The `file` label: a configured path, so its values are bounded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +196,32 @@ pub trait Source: Send + Sync {
     /// no stale series is exported.
     fn clear(&self);
 
+    /// A live round trip to the service it watches, for the daily check's
+    /// `/health/db` and `/health/redis`; `None` when it watches no service.
+    fn ping(&self, _timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, String>>> {
+        None
+    }
+
     /// Stops background work at shutdown.
     fn stop(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_unique_names_and_every_default_is_known() {
+        let mut names: Vec<_> = ALL.iter().map(|e| e.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        CollectorsConfig::default().validate().unwrap();
+        let mut c = CollectorsConfig::none();
+        c.set("backup", true);
+        assert_eq!(c.enabled(), vec!["backup"]);
+        c.set("nope", true);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("collectors.nope") && e.contains("backup"), "{e}");
+    }
 }

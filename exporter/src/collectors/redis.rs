@@ -15,12 +15,33 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 use redis::aio::MultiplexedConnection;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use crate::config::{Config, Section};
+use llmchat_common::{duration, invalid, ConfigError};
 
 use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The collector's line in [`crate::collectors::ALL`].
+pub const ENTRY: super::Entry = super::Entry {
+    name: "redis",
+    enabled_by_default: true,
+    help: "Redis: reachability, clients, memory, keyspace, keys per cache namespace",
+    start: |config, ctx| {
+        let c = Arc::new(
+            RedisCollector::new(&config.redis).map_err(|e| super::StartError::new("redis", e))?,
+        );
+        ctx.registry
+            .sub_registry_with_prefix("redis")
+            .register_collector(Box::new(c.clone()));
+        Ok(Some(c as Arc<dyn Source>))
+    },
+};
+
+/// `[redis]`: the connection and the namespace SCAN's budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[:password@]host:port[/db]`.
@@ -28,12 +49,12 @@ pub struct RedisConfig {
     /// Cache namespaces: keys `<namespace>:*` are counted per namespace.
     pub namespaces: Vec<String>,
     /// Time budget of the namespace SCAN in one scrape.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "llmchat_common::duration")]
     pub scan_budget: Duration,
     /// Keys examined at most per scrape by the namespace SCAN.
     pub scan_max_keys: u64,
     /// How long namespace counts are reused (a SCAN walks the keyspace).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "llmchat_common::duration")]
     pub scan_interval: Duration,
 }
 
@@ -49,18 +70,61 @@ impl Default for RedisConfig {
     }
 }
 
+/// `--redis.*` flags.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct RedisFlags {
+    /// Redis URL; the password never appears in labels, logs or errors.
+    #[arg(
+        id = "redis.url",
+        long = "redis.url",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+    /// Cache namespaces counted by key prefix, comma-separated.
+    #[arg(
+        id = "redis.namespaces",
+        long = "redis.namespaces",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Time budget of the namespace SCAN per scrape.
+    #[arg(id = "redis.scan_budget", long = "redis.scan-budget", value_name = "DURATION", value_parser = duration::flag)]
+    pub scan_budget: Option<String>,
+    /// Keys the namespace SCAN examines at most per scrape.
+    #[arg(
+        id = "redis.scan_max_keys",
+        long = "redis.scan-max-keys",
+        value_name = "N"
+    )]
+    pub scan_max_keys: Option<u64>,
+}
+
+impl Section for RedisConfig {
+    fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+        if config.collectors.is_enabled("redis") {
+            if let Err(e) = redis::Client::open(self.url.as_str()) {
+                return Err(invalid("redis.url", "(not shown: may hold a password)", e));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("redis.url is not a valid Redis URL: {0}")]
-    Url(String),
-    #[error("Redis unreachable: {0}")]
-    Down(String),
+    #[error("redis.url is not a valid Redis URL")]
+    Url(#[source] redis::RedisError),
+    #[error("Redis unreachable")]
+    Down(#[source] redis::RedisError),
 }
 
 pub struct RedisCollector {
     client: redis::Client,
     config: RedisConfig,
-    password: Option<String>,
     connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     published: Published,
     namespaces: tokio::sync::Mutex<Option<(Instant, Vec<NamespaceCount>)>>,
@@ -75,7 +139,7 @@ impl std::fmt::Debug for RedisCollector {
 fn down_snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     s.gauge(
-        "redis_up",
+        "up",
         "1 if Redis answered PING in this scrape, else 0 (the guide's /health/redis).",
         None,
     )
@@ -96,29 +160,19 @@ pub fn parse_info(text: &str) -> HashMap<&str, &str> {
 
 impl RedisCollector {
     pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| RedisError::Url(e.to_string()))?;
-        let password = client
-            .get_connection_info()
-            .redis_settings()
-            .password()
-            .map(str::to_string);
+        // The client keeps the parsed connection info (with the password,
+        // which it needs); the collector keeps no copy of the URL, and
+        // redis' errors never quote it.
+        let client = redis::Client::open(config.url.as_str()).map_err(RedisError::Url)?;
+        let mut config = config.clone();
+        config.url.clear();
         Ok(Self {
             client,
-            config: config.clone(),
-            password,
+            config,
             connection: tokio::sync::Mutex::new(None),
             published: Published::new(down_snapshot),
             namespaces: tokio::sync::Mutex::new(None),
         })
-    }
-
-    fn scrub(&self, e: impl std::fmt::Display) -> String {
-        let text = e.to_string();
-        match &self.password {
-            Some(p) if !p.is_empty() => text.replace(p.as_str(), "****"),
-            _ => text,
-        }
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
@@ -130,7 +184,7 @@ impl RedisCollector {
             .client
             .get_multiplexed_async_connection()
             .await
-            .map_err(|e| RedisError::Down(self.scrub(e)))?;
+            .map_err(RedisError::Down)?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -147,7 +201,7 @@ impl RedisCollector {
             redis::cmd("PING")
                 .query_async::<String>(&mut c)
                 .await
-                .map_err(|e| self.scrub(e))
+                .map_err(|e| e.to_string())
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(_)) => Ok(start.elapsed()),
@@ -168,7 +222,7 @@ impl RedisCollector {
     async fn read(&self) -> Result<Snapshot, RedisError> {
         let mut c = self.connection().await?;
         let start = Instant::now();
-        let down = |e: redis::RedisError| RedisError::Down(self.scrub(e));
+        let down = RedisError::Down;
         redis::cmd("PING")
             .query_async::<String>(&mut c)
             .await
@@ -188,13 +242,13 @@ impl RedisCollector {
 
         let mut s = Snapshot::default();
         s.gauge(
-            "redis_up",
+            "up",
             "1 if Redis answered PING in this scrape, else 0 (the guide's /health/redis).",
             None,
         )
         .value(1.0);
         s.gauge(
-            "redis_ping_duration",
+            "ping_duration",
             "Time Redis took to answer PING.",
             Some(Unit::Seconds),
         )
@@ -202,25 +256,25 @@ impl RedisCollector {
         let gauges: [(&str, &'static str, &'static str, Option<Unit>); 4] = [
             (
                 "connected_clients",
-                "redis_connections_active",
+                "connections_active",
                 "Connected clients (the guide's redis_connections_active).",
                 None,
             ),
             (
                 "blocked_clients",
-                "redis_blocked_clients",
+                "blocked_clients",
                 "Clients blocked in BLPOP and the like.",
                 None,
             ),
             (
                 "used_memory",
-                "redis_memory_used",
+                "memory_used",
                 "Memory Redis has allocated.",
                 Some(Unit::Bytes),
             ),
             (
                 "maxmemory",
-                "redis_memory_max",
+                "memory_max",
                 "Redis maxmemory; 0 when unlimited.",
                 Some(Unit::Bytes),
             ),
@@ -231,29 +285,25 @@ impl RedisCollector {
             }
         }
         let counters: [(&str, &'static str, &'static str); 5] = [
-            (
-                "keyspace_hits",
-                "redis_keyspace_hits",
-                "Successful key lookups.",
-            ),
+            ("keyspace_hits", "keyspace_hits", "Successful key lookups."),
             (
                 "keyspace_misses",
-                "redis_keyspace_misses",
+                "keyspace_misses",
                 "Failed key lookups (cache misses).",
             ),
             (
                 "evicted_keys",
-                "redis_evicted_keys",
+                "evicted_keys",
                 "Keys evicted because of maxmemory.",
             ),
             (
                 "expired_keys",
-                "redis_expired_keys",
+                "expired_keys",
                 "Keys removed because their TTL ran out.",
             ),
             (
                 "total_commands_processed",
-                "redis_commands_processed",
+                "commands_processed",
                 "Commands processed.",
             ),
         ];
@@ -271,18 +321,14 @@ impl RedisCollector {
             })
             .collect();
         dbs.sort_by(|a, b| a.0.cmp(b.0));
-        let mut f = s.gauge(
-            "redis_db_keys",
-            "Keys per Redis database (INFO keyspace).",
-            None,
-        );
+        let mut f = s.gauge("db_keys", "Keys per Redis database (INFO keyspace).", None);
         for (db, n) in &dbs {
             f.sample(&[("db", db)], *n);
         }
 
         if !self.config.namespaces.is_empty() {
             let mut f = s.gauge(
-                "redis_namespace_keys",
+                "namespace_keys",
                 "Keys per cache namespace (<namespace>:*), counted with SCAN (reused for redis.scan_interval).",
                 None,
             );
@@ -290,7 +336,7 @@ impl RedisCollector {
                 f.sample(&[("namespace", ns)], *n as f64);
             }
             let mut f = s.gauge(
-                "redis_namespace_scan_complete",
+                "namespace_scan_complete",
                 "1 if the namespace SCAN finished within its budget, else 0 (the count is a lower bound).",
                 None,
             );
@@ -383,6 +429,10 @@ impl Source for RedisCollector {
         if let Ok(mut slot) = self.connection.try_lock() {
             *slot = None;
         }
+    }
+
+    fn ping(&self, timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, String>>> {
+        Some(Box::pin(RedisCollector::ping(self, timeout)))
     }
 }
 

@@ -12,13 +12,7 @@ use llmchat_tests::services::{Postgres, Redis, LLMCHAT_SCHEMA};
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 
 fn only(collector: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "host", "logs", "access", "database", "redis", "app", "backup",
-    ]
-    .iter()
-    .filter(|c| **c != collector)
-    .map(|c| format!("--no-collector.{c}"))
-    .collect();
+    let mut args = vec![format!("--collector.{collector}")];
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -360,9 +354,10 @@ fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
 fn services_that_accept_and_never_answer_cannot_hold_the_scrape() {
     let (port, _hole) = black_hole();
     let mut args: Vec<String> = [
-        "--no-collector.logs",
-        "--no-collector.access",
-        "--no-collector.backup",
+        "--collector.host",
+        "--collector.database",
+        "--collector.redis",
+        "--collector.app",
     ]
     .iter()
     .map(|s| s.to_string())

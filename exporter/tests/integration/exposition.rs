@@ -10,6 +10,10 @@ fn exporter_with_traffic() -> (Exporter, tempfile::TempDir) {
     append(&log, b"");
     append(&access, b"");
     let e = Exporter::start(&[
+        "--collector.host",
+        "--collector.logs",
+        "--collector.chat",
+        "--collector.access",
         "--logs.app",
         log.to_str().unwrap(),
         "--logs.access",

@@ -24,7 +24,10 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts the binary with `args` plus a free listen address, and waits
-    /// until it answers.
+    /// until it answers. Every collector is off unless `args` (or the
+    /// config file they name) turns it on, so that nothing on a
+    /// developer's default ports (a local PostgreSQL, Redis or backend)
+    /// changes a result.
     pub fn start(args: &[&str]) -> Exporter {
         Self::start_with_env(args, &[])
     }
@@ -34,6 +37,7 @@ impl Exporter {
         let mut cmd = Command::new(BIN);
         cmd.arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--collector.disable-defaults")
             .args(args);
         Self::spawn(cmd, port, env)
     }
@@ -42,7 +46,10 @@ impl Exporter {
     /// `port`, and waits until it answers.
     pub fn spawn(mut cmd: Command, port: u16, env: &[(&str, &str)]) -> Exporter {
         let stderr = tempfile::NamedTempFile::new().unwrap();
-        cmd.env_remove("RUST_LOG")
+        // Only what the test sets: no LLMCHAT_* of the developer's shell,
+        // no proxy that would take the exporter's HTTP probes elsewhere.
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(stderr.reopen().unwrap());

@@ -29,8 +29,7 @@ fn backend_process_found_by_pid_file() {
     let pid_file = dir.path().join("backend.pid");
     std::fs::write(&pid_file, format!("{}\n", backend.0.id())).unwrap();
     let e = Exporter::start(&[
-        "--no-collector.logs",
-        "--no-collector.access",
+        "--collector.host",
         "--host.pid-file",
         pid_file.to_str().unwrap(),
     ]);
@@ -60,12 +59,7 @@ fn backend_processes_found_by_name_are_summed() {
     std::fs::copy("/bin/sleep", &exe).unwrap();
     let _a = Backend(Command::new(&exe).arg("300").spawn().unwrap());
     let _b = Backend(Command::new(&exe).arg("300").spawn().unwrap());
-    let e = Exporter::start(&[
-        "--no-collector.logs",
-        "--no-collector.access",
-        "--host.process-name",
-        "llmchat-fake",
-    ]);
+    let e = Exporter::start(&["--collector.host", "--host.process-name", "llmchat-fake"]);
     let text = e.scrape_text();
     assert_eq!(sample(&text, "llmchat_backend_process_up", &[]), Some(1.0));
     assert_eq!(sample(&text, "llmchat_backend_processes", &[]), Some(2.0));
@@ -73,7 +67,7 @@ fn backend_processes_found_by_name_are_summed() {
 
 #[test]
 fn memory_and_root_filesystem_match_the_kernel() {
-    let e = Exporter::start(&["--no-collector.logs", "--no-collector.access"]);
+    let e = Exporter::start(&["--collector.host"]);
     let text = e.scrape_text();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
     let kib = |key: &str| -> f64 {

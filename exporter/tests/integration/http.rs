@@ -4,7 +4,7 @@ use crate::helpers::Exporter;
 
 #[test]
 fn unknown_paths_are_404_and_wrong_methods_405() {
-    let e = Exporter::start(&["--no-collector.logs"]);
+    let e = Exporter::start(&[]);
     assert_eq!(e.get("/nope").status(), 404);
     let r = e.request(reqwest::Method::POST, "/metrics");
     assert_eq!(r.status(), 405);
@@ -15,7 +15,7 @@ fn unknown_paths_are_404_and_wrong_methods_405() {
 
 #[test]
 fn landing_page_links_every_endpoint_and_lists_collectors() {
-    let e = Exporter::start(&["--no-collector.logs", "--web.telemetry-path", "/custom"]);
+    let e = Exporter::start(&["--collector.host", "--web.telemetry-path", "/custom"]);
     let r = e.get("/");
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"]
@@ -39,12 +39,7 @@ fn landing_page_links_every_endpoint_and_lists_collectors() {
 
 #[test]
 fn health_reports_each_collector_and_uptime() {
-    let e = Exporter::start(&[
-        "--no-collector.database",
-        "--no-collector.redis",
-        "--no-collector.app",
-        "--no-collector.backup",
-    ]);
+    let e = Exporter::start(&["--collector.host", "--collector.logs", "--collector.access"]);
     let r = e.get("/health");
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().unwrap();

@@ -12,7 +12,7 @@ fn start(paths: &[&Path]) -> Exporter {
 }
 
 fn start_with(paths: &[&Path], extra: &[&str]) -> Exporter {
-    let mut args = vec!["--no-collector.host", "--logs.poll-interval", "100ms"];
+    let mut args = vec!["--collector.logs", "--logs.poll-interval", "100ms"];
     args.extend_from_slice(extra);
     let owned: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     for p in &owned {
@@ -291,16 +291,7 @@ fn odd_files_at_log_paths_neither_block_nor_repeat_in_the_log() {
     };
     cmd.arg("--web.listen-address")
         .arg(format!("127.0.0.1:{port}"))
-        .args([
-            "--no-collector.host",
-            "--no-collector.access",
-            "--no-collector.database",
-        ])
-        .args([
-            "--no-collector.redis",
-            "--no-collector.app",
-            "--no-collector.backup",
-        ])
+        .args(["--collector.disable-defaults", "--collector.logs"])
         .args(["--logs.poll-interval", "100ms", "--logs.app"])
         .arg(&normal);
     for p in odd {

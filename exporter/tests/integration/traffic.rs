@@ -37,7 +37,9 @@ fn access_and_chat_lines_become_exact_http_and_chat_metrics() {
     append(&access, b"");
     append(&app, b"");
     let e = Exporter::start(&[
-        "--no-collector.host",
+        "--collector.logs",
+        "--collector.chat",
+        "--collector.access",
         "--logs.poll-interval",
         "100ms",
         "--logs.access",
@@ -200,8 +202,7 @@ fn json_access_logs_with_configured_fields() {
     let access = dir.path().join("access.json");
     append(&access, b"");
     let e = Exporter::start(&[
-        "--no-collector.host",
-        "--no-collector.logs",
+        "--collector.access",
         "--logs.poll-interval",
         "100ms",
         "--logs.access",

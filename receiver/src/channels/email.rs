@@ -11,8 +11,103 @@ use lettre::transport::smtp::{SUBMISSIONS_PORT, SUBMISSION_PORT};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::SendError;
-use crate::config::{EmailConfig, SmtpTls};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
 use crate::payload::{Notice, Status};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub smtp_host: String,
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// PEM certificates to trust for the relay, besides the public roots
+    /// (an internal relay with a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    pub from: String,
+    /// Recipients per severity (the guide's getAlertEmails).
+    pub to: BTreeMap<String, Vec<String>>,
+    #[serde(default = "crate::config::yes")]
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS on the submission port.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS, for a local relay.
+    None,
+}
+
+/// Why `[channels.email]` cannot be used; each keeps its source.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("smtp_host: not a usable relay")]
+    Relay(#[source] lettre::transport::smtp::Error),
+    #[error("ca_file {path}: cannot read it")]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ca_file {path}: not a PEM certificate")]
+    Certificate {
+        path: PathBuf,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("from {value:?}: not a mailbox")]
+    From {
+        value: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+}
+
+/// The channel's line in [`super::ALL`].
+pub fn build(
+    config: &ChannelsConfig,
+    shared: &Shared,
+) -> Result<Option<Box<dyn Channel>>, ChannelError> {
+    match &config.email {
+        Some(c) => Ok(Some(Box::new(Email::new(c, shared.timeout)?))),
+        None => Ok(None),
+    }
+}
+
+impl Channel for Email {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.config.send_resolved
+    }
+
+    fn render(&self, notice: &Notice) -> Result<String, SendError> {
+        Ok(Self::bodies(notice).0)
+    }
+
+    fn send<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(Email::send(self, notice))
+    }
+}
 
 pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -28,26 +123,31 @@ fn html_escape(s: &str) -> String {
 }
 
 /// TLS that trusts the public roots and the certificates of `ca_file`.
-fn tls_with_ca(host: &str, ca_file: &std::path::Path) -> Result<TlsParameters, String> {
-    let pem = std::fs::read(ca_file)
-        .map_err(|e| format!("channels.email.ca_file {}: {e}", ca_file.display()))?;
-    let cert = Certificate::from_pem(&pem)
-        .map_err(|e| format!("channels.email.ca_file {}: {e}", ca_file.display()))?;
+fn tls_with_ca(host: &str, ca_file: &std::path::Path) -> Result<TlsParameters, EmailError> {
+    let pem = std::fs::read(ca_file).map_err(|source| EmailError::CaFile {
+        path: ca_file.to_owned(),
+        source,
+    })?;
+    let certificate = |source| EmailError::Certificate {
+        path: ca_file.to_owned(),
+        source,
+    };
+    let cert = Certificate::from_pem(&pem).map_err(certificate)?;
     TlsParameters::builder(host.to_string())
         .add_root_certificate(cert)
         .build()
-        .map_err(|e| format!("channels.email TLS: {e}"))
+        .map_err(certificate)
 }
 
 impl Email {
-    pub fn new(c: &EmailConfig, timeout: Duration) -> Result<Self, String> {
+    pub fn new(c: &EmailConfig, timeout: Duration) -> Result<Self, EmailError> {
         let mut builder = match (c.tls, &c.ca_file) {
             (SmtpTls::Starttls, None) => {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
-                    .map_err(|e| format!("channels.email.smtp_host: {e}"))?
+                    .map_err(EmailError::Relay)?
             }
             (SmtpTls::Implicit, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.smtp_host)
-                .map_err(|e| format!("channels.email.smtp_host: {e}"))?,
+                .map_err(EmailError::Relay)?,
             (SmtpTls::None, _) => {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.smtp_host)
             }
@@ -69,10 +169,10 @@ impl Email {
         if let (Some(u), Some(p)) = (&c.username, &c.password) {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
         }
-        let from = c
-            .from
-            .parse()
-            .map_err(|e| format!("channels.email.from {:?}: {e}", c.from))?;
+        let from = c.from.parse().map_err(|source| EmailError::From {
+            value: c.from.clone(),
+            source,
+        })?;
         Ok(Email {
             transport: builder.timeout(Some(timeout)).build(),
             from,
@@ -124,7 +224,7 @@ impl Email {
         (text, html)
     }
 
-    pub async fn send(&self, notice: &Notice) -> Result<(), SendError> {
+    async fn send(&self, notice: &Notice) -> Result<(), SendError> {
         let to = self
             .config
             .to

@@ -1,6 +1,9 @@
-//! The three channels of the guide's `NotificationService`. Each send
-//! either succeeds, fails for now (retried, honouring `Retry-After`), or
-//! fails for good (a 4xx other than 408/429: the message itself is wrong).
+//! The channels of the guide's `NotificationService`, behind one
+//! [`Channel`] trait. Each channel is one file holding its config section,
+//! its rendering and its sending; [`ALL`] is the one list that builds the
+//! configured ones. Each send either succeeds, fails for now (retried,
+//! honouring `Retry-After`), or fails for good (a 4xx other than 408/429:
+//! the message itself is wrong).
 
 pub mod email;
 pub mod slack;
@@ -8,8 +11,99 @@ pub mod webhook;
 
 use std::time::Duration;
 
-use crate::config::{Channel, ChannelsConfig};
-use crate::payload::Notice;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::payload::{Notice, Status};
+
+/// Every channel: its kind and how it is built from `[channels]`. Adding a
+/// channel is its file, its `ChannelKind` variant, its `[channels]` field
+/// and one line here.
+pub const ALL: &[(ChannelKind, Build)] = &[
+    (ChannelKind::Email, email::build),
+    (ChannelKind::Slack, slack::build),
+    (ChannelKind::Webhook, webhook::build),
+];
+
+/// Builds a channel from `[channels]`; `None` when it is not configured.
+pub type Build = fn(&ChannelsConfig, &Shared) -> Result<Option<Box<dyn Channel>>, ChannelError>;
+
+/// `[channels]`: one optional section per channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    pub email: Option<email::EmailConfig>,
+    pub slack: Option<slack::SlackConfig>,
+    pub webhook: Option<webhook::WebhookConfig>,
+}
+
+/// A channel's name: in routes, in the outbox's `channel` column, in the
+/// `channel` label.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Email,
+    Slack,
+    Webhook,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Email => "email",
+            ChannelKind::Slack => "slack",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChannelKind> {
+        ALL.iter().map(|(k, _)| *k).find(|k| k.as_str() == s)
+    }
+}
+
+/// What every channel's build gets besides its section.
+pub struct Shared {
+    /// One HTTP client for the HTTP channels (connection reuse, one TLS setup).
+    pub http: reqwest::Client,
+    /// `delivery.timeout`: the bound of one send.
+    pub timeout: Duration,
+    /// `delivery.slack_interval`.
+    pub slack_interval: Duration,
+}
+
+/// One way to notify people.
+pub trait Channel: Send + Sync {
+    fn kind(&self) -> ChannelKind;
+
+    /// Whether resolved notices go out too (`send_resolved`).
+    fn send_resolved(&self) -> bool;
+
+    /// Whether it takes this notice.
+    fn wants(&self, notice: &Notice) -> bool {
+        notice.status != Status::Resolved || self.send_resolved()
+    }
+
+    /// The message as this channel sends it (the email's text part, the
+    /// JSON body of Slack or the webhook).
+    fn render(&self, notice: &Notice) -> Result<String, SendError>;
+
+    fn send<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), SendError>>;
+
+    /// The least time between two sends (Slack allows about one message a
+    /// second per webhook).
+    fn pace(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A channel that could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("cannot build the HTTP client")]
+    Http(#[source] reqwest::Error),
+    #[error("channels.email.{0}")]
+    Email(#[from] email::EmailError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -64,99 +158,63 @@ pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
     }
 }
 
-/// The names of the channels that have a configuration, or `none`.
-pub fn configured_names(c: &ChannelsConfig) -> Vec<&'static str> {
-    let names: Vec<&'static str> = [
-        (c.email.is_some(), "email"),
-        (c.slack.is_some(), "slack"),
-        (c.webhook.is_some(), "webhook"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    if names.is_empty() {
-        vec!["none"]
-    } else {
-        names
-    }
-}
-
+/// The configured channels, built from `[channels]` in one place.
 pub struct Senders {
-    http: reqwest::Client,
-    email: Option<email::Email>,
-    config: ChannelsConfig,
+    channels: Vec<Box<dyn Channel>>,
 }
 
 impl Senders {
-    pub fn new(config: &ChannelsConfig, timeout: Duration) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("llmchat-receiver/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let email = config
-            .email
-            .as_ref()
-            .map(|c| email::Email::new(c, timeout))
-            .transpose()?;
-        Ok(Senders {
-            http,
-            email,
-            config: config.clone(),
-        })
+    pub fn new(config: &crate::config::Config) -> Result<Self, ChannelError> {
+        let shared = Shared {
+            http: reqwest::Client::builder()
+                .timeout(config.delivery.timeout)
+                .connect_timeout(Duration::from_secs(5))
+                .user_agent(concat!("llmchat-receiver/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(ChannelError::Http)?,
+            timeout: config.delivery.timeout,
+            slack_interval: config.delivery.slack_interval,
+        };
+        let mut channels = Vec::new();
+        for (_, build) in ALL {
+            if let Some(channel) = build(&config.channels, &shared)? {
+                channels.push(channel);
+            }
+        }
+        Ok(Senders { channels })
     }
 
-    /// Whether a channel is configured and wants this notice (resolved
-    /// notices only where `send_resolved`).
-    pub fn wants(&self, channel: Channel, notice: &Notice) -> bool {
-        let resolved = notice.status == crate::payload::Status::Resolved;
-        match channel {
-            Channel::Email => self
-                .config
-                .email
-                .as_ref()
-                .is_some_and(|c| !resolved || c.send_resolved),
-            Channel::Slack => self
-                .config
-                .slack
-                .as_ref()
-                .is_some_and(|c| !resolved || c.send_resolved),
-            Channel::Webhook => self
-                .config
-                .webhook
-                .as_ref()
-                .is_some_and(|c| !resolved || c.send_resolved),
-        }
+    pub fn get(&self, kind: ChannelKind) -> Option<&dyn Channel> {
+        self.channels
+            .iter()
+            .find(|c| c.kind() == kind)
+            .map(|c| c.as_ref())
+    }
+
+    /// Whether a channel is configured and wants this notice.
+    pub fn wants(&self, kind: ChannelKind, notice: &Notice) -> bool {
+        self.get(kind).is_some_and(|c| c.wants(notice))
     }
 
     /// The channels that have a configuration.
-    pub fn configured(&self) -> Vec<Channel> {
-        let c = &self.config;
-        [
-            (c.email.is_some(), Channel::Email),
-            (c.slack.is_some(), Channel::Slack),
-            (c.webhook.is_some(), Channel::Webhook),
-        ]
-        .into_iter()
-        .filter_map(|(on, ch)| on.then_some(ch))
-        .collect()
+    pub fn configured(&self) -> Vec<ChannelKind> {
+        self.channels.iter().map(|c| c.kind()).collect()
     }
 
-    pub async fn send(&self, channel: Channel, notice: &Notice) -> Result<(), SendError> {
-        match channel {
-            Channel::Email => match &self.email {
-                Some(e) => e.send(notice).await,
-                None => Err(SendError::NotConfigured("email")),
-            },
-            Channel::Slack => match &self.config.slack {
-                Some(c) => slack::send(&self.http, c, notice).await,
-                None => Err(SendError::NotConfigured("slack")),
-            },
-            Channel::Webhook => match &self.config.webhook {
-                Some(c) => webhook::send(&self.http, c, notice).await,
-                None => Err(SendError::NotConfigured("webhook")),
-            },
+    /// Their names, or `none`.
+    pub fn configured_names(&self) -> Vec<&'static str> {
+        let names: Vec<_> = self.channels.iter().map(|c| c.kind().as_str()).collect();
+        if names.is_empty() {
+            vec!["none"]
+        } else {
+            names
+        }
+    }
+
+    pub async fn send(&self, kind: ChannelKind, notice: &Notice) -> Result<(), SendError> {
+        match self.get(kind) {
+            Some(c) => c.send(notice).await,
+            None => Err(SendError::NotConfigured(kind.as_str())),
         }
     }
 }

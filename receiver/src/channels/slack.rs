@@ -5,7 +5,12 @@
 use serde_json::json;
 
 use super::{http_outcome, transport_error, SendError};
-use crate::config::SlackConfig;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
 use crate::payload::{Notice, Status};
 
 /// Slack shows at most this many fields per attachment.
@@ -46,6 +51,56 @@ pub fn message(notice: &Notice) -> serde_json::Value {
             "footer": "llmchat-receiver",
         }]
     })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub webhook_url: String,
+    #[serde(default = "crate::config::yes")]
+    pub send_resolved: bool,
+}
+
+/// The channel's line in [`super::ALL`].
+pub fn build(
+    config: &ChannelsConfig,
+    shared: &Shared,
+) -> Result<Option<Box<dyn Channel>>, ChannelError> {
+    Ok(config.slack.as_ref().map(|c| {
+        Box::new(Slack {
+            http: shared.http.clone(),
+            config: c.clone(),
+            pace: shared.slack_interval,
+        }) as Box<dyn Channel>
+    }))
+}
+
+pub struct Slack {
+    http: reqwest::Client,
+    config: SlackConfig,
+    pace: Duration,
+}
+
+impl Channel for Slack {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Slack
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.config.send_resolved
+    }
+
+    fn render(&self, notice: &Notice) -> Result<String, SendError> {
+        Ok(message(notice).to_string())
+    }
+
+    fn send<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(send(&self.http, &self.config, notice))
+    }
+
+    fn pace(&self) -> Duration {
+        self.pace
+    }
 }
 
 pub async fn send(

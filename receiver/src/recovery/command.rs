@@ -15,8 +15,11 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 
+use std::collections::BTreeMap;
+
 use super::config::CommandSpec;
-use super::{Outcome, RunResult, OUTPUT_LIMIT};
+use super::{Decision, Outcome, OUTPUT_LIMIT};
+use crate::payload::Alert;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -144,9 +147,9 @@ pub async fn run(
             let exit_status = status.code().or(status.signal().map(|s| 128 + s));
             Outcome {
                 result: if status.success() {
-                    RunResult::Succeeded
+                    Decision::Succeeded
                 } else {
-                    RunResult::Failed
+                    Decision::Failed
                 },
                 exit_status: exit_status.map(i64::from),
                 output,
@@ -158,9 +161,9 @@ pub async fn run(
         }
         Err((cancelled, status)) => Outcome {
             result: if cancelled {
-                RunResult::Cancelled
+                Decision::Cancelled
             } else {
-                RunResult::TimedOut
+                Decision::TimedOut
             },
             exit_status: status
                 .code()
@@ -177,4 +180,97 @@ pub async fn run(
             }),
         },
     })
+}
+/// Labels passed to a command at most; alerts have a few dozen.
+const MAX_ENV_LABELS: usize = 64;
+/// Longest label value passed on, in bytes.
+const MAX_ENV_VALUE: usize = 1024;
+
+/// The alert as environment variables: `LLMCHAT_ALERT_<LABEL>` for each
+/// label (name upper-cased, anything but [A-Z0-9_] made `_`), plus
+/// `LLMCHAT_ALERT_FINGERPRINT`, `_STATUS`, `_STARTS_AT` and
+/// `LLMCHAT_ACTION`. Values lose NUL and control characters (a newline
+/// becomes a space) and are cut at 1 KiB; they are data for the command,
+/// never parsed by a shell of ours.
+pub fn alert_env(alert: &Alert, action: &str) -> Vec<(String, String)> {
+    let clean = |v: &str| {
+        let mut s: String = v
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if s.len() > MAX_ENV_VALUE {
+            let mut cut = MAX_ENV_VALUE;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+        }
+        s
+    };
+    let mut env: BTreeMap<String, String> = alert
+        .labels
+        .iter()
+        .take(MAX_ENV_LABELS)
+        .map(|(k, v)| {
+            let name: String = k
+                .chars()
+                .map(|c| {
+                    let c = c.to_ascii_uppercase();
+                    if c.is_ascii_alphanumeric() {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (format!("LLMCHAT_ALERT_{name}"), clean(v))
+        })
+        .collect();
+    env.insert(
+        "LLMCHAT_ALERT_FINGERPRINT".into(),
+        clean(&alert.fingerprint),
+    );
+    env.insert("LLMCHAT_ALERT_STATUS".into(), alert.status.as_str().into());
+    env.insert("LLMCHAT_ALERT_STARTS_AT".into(), clean(&alert.starts_at));
+    env.insert("LLMCHAT_ACTION".into(), action.into());
+    env.into_iter().collect()
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+    use crate::payload::Status;
+
+    #[test]
+    fn alert_labels_become_inert_environment_values() {
+        let alert = Alert {
+            status: Status::Firing,
+            labels: BTreeMap::from([
+                ("alertname".to_string(), "X".to_string()),
+                (
+                    "evil-name.x".to_string(),
+                    "$(touch x); `id`\nrm -rf /\0".to_string(),
+                ),
+            ]),
+            annotations: BTreeMap::new(),
+            starts_at: "2026-11-26T10:00:00Z".into(),
+            ends_at: String::new(),
+            generator_url: String::new(),
+            fingerprint: "fp".into(),
+        };
+        let env: BTreeMap<String, String> = alert_env(&alert, "restart").into_iter().collect();
+        assert_eq!(
+            env["LLMCHAT_ALERT_EVIL_NAME_X"],
+            "$(touch x); `id` rm -rf / "
+        );
+        assert_eq!(env["LLMCHAT_ALERT_ALERTNAME"], "X");
+        assert_eq!(env["LLMCHAT_ALERT_FINGERPRINT"], "fp");
+        assert_eq!(env["LLMCHAT_ACTION"], "restart");
+        let long = Alert {
+            labels: BTreeMap::from([("a".to_string(), "é".repeat(2000))]),
+            ..alert
+        };
+        let env: BTreeMap<String, String> = alert_env(&long, "x").into_iter().collect();
+        assert!(env["LLMCHAT_ALERT_A"].len() <= MAX_ENV_VALUE);
+    }
 }

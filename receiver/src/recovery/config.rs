@@ -61,9 +61,65 @@ pub const DEFAULT_TRIGGERS: [(&str, &str); 3] = [
     ("slow_response", "cache_cleanup"),
 ];
 
+/// One action as configured: its limits, and what it does (`effect`).
+/// Read through [`RawAction`], whose four optional keys are the TOML
+/// shape (`[recovery.actions.x.command]`, ...); "exactly one of them" is
+/// checked there, once, and becomes the [`EffectConfig`] enum.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawAction")]
+pub struct ActionConfig {
+    pub cooldown: Duration,
+    pub max_runs_per_hour: u32,
+    pub dry_run: bool,
+    pub cancel_on_resolve: bool,
+    pub effect: EffectConfig,
+}
+
+/// What an action does: exactly one kind.
+#[derive(Debug, Clone)]
+pub enum EffectConfig {
+    Command(CommandSpec),
+    Http(HttpSpec),
+    Signal(SignalSpec),
+    RedisCleanup(RedisCleanupSpec),
+}
+
+impl EffectConfig {
+    /// The kind's key, and the `kind` of audit rows and `/actions`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EffectConfig::Command(_) => "command",
+            EffectConfig::Http(_) => "http",
+            EffectConfig::Signal(_) => "signal",
+            EffectConfig::RedisCleanup(_) => "redis_cleanup",
+        }
+    }
+}
+
+impl TryFrom<RawAction> for ActionConfig {
+    type Error = String;
+
+    fn try_from(a: RawAction) -> Result<Self, String> {
+        let effect = match (a.command, a.http, a.signal, a.redis_cleanup) {
+            (Some(x), None, None, None) => EffectConfig::Command(x),
+            (None, Some(x), None, None) => EffectConfig::Http(x),
+            (None, None, Some(x), None) => EffectConfig::Signal(x),
+            (None, None, None, Some(x)) => EffectConfig::RedisCleanup(x),
+            _ => return Err("needs exactly one of command, http, signal or redis_cleanup".into()),
+        };
+        Ok(ActionConfig {
+            cooldown: a.cooldown,
+            max_runs_per_hour: a.max_runs_per_hour,
+            dry_run: a.dry_run,
+            cancel_on_resolve: a.cancel_on_resolve,
+            effect,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ActionConfig {
+pub struct RawAction {
     /// No second run of this action starts within this time of the last.
     #[serde(default = "default_cooldown", with = "duration")]
     pub cooldown: Duration,
@@ -179,26 +235,6 @@ fn default_scan_count() -> u64 {
     1000
 }
 
-/// What an action does, once validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Command,
-    Http,
-    Signal,
-    RedisCleanup,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Command => "command",
-            Kind::Http => "http",
-            Kind::Signal => "signal",
-            Kind::RedisCleanup => "redis_cleanup",
-        }
-    }
-}
-
 fn is_redis_url(u: &str) -> bool {
     u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")
 }
@@ -265,18 +301,7 @@ impl RecoveryConfig {
             {
                 return Err(bad("action names are 1-64 characters of [A-Za-z0-9_-]"));
             }
-            let kinds = [
-                a.command.is_some(),
-                a.http.is_some(),
-                a.signal.is_some(),
-                a.redis_cleanup.is_some(),
-            ];
-            if kinds.iter().filter(|k| **k).count() != 1 {
-                return Err(bad(
-                    "needs exactly one of command, http, signal or redis_cleanup",
-                ));
-            }
-            if let Some(c) = &a.command {
+            if let EffectConfig::Command(c) = &a.effect {
                 if c.argv.is_empty() || c.argv[0].is_empty() {
                     return Err(bad("command.argv needs at least the program"));
                 }
@@ -294,7 +319,7 @@ impl RecoveryConfig {
                     )));
                 }
             }
-            if let Some(h) = &a.http {
+            if let EffectConfig::Http(h) = &a.effect {
                 if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
                     return Err(bad("http.url must be an http(s) URL"));
                 }
@@ -310,7 +335,7 @@ impl RecoveryConfig {
                     return Err(bad("http.timeout must be above zero"));
                 }
             }
-            if let Some(s) = &a.signal {
+            if let EffectConfig::Signal(s) = &a.effect {
                 if super::signal::parse_signal(&s.signal).is_none() {
                     return Err(bad(&format!(
                         "signal.signal {:?} is not a signal name",
@@ -321,7 +346,7 @@ impl RecoveryConfig {
                     return Err(bad("signal needs exactly one of pid_file or process_name"));
                 }
             }
-            if let Some(r) = &a.redis_cleanup {
+            if let EffectConfig::RedisCleanup(r) = &a.effect {
                 match r.url.as_ref().or(self.redis_url.as_ref()) {
                     None => {
                         return Err(bad(
@@ -351,7 +376,7 @@ impl RecoveryConfig {
                     ));
                 }
             }
-            if a.cancel_on_resolve && a.command.is_none() {
+            if a.cancel_on_resolve && !matches!(a.effect, EffectConfig::Command(_)) {
                 return Err(bad("cancel_on_resolve applies to command actions only"));
             }
         }

@@ -4,7 +4,7 @@
 //! and header values may hold tokens, so errors name neither.
 
 use super::config::HttpSpec;
-use super::{Outcome, RunResult, OUTPUT_LIMIT};
+use super::{Decision, Outcome, OUTPUT_LIMIT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpActionError {
@@ -51,9 +51,9 @@ impl HttpAction {
             Err(e) => {
                 return Ok(Outcome {
                     result: if e.is_timeout() {
-                        RunResult::TimedOut
+                        Decision::TimedOut
                     } else {
-                        RunResult::Failed
+                        Decision::Failed
                     },
                     exit_status: None,
                     output: String::new(),
@@ -88,9 +88,9 @@ impl HttpAction {
         }
         Ok(Outcome {
             result: match (ok, timed_out) {
-                (_, true) => RunResult::TimedOut,
-                (true, _) => RunResult::Succeeded,
-                (false, _) => RunResult::Failed,
+                (_, true) => Decision::TimedOut,
+                (true, _) => Decision::Succeeded,
+                (false, _) => Decision::Failed,
             },
             exit_status: Some(i64::from(status)),
             output: super::output_text(&body),

@@ -11,77 +11,40 @@
 pub mod command;
 pub mod config;
 pub mod coordination;
+pub mod decision;
 pub mod http_action;
+mod maintenance;
 pub mod matcher;
+mod notice;
 pub mod redis_cleanup;
 pub mod signal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use self::config::{ActionConfig, Kind, RecoveryConfig, Trigger};
+use self::config::{ActionConfig, EffectConfig, RecoveryConfig, Trigger};
 use self::coordination::{Admission, Coordinator};
+pub use self::decision::Decision;
 use crate::channels::Senders;
-use crate::config::Channel;
+
 use crate::metrics::{ActionLabels, Metrics};
-use crate::payload::{Alert, Notice, Status};
-use crate::store::{now_ms, AuditRecord, NewNotification, Store};
+use crate::payload::{Alert, Status};
+use crate::store::{now_ms, AuditRecord, Store};
 
 /// How much of an action's output the audit keeps.
 pub const OUTPUT_LIMIT: usize = 4096;
 
-/// Labels passed to a command at most; alerts have a few dozen.
-const MAX_ENV_LABELS: usize = 64;
-/// Longest label value passed on, in bytes.
-const MAX_ENV_VALUE: usize = 1024;
-
-/// Every result a decision can have, for the metric's label.
-pub const RESULTS: [&str; 10] = [
-    "succeeded",
-    "failed",
-    "timed_out",
-    "cancelled",
-    "dry_run",
-    "skipped_cooldown",
-    "skipped_rate_limit",
-    "skipped_running",
-    "skipped_unavailable",
-    "abandoned",
-];
-
 /// Beyond a Redis cleanup's own budget, before the run counts as hung.
 const REDIS_CLEANUP_GRACE: Duration = Duration::from_secs(2);
-
-/// How audit records are forgotten.
-const AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunResult {
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-}
-
-impl RunResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunResult::Succeeded => "succeeded",
-            RunResult::Failed => "failed",
-            RunResult::TimedOut => "timed_out",
-            RunResult::Cancelled => "cancelled",
-        }
-    }
-}
 
 /// How one run ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub result: RunResult,
+    pub result: Decision,
     /// The exit code (128+signal when killed), or the HTTP status.
     pub exit_status: Option<i64>,
     pub output: String,
@@ -97,56 +60,6 @@ pub fn output_text(bytes: &[u8]) -> String {
     s
 }
 
-/// The alert as environment variables: `LLMCHAT_ALERT_<LABEL>` for each
-/// label (name upper-cased, anything but [A-Z0-9_] made `_`), plus
-/// `LLMCHAT_ALERT_FINGERPRINT`, `_STATUS`, `_STARTS_AT` and
-/// `LLMCHAT_ACTION`. Values lose NUL and control characters (a newline
-/// becomes a space) and are cut at 1 KiB; they are data for the command,
-/// never parsed by a shell of ours.
-pub fn alert_env(alert: &Alert, action: &str) -> Vec<(String, String)> {
-    let clean = |v: &str| {
-        let mut s: String = v
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        if s.len() > MAX_ENV_VALUE {
-            let mut cut = MAX_ENV_VALUE;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            s.truncate(cut);
-        }
-        s
-    };
-    let mut env: BTreeMap<String, String> = alert
-        .labels
-        .iter()
-        .take(MAX_ENV_LABELS)
-        .map(|(k, v)| {
-            let name: String = k
-                .chars()
-                .map(|c| {
-                    let c = c.to_ascii_uppercase();
-                    if c.is_ascii_alphanumeric() {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            (format!("LLMCHAT_ALERT_{name}"), clean(v))
-        })
-        .collect();
-    env.insert(
-        "LLMCHAT_ALERT_FINGERPRINT".into(),
-        clean(&alert.fingerprint),
-    );
-    env.insert("LLMCHAT_ALERT_STATUS".into(), alert.status.as_str().into());
-    env.insert("LLMCHAT_ALERT_STARTS_AT".into(), clean(&alert.starts_at));
-    env.insert("LLMCHAT_ACTION".into(), action.into());
-    env.into_iter().collect()
-}
-
 /// One configured action and its run-at-a-time flag.
 struct Action {
     name: String,
@@ -156,7 +69,8 @@ struct Action {
     busy: AtomicBool,
 }
 
-/// What an action does, resolved once from its validated configuration.
+/// What an action does, resolved once from its validated configuration
+/// (an HTTP action builds its client here).
 enum Effect {
     Command(config::CommandSpec),
     Http(http_action::HttpAction),
@@ -165,25 +79,20 @@ enum Effect {
 }
 
 impl Effect {
-    fn new(c: &ActionConfig) -> Result<Effect, String> {
-        Ok(match (&c.command, &c.http, &c.signal, &c.redis_cleanup) {
-            (Some(x), None, None, None) => Effect::Command(x.clone()),
-            (None, Some(x), None, None) => {
-                Effect::Http(http_action::HttpAction::new(x).map_err(|e| e.to_string())?)
+    fn new(name: &str, c: &EffectConfig) -> Result<Effect, RecoveryError> {
+        Ok(match c {
+            EffectConfig::Command(x) => Effect::Command(x.clone()),
+            EffectConfig::Http(x) => {
+                Effect::Http(http_action::HttpAction::new(x).map_err(|source| {
+                    RecoveryError::Http {
+                        name: name.to_string(),
+                        source,
+                    }
+                })?)
             }
-            (None, None, Some(x), None) => Effect::Signal(x.clone()),
-            (None, None, None, Some(x)) => Effect::RedisCleanup(x.clone()),
-            _ => return Err("needs exactly one of command, http, signal or redis_cleanup".into()),
+            EffectConfig::Signal(x) => Effect::Signal(x.clone()),
+            EffectConfig::RedisCleanup(x) => Effect::RedisCleanup(x.clone()),
         })
-    }
-
-    fn kind(&self) -> Kind {
-        match self {
-            Effect::Command(_) => Kind::Command,
-            Effect::Http(_) => Kind::Http,
-            Effect::Signal(_) => Kind::Signal,
-            Effect::RedisCleanup(_) => Kind::RedisCleanup,
-        }
     }
 }
 
@@ -218,8 +127,12 @@ impl Drop for BusyGuard<'_> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    #[error("recovery.actions {name}: {reason}")]
-    Action { name: String, reason: String },
+    #[error("recovery.actions.{name}.http: {source}")]
+    Http {
+        name: String,
+        #[source]
+        source: http_action::HttpActionError,
+    },
     #[error("recovery.redis_url: {0}")]
     Coordination(#[from] coordination::CoordinationError),
 }
@@ -241,26 +154,6 @@ pub struct Recovery {
     cancellable: Mutex<HashMap<(String, String), tokio::sync::watch::Sender<bool>>>,
 }
 
-/// A decision that did not run anything.
-#[derive(Debug, Clone, Copy)]
-enum Skip {
-    Running,
-    RateLimited,
-    Cooldown,
-    Unavailable,
-}
-
-impl Skip {
-    fn as_str(self) -> &'static str {
-        match self {
-            Skip::Running => "skipped_running",
-            Skip::RateLimited => "skipped_rate_limit",
-            Skip::Cooldown => "skipped_cooldown",
-            Skip::Unavailable => "skipped_unavailable",
-        }
-    }
-}
-
 impl Recovery {
     pub fn new(
         config: &RecoveryConfig,
@@ -271,10 +164,7 @@ impl Recovery {
     ) -> Result<Self, RecoveryError> {
         let mut actions = BTreeMap::new();
         for (name, c) in &config.actions {
-            let effect = Effect::new(c).map_err(|reason| RecoveryError::Action {
-                name: name.clone(),
-                reason,
-            })?;
+            let effect = Effect::new(name, &c.effect)?;
             actions.insert(
                 name.clone(),
                 Arc::new(Action {
@@ -288,12 +178,12 @@ impl Recovery {
         // Every (action, result) starts at 0: a counter that appears only
         // with its first increment hides that increment from increase().
         for name in actions.keys() {
-            for result in RESULTS {
+            for result in Decision::FINAL {
                 metrics
                     .recovery_actions
                     .get_or_create(&ActionLabels {
                         action: name.clone(),
-                        result: result.to_string(),
+                        result: result.as_str().to_string(),
                     })
                     .inc_by(0);
             }
@@ -356,12 +246,12 @@ impl Recovery {
         }
     }
 
-    fn count(&self, action: &str, result: &str) {
+    fn count(&self, action: &str, result: Decision) {
         self.metrics
             .recovery_actions
             .get_or_create(&ActionLabels {
                 action: action.to_string(),
-                result: result.to_string(),
+                result: result.as_str().to_string(),
             })
             .inc();
     }
@@ -371,16 +261,16 @@ impl Recovery {
         action: &Action,
         alert: &Alert,
         dry_run: bool,
-        skip: Skip,
+        skip: Decision,
         detail: Option<String>,
     ) {
         let now = now_ms();
-        self.count(&action.name, skip.as_str());
+        self.count(&action.name, skip);
         tracing::info!(action = %action.name, alert = alert.labels.get("alertname").map(String::as_str).unwrap_or(""), fingerprint = %alert.fingerprint, decision = skip.as_str(), "recovery action skipped");
         let record = AuditRecord {
             id: 0,
             action: action.name.clone(),
-            kind: action.effect.kind().as_str().into(),
+            kind: action.config.effect.kind().into(),
             alertname: alertname(alert),
             fingerprint: alert.fingerprint.clone(),
             result: skip.as_str().into(),
@@ -407,7 +297,7 @@ impl Recovery {
             .is_err()
         {
             return self
-                .record_skip(&action, alert, dry_run, Skip::Running, None)
+                .record_skip(&action, alert, dry_run, Decision::SkippedRunning, None)
                 .await;
         }
         let _busy = BusyGuard(&action.busy);
@@ -426,7 +316,7 @@ impl Recovery {
                             &action,
                             alert,
                             dry_run,
-                            Skip::Running,
+                            Decision::SkippedRunning,
                             Some("running in another replica".into()),
                         )
                         .await
@@ -438,7 +328,7 @@ impl Recovery {
                             &action,
                             alert,
                             dry_run,
-                            Skip::Unavailable,
+                            Decision::SkippedUnavailable,
                             Some(e.to_string()),
                         )
                         .await;
@@ -475,13 +365,19 @@ impl Recovery {
             Ok(Admission::Granted) => {}
             Ok(Admission::Cooldown) => {
                 return self
-                    .record_skip(action, alert, dry_run, Skip::Cooldown, None)
+                    .record_skip(action, alert, dry_run, Decision::SkippedCooldown, None)
                     .await
             }
             Ok(Admission::RateLimited) => {
                 let detail = format!("{} runs in the last hour", action.config.max_runs_per_hour);
                 return self
-                    .record_skip(action, alert, dry_run, Skip::RateLimited, Some(detail))
+                    .record_skip(
+                        action,
+                        alert,
+                        dry_run,
+                        Decision::SkippedRateLimit,
+                        Some(detail),
+                    )
                     .await;
             }
             Err(e) => {
@@ -491,7 +387,7 @@ impl Recovery {
                         action,
                         alert,
                         dry_run,
-                        Skip::Unavailable,
+                        Decision::SkippedUnavailable,
                         Some(e.to_string()),
                     )
                     .await;
@@ -500,10 +396,16 @@ impl Recovery {
         let mut record = AuditRecord {
             id: 0,
             action: name.to_string(),
-            kind: action.effect.kind().as_str().into(),
+            kind: action.config.effect.kind().into(),
             alertname: alertname(alert),
             fingerprint: alert.fingerprint.clone(),
-            result: if dry_run { "dry_run" } else { "running" }.into(),
+            result: if dry_run {
+                Decision::DryRun
+            } else {
+                Decision::Running
+            }
+            .as_str()
+            .into(),
             dry_run,
             started_ms: now_ms(),
             finished_ms: None,
@@ -512,7 +414,7 @@ impl Recovery {
             detail: dry_run.then(|| {
                 format!(
                     "dry run: the {} action was not run",
-                    action.effect.kind().as_str()
+                    action.config.effect.kind()
                 )
             }),
         };
@@ -524,7 +426,7 @@ impl Recovery {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(action = %name, error = %e, "cannot write the recovery audit; not running");
-                self.count(name, Skip::Unavailable.as_str());
+                self.count(name, Decision::SkippedUnavailable);
                 return;
             }
         };
@@ -532,8 +434,8 @@ impl Recovery {
             // The store was too slow to decide: running now could outlive
             // the run lock and overlap another replica's run.
             tracing::error!(action = %name, "the recovery decision took longer than the run lock allows; not running");
-            self.count(name, Skip::Unavailable.as_str());
-            record.result = Skip::Unavailable.as_str().into();
+            self.count(name, Decision::SkippedUnavailable);
+            record.result = Decision::SkippedUnavailable.as_str().into();
             record.finished_ms = Some(now_ms());
             record.detail = Some("the store was too slow to decide within the run lock".into());
             if let Err(e) = self.store.audit_finish(&record).await {
@@ -542,7 +444,7 @@ impl Recovery {
             return;
         }
         if dry_run {
-            self.count(name, "dry_run");
+            self.count(name, Decision::DryRun);
             tracing::info!(action = %name, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action: dry run");
             self.notify(&record, to_slack, None).await;
             return;
@@ -562,8 +464,8 @@ impl Recovery {
         record.exit_status = outcome.exit_status;
         record.output = outcome.output;
         record.detail = outcome.detail;
-        self.count(name, outcome.result.as_str());
-        if outcome.result == RunResult::Succeeded {
+        self.count(name, outcome.result);
+        if outcome.result == Decision::Succeeded {
             tracing::info!(action = %name, took = ?took, exit_status = ?record.exit_status, "recovery action succeeded");
         } else {
             tracing::warn!(action = %name, result = %record.result, took = ?took, exit_status = ?record.exit_status, detail = record.detail.as_deref().unwrap_or(""), "recovery action did not succeed");
@@ -576,7 +478,7 @@ impl Recovery {
 
     async fn execute(&self, action: &Action, alert: &Alert) -> Outcome {
         let failed = |detail: String| Outcome {
-            result: RunResult::Failed,
+            result: Decision::Failed,
             exit_status: None,
             output: String::new(),
             detail: Some(detail),
@@ -591,7 +493,7 @@ impl Recovery {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(key.clone(), tx);
                 }
-                let env = alert_env(alert, &action.name);
+                let env = command::alert_env(alert, &action.name);
                 let outcome = command::run(spec, &env, rx).await;
                 if action.config.cancel_on_resolve {
                     self.cancellable
@@ -613,91 +515,12 @@ impl Recovery {
                 {
                     Ok(r) => r.unwrap_or_else(|e| failed(e.to_string())),
                     Err(_) => Outcome {
-                        result: RunResult::TimedOut,
+                        result: Decision::TimedOut,
                         exit_status: None,
                         output: String::new(),
                         detail: Some("Redis did not answer within the time budget".into()),
                     },
                 }
-            }
-        }
-    }
-
-    /// The outcome as an `info` event: to the webhook, and to Slack when
-    /// the alert that triggered it went there. Through the outbox, so it
-    /// is retried and deduplicated like any notification.
-    async fn notify(&self, r: &AuditRecord, to_slack: bool, took: Option<Duration>) {
-        let summary = if r.dry_run {
-            format!(
-                "Dry run: recovery action {} would run for {}",
-                r.action, r.alertname
-            )
-        } else {
-            format!(
-                "Recovery action {} {} for {}",
-                r.action, r.result, r.alertname
-            )
-        };
-        let mut description = format!("Action {} ({}): {}.", r.action, r.kind, r.result);
-        if let Some(t) = took {
-            description.push_str(&format!(" Took {:.1}s.", t.as_secs_f64()));
-        }
-        if let Some(s) = r.exit_status {
-            description.push_str(&format!(" Exit status {s}."));
-        }
-        if let Some(d) = &r.detail {
-            description.push_str(&format!(" {d}."));
-        }
-        description.push_str(" Full output: GET /actions.");
-        let labels = BTreeMap::from([
-            ("alertname".to_string(), "LLMChatRecoveryAction".to_string()),
-            ("severity".to_string(), "info".to_string()),
-            ("action".to_string(), r.action.clone()),
-            ("result".to_string(), r.result.clone()),
-            ("trigger_alertname".to_string(), r.alertname.clone()),
-            ("trigger_fingerprint".to_string(), r.fingerprint.clone()),
-        ]);
-        let notice = Notice {
-            alertname: "LLMChatRecoveryAction".into(),
-            status: Status::Firing,
-            severity: "info".into(),
-            summary,
-            description,
-            labels,
-            annotations: BTreeMap::new(),
-            starts_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            ends_at: None,
-            generator_url: String::new(),
-            fingerprint: format!("recovery-{}", r.id),
-            group_key: format!("recovery:{}", r.action),
-            truncated_alerts: 0,
-            external_url: String::new(),
-        };
-        let Ok(payload) = serde_json::to_string(&notice) else {
-            return;
-        };
-        let mut channels = vec![Channel::Webhook];
-        if to_slack {
-            channels.push(Channel::Slack);
-        }
-        let rows: Vec<NewNotification> = channels
-            .into_iter()
-            .filter(|c| self.senders.wants(*c, &notice))
-            .map(|c| NewNotification {
-                // The audit id is unique in the shared store.
-                dedup_key: format!("recovery|{}|{}|{}", r.id, r.started_ms, c.as_str()),
-                channel: c.as_str().into(),
-                severity: "info".into(),
-                status: "firing".into(),
-                alertname: notice.alertname.clone(),
-                payload: payload.clone(),
-            })
-            .collect();
-        match self.store.insert(&rows).await {
-            Ok(n) if n > 0 => self.wake.notify_one(),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(action = %r.action, error = %e, "cannot queue the recovery notification")
             }
         }
     }
@@ -711,7 +534,7 @@ impl Recovery {
             .map(|a| {
                 json!({
                     "name": a.name,
-                    "kind": a.effect.kind().as_str(),
+                    "kind": a.config.effect.kind(),
                     "cooldown_seconds": a.config.cooldown.as_secs_f64(),
                     "max_runs_per_hour": a.config.max_runs_per_hour,
                     "dry_run": self.dry_run || a.config.dry_run,
@@ -741,43 +564,6 @@ impl Recovery {
     pub fn store(&self) -> &Store {
         &self.store
     }
-
-    /// Every minute, closes the audit records of runs that cannot still be
-    /// going (older than their action's longest run: the receiver running
-    /// them stopped), as `abandoned`; hourly, forgets old records.
-    pub async fn maintain(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut last_purge: Option<Instant> = None;
-        loop {
-            for action in self.actions.values() {
-                let before = now_ms() - action.longest_run().as_millis() as i64;
-                match self.store.audit_abandon(&action.name, before).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(action = %action.name, runs = n, "recovery runs interrupted by a stop recorded as abandoned");
-                        self.metrics
-                            .recovery_actions
-                            .get_or_create(&ActionLabels {
-                                action: action.name.clone(),
-                                result: "abandoned".into(),
-                            })
-                            .inc_by(n);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "recovery audit update failed"),
-                }
-            }
-            if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
-                let cutoff = now_ms() - AUDIT_RETENTION.as_millis() as i64;
-                if let Err(e) = self.store.purge_audit(cutoff).await {
-                    tracing::warn!(error = %e, "recovery audit purge failed");
-                }
-                last_purge = Some(Instant::now());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.maintenance_interval) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
 }
 
 fn alertname(alert: &Alert) -> String {
@@ -791,39 +577,6 @@ fn alertname(alert: &Alert) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn alert_labels_become_inert_environment_values() {
-        let alert = Alert {
-            status: Status::Firing,
-            labels: BTreeMap::from([
-                ("alertname".to_string(), "X".to_string()),
-                (
-                    "evil-name.x".to_string(),
-                    "$(touch x); `id`\nrm -rf /\0".to_string(),
-                ),
-            ]),
-            annotations: BTreeMap::new(),
-            starts_at: "2026-11-26T10:00:00Z".into(),
-            ends_at: String::new(),
-            generator_url: String::new(),
-            fingerprint: "fp".into(),
-        };
-        let env: BTreeMap<String, String> = alert_env(&alert, "restart").into_iter().collect();
-        assert_eq!(
-            env["LLMCHAT_ALERT_EVIL_NAME_X"],
-            "$(touch x); `id` rm -rf / "
-        );
-        assert_eq!(env["LLMCHAT_ALERT_ALERTNAME"], "X");
-        assert_eq!(env["LLMCHAT_ALERT_FINGERPRINT"], "fp");
-        assert_eq!(env["LLMCHAT_ACTION"], "restart");
-        let long = Alert {
-            labels: BTreeMap::from([("a".to_string(), "é".repeat(2000))]),
-            ..alert
-        };
-        let env: BTreeMap<String, String> = alert_env(&long, "x").into_iter().collect();
-        assert!(env["LLMCHAT_ALERT_A"].len() <= MAX_ENV_VALUE);
-    }
 
     #[test]
     fn output_is_cut_at_four_kib_on_a_character_boundary() {

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::config::RedisCleanupSpec;
-use super::{Outcome, RunResult};
+use super::{Decision, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisCleanupError {
@@ -96,7 +96,7 @@ pub async fn run(
         output.push_str(&format!("; stopped early: {why}"));
     }
     Ok(Outcome {
-        result: RunResult::Succeeded,
+        result: Decision::Succeeded,
         exit_status: None,
         output,
         detail: None,

@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::config::SignalSpec;
-use super::{Outcome, RunResult};
+use super::{Decision, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
@@ -92,7 +92,7 @@ pub fn run(spec: &SignalSpec) -> Result<Outcome, SignalError> {
     }
     let list: Vec<String> = pids.iter().map(i32::to_string).collect();
     Ok(Outcome {
-        result: RunResult::Succeeded,
+        result: Decision::Succeeded,
         exit_status: None,
         output: format!("sent {} to pid {}", signal.as_str(), list.join(", ")),
         detail: None,

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
+use crate::recovery::decision::Decision;
 
 pub(super) fn ddl(sqlite: bool) -> Vec<String> {
     let id = if sqlite {
@@ -62,11 +63,6 @@ impl AuditRecord {
         })
     }
 }
-
-/// Results that mean the action ran (or, in a dry run, would have): what
-/// the hourly cap counts.
-const RAN: &str =
-    "('running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'dry_run', 'abandoned')";
 
 impl Store {
     /// Records a decision; returns its id.
@@ -136,7 +132,8 @@ impl Store {
         since_ms: i64,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT count(*) AS n FROM recovery_audit WHERE action = $1 AND dry_run = $2 AND started_ms > $3 AND result IN {RAN}"
+            "SELECT count(*) AS n FROM recovery_audit WHERE action = $1 AND dry_run = $2 AND started_ms > $3 AND result IN {}",
+            Decision::sql_list(&Decision::RAN)
         ))
         .bind(action)
         .bind(dry_run as i64)
@@ -207,13 +204,15 @@ impl Store {
     pub async fn audit_abandon(&self, action: &str, before_ms: i64) -> Result<u64, StoreError> {
         self.execute(
             sqlx::query(
-                "UPDATE recovery_audit SET result = 'abandoned', finished_ms = $1, \
+                "UPDATE recovery_audit SET result = $4, finished_ms = $1, \
                  detail = 'the receiver stopped during the run' \
-                 WHERE action = $2 AND result = 'running' AND started_ms < $3",
+                 WHERE action = $2 AND result = $5 AND started_ms < $3",
             )
             .bind(now_ms())
             .bind(action)
-            .bind(before_ms),
+            .bind(before_ms)
+            .bind(Decision::Abandoned.as_str())
+            .bind(Decision::Running.as_str()),
         )
         .await
     }

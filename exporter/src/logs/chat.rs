@@ -13,8 +13,94 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::registry::Unit;
 
-use super::encode::{counter_family, histogram_family, HistogramCounts};
-use crate::chat_event::{ChatConfig, ChatStatus, Parser};
+use crate::collectors::encode::{counter_family, histogram_family, HistogramCounts};
+use crate::config::{validate_buckets, Config, Section};
+use crate::logs::access_format::DurationUnit;
+use crate::logs::chat_event::{ChatConfig, ChatStatus, Parser};
+use llmchat_common::{invalid, ConfigError};
+
+/// The collector's line in [`crate::collectors::ALL`]. Chat events are
+/// lines of the app log, so the logs collector's tailer records them (when
+/// this is enabled); chat has no per-scrape work of its own.
+pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
+    name: "chat",
+    enabled_by_default: true,
+    help: "chat events from the app logs (needs the logs collector)",
+    start: |_, _| Ok(None),
+};
+
+/// `--chat.*` flags.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, serde::Serialize)]
+pub struct ChatFlags {
+    /// Chat events: field naming the event.
+    #[arg(
+        id = "chat.event_field",
+        long = "chat.event-field",
+        value_name = "FIELD"
+    )]
+    pub event_field: Option<String>,
+    /// Chat events: value of that field that marks a chat message.
+    #[arg(
+        id = "chat.event_value",
+        long = "chat.event-value",
+        value_name = "VALUE"
+    )]
+    pub event_value: Option<String>,
+    /// Chat events: field of the agent id.
+    #[arg(
+        id = "chat.agent_field",
+        long = "chat.agent-field",
+        value_name = "FIELD"
+    )]
+    pub agent_field: Option<String>,
+    /// Chat events: field of the status, success or error.
+    #[arg(
+        id = "chat.status_field",
+        long = "chat.status-field",
+        value_name = "FIELD"
+    )]
+    pub status_field: Option<String>,
+    /// Chat events: field of the response duration.
+    #[arg(
+        id = "chat.duration_field",
+        long = "chat.duration-field",
+        value_name = "FIELD"
+    )]
+    pub duration_field: Option<String>,
+    /// Chat events: unit of the duration, ms or s.
+    #[arg(id = "chat.duration_unit", long = "chat.duration-unit", value_name = "UNIT", value_parser = DurationUnit::flag)]
+    pub duration_unit: Option<DurationUnit>,
+    /// Distinct agent_id values kept; the rest become "other".
+    #[arg(id = "chat.max_agents", long = "chat.max-agents", value_name = "N")]
+    pub max_agents: Option<usize>,
+    /// Chat duration histogram buckets, seconds.
+    #[arg(
+        id = "chat.buckets",
+        long = "chat.buckets",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<f64>,
+}
+
+impl Section for ChatConfig {
+    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+        validate_buckets("chat.buckets", &self.buckets)?;
+        if self.max_agents == 0 {
+            return Err(invalid("chat.max_agents", 0, "must be at least 1"));
+        }
+        if self.event_field.is_empty() || self.event_value.is_empty() {
+            return Err(invalid(
+                "chat.event_value",
+                &self.event_value,
+                "event field and value must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The agent of events past the `max_agents` cap.
 pub const OTHER_AGENT: &str = "other";
@@ -150,14 +236,14 @@ impl Collector for ChatCollector {
         let totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
         counter_family(
             &mut e,
-            "chat_messages",
+            "messages",
             "Chat messages by agent and outcome, from the backend's chat_message log events (the guide's recordChatMessage).",
             None,
             totals.messages.iter().map(|(k, v)| (k.clone(), *v as f64)),
         )?;
         histogram_family(
             &mut e,
-            "chat_response_duration",
+            "response_duration",
             "Chat response duration by agent, from the backend's chat_message log events.",
             Some(Unit::Seconds),
             &self.bounds,

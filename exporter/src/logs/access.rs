@@ -22,19 +22,171 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::encode::{counter_family, histogram_family, HistogramCounts};
-use super::{FileLabels, RefreshError, Source};
-use crate::access_log::Parser;
-use crate::config::{AccessConfig, LogsConfig};
-use crate::route::{Normalizer, RouteId};
-use crate::tail::{self, Rotation, Sink, Tailer};
+use crate::collectors::encode::{counter_family, histogram_family, HistogramCounts};
+use crate::collectors::{FileLabels, RefreshError, Source};
+use crate::config::{validate_buckets, Config, Section};
+use crate::logs::access_format::Parser;
+use crate::logs::access_format::{DurationUnit, JsonFields};
+use crate::logs::route::RouteRule;
+use crate::logs::route::{Normalizer, RouteId};
+use crate::logs::tail::{self, Rotation, Sink, Tailer};
+use crate::logs::LogsConfig;
+use llmchat_common::{invalid, ConfigError};
+use serde::{Deserialize, Serialize};
+
+/// The collector's line in [`crate::collectors::ALL`].
+pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
+    name: "access",
+    enabled_by_default: true,
+    help: "HTTP requests from the access logs (logs.access)",
+    start: |config, ctx| {
+        let parse_errors = ctx.parse_errors();
+        let registry = ctx.registry.sub_registry_with_prefix("http");
+        let c = AccessCollector::start(&config.logs, &config.access, &parse_errors, registry)
+            .map_err(|e| crate::collectors::StartError::new("access", e))?;
+        Ok(Some(c as Arc<dyn Source>))
+    },
+};
+
+/// `[access]`: how access-log lines are read and labelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// `combined` (nginx combined + $request_time), `json`, or an nginx
+    /// `log_format` string.
+    pub format: String,
+    /// Field names for `format = "json"`.
+    pub json: JsonFields,
+    /// Bucket bounds of `llmchat_http_request_duration_seconds`.
+    pub buckets: Vec<f64>,
+    /// Distinct routes kept; the rest become `other`.
+    pub max_routes: usize,
+    /// User rules, applied before the built-in `:id` normalisation.
+    pub routes: Vec<RouteRule>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            format: "combined".into(),
+            json: JsonFields::default(),
+            // The guide's MetricsService buckets.
+            buckets: vec![0.1, 0.5, 1.0, 2.0, 5.0, 10.0],
+            max_routes: 200,
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// `--access.*` flags.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct AccessFlags {
+    /// Access log format: combined, json, or an nginx log_format string.
+    #[arg(id = "access.format", long = "access.format", value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Request duration histogram buckets, seconds, comma-separated.
+    #[arg(
+        id = "access.buckets",
+        long = "access.buckets",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<f64>,
+    /// Distinct route label values kept; the rest become "other".
+    #[arg(id = "access.max_routes", long = "access.max-routes", value_name = "N")]
+    pub max_routes: Option<usize>,
+    /// A route rule REGEX=ROUTE, applied before the :id normalisation; repeatable.
+    #[arg(
+        id = "access.routes",
+        long = "access.routes",
+        value_name = "REGEX=ROUTE"
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRule>,
+    #[command(flatten)]
+    #[serde(skip_serializing_if = "JsonFlags::is_empty")]
+    pub json: JsonFlags,
+}
+
+/// `--access.json.*`: field names of JSON access logs.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct JsonFlags {
+    /// JSON access logs: field (dotted path) of the method.
+    #[arg(
+        id = "access.json.method",
+        long = "access.json.method",
+        value_name = "FIELD"
+    )]
+    pub method: Option<String>,
+    /// JSON access logs: field of the request path.
+    #[arg(
+        id = "access.json.path",
+        long = "access.json.path",
+        value_name = "FIELD"
+    )]
+    pub path: Option<String>,
+    /// JSON access logs: field of the status code.
+    #[arg(
+        id = "access.json.status",
+        long = "access.json.status",
+        value_name = "FIELD"
+    )]
+    pub status: Option<String>,
+    /// JSON access logs: field of the duration.
+    #[arg(
+        id = "access.json.duration",
+        long = "access.json.duration",
+        value_name = "FIELD"
+    )]
+    pub duration: Option<String>,
+    /// JSON access logs: unit of the duration, ms or s.
+    #[arg(id = "access.json.duration_unit", long = "access.json.duration-unit", value_name = "UNIT", value_parser = DurationUnit::flag)]
+    pub duration_unit: Option<DurationUnit>,
+    /// JSON access logs: field of the response size.
+    #[arg(
+        id = "access.json.bytes",
+        long = "access.json.bytes",
+        value_name = "FIELD"
+    )]
+    pub bytes: Option<String>,
+}
+
+impl JsonFlags {
+    fn is_empty(&self) -> bool {
+        self.method.is_none()
+            && self.path.is_none()
+            && self.status.is_none()
+            && self.duration.is_none()
+            && self.duration_unit.is_none()
+            && self.bytes.is_none()
+    }
+}
+
+impl Section for AccessConfig {
+    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+        if let Err(e) = Parser::new(&self.format, &self.json) {
+            return Err(invalid("access.format", &self.format, e));
+        }
+        validate_buckets("access.buckets", &self.buckets)?;
+        if self.max_routes == 0 {
+            return Err(invalid("access.max_routes", 0, "must be at least 1"));
+        }
+        if let Err(e) = Normalizer::new(&self.routes, 1) {
+            return Err(invalid("access.routes", "", e));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     #[error("access.format: {0}")]
-    Format(#[from] crate::access_log::FormatError),
+    Format(#[from] crate::logs::access_format::FormatError),
     #[error("access.routes: {0}")]
-    Route(#[from] crate::route::RuleError),
+    Route(#[from] crate::logs::route::RuleError),
     #[error("cannot start the access-log tailer thread: {0}")]
     Spawn(std::io::Error),
     #[error("the access-log tailer thread has stopped")]
@@ -301,14 +453,14 @@ impl Collector for AccessCollector {
         let totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
         counter_family(
             &mut e,
-            "http_requests",
+            "requests",
             "HTTP requests, from the access log (the guide's MetricsService http_requests_total).",
             None,
             totals.requests.iter().map(|(k, v)| (k.clone(), *v as f64)),
         )?;
         histogram_family(
             &mut e,
-            "http_request_duration",
+            "request_duration",
             "HTTP request duration ($request_time, else the sum of $upstream_response_time), from the access log.",
             Some(Unit::Seconds),
             &self.bounds,
@@ -316,7 +468,7 @@ impl Collector for AccessCollector {
         )?;
         counter_family(
             &mut e,
-            "http_response_size",
+            "response_size",
             "HTTP response body bytes sent, from the access log.",
             Some(Unit::Bytes),
             totals.sizes.iter().map(|(k, v)| (k.clone(), *v as f64)),

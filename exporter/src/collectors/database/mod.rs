@@ -9,97 +9,52 @@
 //! pool of at most `max_connections` (2), and the password never reaches a
 //! label, a log line or an error message.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, BoxFuture};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
-use serde::Deserialize;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `postgres://user:password@host:port/database`.
-    pub url: String,
-    /// Tables whose statistics are exported.
-    pub tables: Vec<String>,
-    /// A session updated within this window is active.
-    #[serde(with = "crate::config::duration")]
-    pub active_window: Duration,
-    /// How long the costly results (sizes, backlog counts) are reused.
-    #[serde(with = "crate::config::duration")]
-    pub cache_ttl: Duration,
-    pub max_connections: u32,
-    pub queries: Queries,
-    pub custom_queries: Vec<CustomQuery>,
-}
+mod config;
+mod rows;
 
-/// The LLMChat gauges' SQL; each can be replaced to fit another schema.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Queries {
-    /// One row, one number; `$1` is the active window in seconds.
-    pub active_sessions: String,
-    /// Rows of (provider text, active bool, count).
-    pub agents: String,
-    /// One number: sessions the weekly job would delete.
-    pub expired_sessions: String,
-    /// One number: messages the weekly job would delete.
-    pub orphaned_messages: String,
-}
+pub use config::{CustomQuery, DatabaseConfig, DatabaseFlags, Queries};
+use rows::{column_f64, custom_family, table_stats};
 
-impl Default for Queries {
-    fn default() -> Self {
-        Self {
-            active_sessions: "SELECT count(*) FROM chat_sessions WHERE updated_at > now() - make_interval(secs => $1)".into(),
-            agents: "SELECT coalesce(provider, 'unknown') AS provider, coalesce(is_active, false) AS active, count(*) AS n FROM agents GROUP BY 1, 2".into(),
-            expired_sessions: "SELECT count(*) FROM chat_sessions WHERE updated_at < now() - interval '30 days'".into(),
-            orphaned_messages: "SELECT count(*) FROM messages m WHERE m.created_at < now() - interval '90 days' AND NOT EXISTS (SELECT 1 FROM chat_sessions s WHERE s.id = m.session_id)".into(),
-        }
-    }
-}
-
-/// A custom query, exported as `llmchat_custom_<name>{labels...}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomQuery {
-    pub name: String,
-    pub help: String,
-    pub sql: String,
-    /// Column holding the value.
-    pub value: String,
-    /// Columns that become labels.
-    #[serde(default)]
-    pub labels: Vec<String>,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            // The guide's `pg_dump -h localhost -U postgres llmchat`.
-            url: "postgres://postgres@localhost:5432/llmchat".into(),
-            tables: vec!["chat_sessions".into(), "messages".into(), "agents".into()],
-            active_window: Duration::from_secs(30 * 60),
-            cache_ttl: Duration::from_secs(60),
-            max_connections: 2,
-            queries: Queries::default(),
-            custom_queries: Vec::new(),
-        }
-    }
-}
+/// The collector's line in [`crate::collectors::ALL`].
+pub const ENTRY: super::Entry = super::Entry {
+    name: "database",
+    enabled_by_default: true,
+    help: "PostgreSQL: reachability, connections, sizes, table statistics, LLMChat's gauges",
+    start: |config, ctx| {
+        let c = Arc::new(
+            DatabaseCollector::new(&config.database)
+                .map_err(|e| super::StartError::new("database", e))?,
+        );
+        ctx.registry
+            .sub_registry_with_prefix("database")
+            .register_collector(Box::new(c.clone()));
+        ctx.registry
+            .register_collector(Box::new(GuideMetrics(c.clone())));
+        Ok(Some(c as Arc<dyn Source>))
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("database.url is not a valid PostgreSQL URL: {0}")]
-    Url(String),
-    #[error("PostgreSQL unreachable: {0}")]
-    Down(String),
+    #[error("database.url is not a valid PostgreSQL URL")]
+    Url(#[source] sqlx::Error),
+    #[error("PostgreSQL refused the connection at {0}")]
+    Refused(String),
+    #[error("PostgreSQL unreachable")]
+    Query(#[source] sqlx::Error),
 }
 
 /// Values that cost a scan and are reused for `cache_ttl`.
@@ -118,8 +73,12 @@ pub struct DatabaseCollector {
     /// `refused_fast`); `None` for a Unix socket.
     tcp: Option<(String, u16)>,
     config: DatabaseConfig,
-    password: Option<String>,
+    /// `llmchat_database_*`.
     published: Published,
+    /// The guide's own names (`llmchat_active_sessions`, `_agents`,
+    /// `_expired_sessions`, `_orphaned_messages`) and custom queries
+    /// (`llmchat_custom_*`), at the root of the registry.
+    guide: Published,
     cache: tokio::sync::Mutex<Option<(Instant, Costly)>>,
 }
 
@@ -129,35 +88,14 @@ impl std::fmt::Debug for DatabaseCollector {
     }
 }
 
-/// The password of a URL, to scrub from error text.
-fn password_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = rest.split_once('@')?.0;
-    let password = userinfo.split_once(':')?.1;
-    (!password.is_empty()).then(|| password.to_string())
-}
-
-/// Error text with any trace of the password removed.
-fn scrub(text: String, password: Option<&str>) -> String {
-    match password {
-        Some(p) => text.replace(p, "****"),
-        None => text,
-    }
-}
-
 impl DatabaseCollector {
-    /// Whether a URL parses, with the password scrubbed from the reason.
-    pub fn validate_url(url: &str) -> Result<(), DatabaseError> {
-        url.parse::<PgConnectOptions>()
-            .map(|_| ())
-            .map_err(|e| DatabaseError::Url(scrub(e.to_string(), password_of(url).as_deref())))
-    }
-
+    /// Parses the URL once: the connection options keep the password (they
+    /// must, to log in); the collector keeps no copy of the URL, and its
+    /// errors are sqlx's own, which never quote the URL.
     pub fn new(config: &DatabaseConfig) -> Result<Self, DatabaseError> {
-        let password = password_of(&config.url);
-        let options: PgConnectOptions = config.url.parse().map_err(|e: sqlx::Error| {
-            DatabaseError::Url(scrub(e.to_string(), password.as_deref()))
-        })?;
+        let options: PgConnectOptions = config.url.parse().map_err(DatabaseError::Url)?;
+        let mut config = config.clone();
+        config.url.clear();
         let tcp = options
             .get_socket()
             .is_none()
@@ -177,15 +115,11 @@ impl DatabaseCollector {
         Ok(Self {
             pool,
             tcp,
-            config: config.clone(),
-            password,
+            config,
             published: Published::new(down_snapshot),
+            guide: Published::new(Snapshot::default),
             cache: tokio::sync::Mutex::new(None),
         })
-    }
-
-    fn scrub(&self, e: impl std::fmt::Display) -> String {
-        scrub(e.to_string(), self.password.as_deref())
     }
 
     /// Answers `/health/db`: pings now, within `timeout`.
@@ -196,7 +130,7 @@ impl DatabaseCollector {
             sqlx::query("SELECT 1")
                 .execute(&self.pool)
                 .await
-                .map_err(|e| self.scrub(e))
+                .map_err(|e| e.to_string())
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(_)) => Ok(start.elapsed()),
@@ -213,7 +147,7 @@ impl DatabaseCollector {
         if let Some(b) = bind {
             q = q.bind(b);
         }
-        let row = q.fetch_one(&self.pool).await.map_err(|e| self.scrub(e))?;
+        let row = q.fetch_one(&self.pool).await.map_err(|e| e.to_string())?;
         column_f64(&row, 0).ok_or_else(|| "the first column is not a number".to_string())
     }
 
@@ -238,7 +172,7 @@ impl DatabaseCollector {
         let mut values = Costly::default();
         match size {
             Ok(v) => values.database_size = Some(v),
-            Err(_) => values.failed.push("database_size"),
+            Err(_) => values.failed.push("size"),
         }
         match tables {
             Ok(rows) => {
@@ -276,21 +210,22 @@ impl DatabaseCollector {
             return Ok(());
         }
         match tokio::net::TcpStream::connect((host.as_str(), *port)).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(
-                DatabaseError::Down(format!("connection refused by {host}:{port}")),
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Err(DatabaseError::Refused(format!("{host}:{port}")))
+            }
             // Anything else is for the real connection attempt to report.
             _ => Ok(()),
         }
     }
 
-    async fn read(&self) -> Result<Snapshot, DatabaseError> {
+    /// One scrape's values: `llmchat_database_*`, and the guide's names.
+    async fn read(&self) -> Result<(Snapshot, Snapshot), DatabaseError> {
         self.refused_fast().await?;
         let start = Instant::now();
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
-            .map_err(|e| DatabaseError::Down(self.scrub(e)))?;
+            .map_err(DatabaseError::Query)?;
         let ping = start.elapsed().as_secs_f64();
 
         let q = &self.config.queries;
@@ -321,15 +256,16 @@ impl DatabaseCollector {
         );
 
         let mut s = Snapshot::default();
+        let mut g = Snapshot::default();
         let mut failed: Vec<(&str, bool)> = Vec::new();
         s.gauge(
-            "database_up",
+            "up",
             "1 if PostgreSQL answered SELECT 1 in this scrape, else 0 (the guide's /health/db).",
             None,
         )
         .value(1.0);
         s.gauge(
-            "database_ping_duration",
+            "ping_duration",
             "Time PostgreSQL took to answer SELECT 1.",
             Some(Unit::Seconds),
         )
@@ -338,7 +274,7 @@ impl DatabaseCollector {
         match connections {
             Ok(rows) => {
                 let mut f = s.gauge(
-                    "database_connections",
+                    "connections",
                     "Connections to the LLMChat database by state (pg_stat_activity).",
                     None,
                 );
@@ -353,18 +289,14 @@ impl DatabaseCollector {
                     f.sample(&[("state", &state)], n);
                 }
                 s.gauge(
-                    "database_connections_active",
+                    "connections_active",
                     "Active connections to the LLMChat database (the guide's database_connections_active).",
                     None,
                 )
                 .value(active_count);
                 if let Some(max) = rows.first().and_then(|r| column_f64(r, 2)) {
-                    s.gauge(
-                        "database_connections_max",
-                        "PostgreSQL's max_connections.",
-                        None,
-                    )
-                    .value(max);
+                    s.gauge("connections_max", "PostgreSQL's max_connections.", None)
+                        .value(max);
                 }
                 failed.push(("connections", false));
             }
@@ -379,7 +311,7 @@ impl DatabaseCollector {
         }
         match active {
             Ok(v) => {
-                s.gauge(
+                g.gauge(
                     "active_sessions",
                     "Chat sessions updated within database.active_window (the guide's active_sessions_total).",
                     None,
@@ -391,7 +323,7 @@ impl DatabaseCollector {
         }
         match agents {
             Ok(rows) => {
-                let mut f = s.gauge(
+                let mut f = g.gauge(
                     "agents",
                     "Agents by provider and whether they are active.",
                     None,
@@ -415,7 +347,7 @@ impl DatabaseCollector {
         }
         if let Some(v) = costly.database_size {
             s.gauge(
-                "database_size",
+                "size",
                 "Size of the LLMChat database (cached for database.cache_ttl).",
                 Some(Unit::Bytes),
             )
@@ -423,7 +355,7 @@ impl DatabaseCollector {
         }
         if !costly.table_sizes.is_empty() {
             let mut f = s.gauge(
-                "database_table_size",
+                "table_size",
                 "Total size of each table with indexes and TOAST (cached for database.cache_ttl).",
                 Some(Unit::Bytes),
             );
@@ -432,7 +364,7 @@ impl DatabaseCollector {
             }
         }
         if let Some(v) = costly.expired_sessions {
-            s.gauge(
+            g.gauge(
                 "expired_sessions",
                 "Sessions not updated for 30+ days, which the weekly maintenance deletes (cached for database.cache_ttl).",
                 None,
@@ -440,7 +372,7 @@ impl DatabaseCollector {
             .value(v);
         }
         if let Some(v) = costly.orphaned_messages {
-            s.gauge(
+            g.gauge(
                 "orphaned_messages",
                 "Messages older than 90 days without a session, which the weekly maintenance deletes (cached for database.cache_ttl).",
                 None,
@@ -448,7 +380,7 @@ impl DatabaseCollector {
             .value(v);
         }
         for name in [
-            "database_size",
+            "size",
             "table_sizes",
             "expired_sessions",
             "orphaned_messages",
@@ -459,16 +391,16 @@ impl DatabaseCollector {
         let mut custom_success = Vec::new();
         for (c, result) in custom {
             let ok = match result {
-                Ok(rows) => custom_family(&mut s, c, &rows),
+                Ok(rows) => custom_family(&mut g, c, &rows),
                 Err(e) => {
-                    tracing::warn!(query = %c.name, error = %self.scrub(e), "custom query failed");
+                    tracing::warn!(query = %c.name, error = %e, "custom query failed");
                     false
                 }
             };
             custom_success.push((c.name.clone(), ok));
         }
         let mut f = s.gauge(
-            "database_query_success",
+            "query_success",
             "1 if the built-in query succeeded in this scrape, else 0.",
             None,
         );
@@ -476,7 +408,7 @@ impl DatabaseCollector {
             f.sample(&[("query", name)], if *bad { 0.0 } else { 1.0 });
         }
         if !custom_success.is_empty() {
-            let mut f = s.gauge(
+            let mut f = g.gauge(
                 "custom_query_success",
                 "1 if the custom query succeeded in this scrape, else 0.",
                 None,
@@ -485,160 +417,14 @@ impl DatabaseCollector {
                 f.sample(&[("query", name)], f64::from(u8::from(*ok)));
             }
         }
-        Ok(s)
+        Ok((s, g))
     }
-}
-
-fn table_stats(s: &mut Snapshot, rows: &[PgRow]) {
-    struct Col {
-        index: usize,
-        name: &'static str,
-        help: &'static str,
-        counter: bool,
-        unit: Option<Unit>,
-    }
-    let cols = [
-        Col {
-            index: 1,
-            name: "database_table_live_tuples",
-            help: "Live rows in the table (n_live_tup).",
-            counter: false,
-            unit: None,
-        },
-        Col {
-            index: 2,
-            name: "database_table_dead_tuples",
-            help: "Dead rows awaiting VACUUM (n_dead_tup).",
-            counter: false,
-            unit: None,
-        },
-        Col {
-            index: 3,
-            name: "database_table_inserted_rows",
-            help: "Rows inserted since the statistics reset (n_tup_ins).",
-            counter: true,
-            unit: None,
-        },
-        Col {
-            index: 4,
-            name: "database_table_updated_rows",
-            help: "Rows updated since the statistics reset (n_tup_upd).",
-            counter: true,
-            unit: None,
-        },
-        Col {
-            index: 5,
-            name: "database_table_deleted_rows",
-            help: "Rows deleted since the statistics reset (n_tup_del).",
-            counter: true,
-            unit: None,
-        },
-        Col {
-            index: 6,
-            name: "database_table_last_vacuum_timestamp",
-            help: "Last manual VACUUM, Unix time.",
-            counter: false,
-            unit: Some(Unit::Seconds),
-        },
-        Col {
-            index: 7,
-            name: "database_table_last_autovacuum_timestamp",
-            help: "Last autovacuum, Unix time.",
-            counter: false,
-            unit: Some(Unit::Seconds),
-        },
-        Col {
-            index: 8,
-            name: "database_table_last_analyze_timestamp",
-            help: "Last manual ANALYZE, Unix time.",
-            counter: false,
-            unit: Some(Unit::Seconds),
-        },
-        Col {
-            index: 9,
-            name: "database_table_last_autoanalyze_timestamp",
-            help: "Last autoanalyze, Unix time.",
-            counter: false,
-            unit: Some(Unit::Seconds),
-        },
-    ];
-    for c in cols {
-        let mut f = if c.counter {
-            s.counter(c.name, c.help, c.unit)
-        } else {
-            s.gauge(c.name, c.help, c.unit)
-        };
-        for r in rows {
-            let Ok(table) = r.try_get::<String, _>(0) else {
-                continue;
-            };
-            // A table never vacuumed has no timestamp: no sample.
-            if let Some(v) = column_f64(r, c.index) {
-                f.sample(&[("table", &table)], v);
-            }
-        }
-    }
-}
-
-/// Exports one custom query; false when its rows do not fit its config.
-fn custom_family(s: &mut Snapshot, c: &CustomQuery, rows: &[PgRow]) -> bool {
-    let mut samples = Vec::new();
-    for r in rows {
-        let Some(value) = column_f64_named(r, &c.value) else {
-            return false;
-        };
-        let mut labels = Vec::new();
-        for l in &c.labels {
-            let Some(v) = column_text(r, l) else {
-                return false;
-            };
-            labels.push((l.clone(), v));
-        }
-        samples.push((labels, value));
-    }
-    let mut f = s.gauge(format!("custom_{}", c.name), c.help.clone(), None);
-    for (labels, value) in samples {
-        f.sample_dynamic(labels, value);
-    }
-    true
-}
-
-fn column_f64(row: &PgRow, index: usize) -> Option<f64> {
-    if let Ok(v) = row.try_get::<Option<f64>, _>(index) {
-        return v;
-    }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(index) {
-        return v.map(|v| v as f64);
-    }
-    if let Ok(v) = row.try_get::<Option<i32>, _>(index) {
-        return v.map(f64::from);
-    }
-    if let Ok(v) = row.try_get::<Option<f32>, _>(index) {
-        return v.map(f64::from);
-    }
-    None
-}
-
-fn column_f64_named(row: &PgRow, name: &str) -> Option<f64> {
-    use sqlx::Column;
-    let index = row.columns().iter().position(|c| c.name() == name)?;
-    column_f64(row, index)
-}
-
-fn column_text(row: &PgRow, name: &str) -> Option<String> {
-    if let Ok(v) = row.try_get::<Option<String>, _>(name) {
-        return Some(v.unwrap_or_default());
-    }
-    if let Ok(v) = row.try_get::<Option<bool>, _>(name) {
-        return Some(v.map(|b| b.to_string()).unwrap_or_default());
-    }
-    column_f64_named(row, name).map(|v| v.to_string())
 }
 
 fn down_snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     s.gauge(
-        "database_up",
+        "up",
         "1 if PostgreSQL answered SELECT 1 in this scrape, else 0 (the guide's /health/db).",
         None,
     )
@@ -653,35 +439,42 @@ impl Source for DatabaseCollector {
 
     fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
         Box::pin(async move {
-            let result = self.read().await;
-            self.published.publish(result)
+            match self.read().await {
+                Ok((own, guide)) => {
+                    self.published.set(own);
+                    self.guide.set(guide);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.clear();
+                    Err(e.into())
+                }
+            }
         })
     }
 
     fn clear(&self) {
         self.published.set_down();
+        self.guide.set_down();
+    }
+
+    fn ping(&self, timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, String>>> {
+        Some(Box::pin(DatabaseCollector::ping(self, timeout)))
+    }
+}
+
+/// The guide-named and custom series, registered at the registry's root.
+#[derive(Debug)]
+pub struct GuideMetrics(pub Arc<DatabaseCollector>);
+
+impl Collector for GuideMetrics {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.guide.encode(&mut e)
     }
 }
 
 impl Collector for DatabaseCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.published.encode(&mut e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_scrubbed() {
-        let url = "postgres://llmchat:s3cr%21t@db:5432/llmchat";
-        let p = password_of(url);
-        assert_eq!(p.as_deref(), Some("s3cr%21t"));
-        assert_eq!(
-            scrub(format!("cannot connect to {url}"), p.as_deref()),
-            "cannot connect to postgres://llmchat:****@db:5432/llmchat"
-        );
-        assert_eq!(password_of("postgres://postgres@localhost/llmchat"), None);
     }
 }

@@ -4,7 +4,7 @@
 //! `LogMonitor`'s "more than 10 errors" and "not updated for 1 hour" checks
 //! (the thresholds are alerting rules).
 //!
-//! Counting happens on a background thread fed by [`crate::tail`]; a scrape
+//! Counting happens on a background thread fed by [`crate::logs::tail`]; a scrape
 //! only stats the files for presence and last-write time.
 
 use std::path::PathBuf;
@@ -22,12 +22,33 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::chat::ChatRecorder;
-use super::encode::gauge_family;
-use super::{FileLabels, RefreshError, Source};
-use crate::chat_event::ChatConfig;
-use crate::config::LogsConfig;
-use crate::log_line::{classify, Level};
-use crate::tail::{self, Rotation, Sink, Tailer};
+use crate::collectors::encode::gauge_family;
+use crate::collectors::{FileLabels, RefreshError, Source};
+use crate::logs::level::{classify, Level};
+use crate::logs::tail::{self, Rotation, Sink, Tailer};
+use crate::logs::LogsConfig;
+
+/// The collector's line in [`crate::collectors::ALL`]; with `chat`
+/// enabled, its tailer also records chat events.
+pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
+    name: "logs",
+    enabled_by_default: true,
+    help: "application log files (logs.app): lines by level, errors, last write",
+    start: |config, ctx| {
+        let parse_errors = ctx.parse_errors();
+        let chat = config.collectors.is_enabled("chat").then(|| {
+            let (recorder, collector) = super::chat::new(&config.chat);
+            ctx.registry
+                .sub_registry_with_prefix("chat")
+                .register_collector(Box::new(collector));
+            recorder
+        });
+        let registry = ctx.registry.sub_registry_with_prefix("log");
+        let c = LogCollector::start(&config.logs, chat, &parse_errors, registry)
+            .map_err(|e| crate::collectors::StartError::new("logs", e))?;
+        Ok(Some(c as Arc<dyn Source>))
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
@@ -175,7 +196,7 @@ impl LogCollector {
     /// the same pass over the lines also records chat events.
     pub fn start(
         config: &LogsConfig,
-        chat: Option<&ChatConfig>,
+        chat: Option<ChatRecorder>,
         parse_errors: &Family<FileLabels, Counter>,
         registry: &mut Registry,
     ) -> Result<Arc<Self>, LogsError> {
@@ -186,33 +207,33 @@ impl LogCollector {
         let rotations = Family::<RotationLabels, Counter>::default();
         let readable = Family::<FileLabels, Gauge>::default();
         registry.register(
-            "log_lines",
+            "lines",
             "Application log lines read, by level (winston JSON level field, or ERROR/WARN/INFO/DEBUG in plain lines)",
             lines.clone(),
         );
         registry.register(
-            "log_errors",
+            "errors",
             "Application log lines at error level (the guide's grep -c ERROR)",
             errors.clone(),
         );
         registry.register(
-            "log_truncated_lines",
+            "truncated_lines",
             "Log lines longer than logs.max_line_bytes, counted once and classified on their first bytes",
             truncated.clone(),
         );
         registry.register_with_unit(
-            "log_read",
+            "read",
             "Bytes read from the application log file",
             Unit::Bytes,
             read_bytes.clone(),
         );
         registry.register(
-            "log_file_readable",
+            "file_readable",
             "1 if the path holds a regular file the exporter can read, else 0 (missing, unreadable, or a directory, FIFO, socket or device)",
             readable.clone(),
         );
         registry.register(
-            "log_rotations",
+            "rotations",
             "Times the log file was replaced (rename or delete, then create) or truncated (copytruncate)",
             rotations.clone(),
         );
@@ -263,11 +284,6 @@ impl LogCollector {
             })
             .collect();
 
-        let chat = chat.map(|c| {
-            let (recorder, collector) = super::chat::new(c);
-            registry.register_collector(Box::new(collector));
-            recorder
-        });
         let tailer = Tailer::new(
             config.app.clone(),
             config.tail_options(),
@@ -344,7 +360,7 @@ impl Collector for LogCollector {
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         gauge_family(
             &mut e,
-            "log_file_exists",
+            "file_exists",
             "1 if the application log file exists now, else 0.",
             None,
             states
@@ -353,7 +369,7 @@ impl Collector for LogCollector {
         )?;
         gauge_family(
             &mut e,
-            "log_file_size",
+            "file_size",
             "Current size of the application log file.",
             Some(Unit::Bytes),
             states
@@ -363,7 +379,7 @@ impl Collector for LogCollector {
         )?;
         gauge_family(
             &mut e,
-            "log_last_write_timestamp",
+            "last_write_timestamp",
             "Last modification time of the application log file, Unix time (the guide's not-updated-for-1-hour check).",
             Some(Unit::Seconds),
             states

@@ -5,11 +5,11 @@
 use memchr::memmem;
 use serde::Deserialize;
 
-use crate::access_log::{as_f64, lookup, DurationUnit};
+use crate::logs::access_format::{as_f64, lookup, DurationUnit};
 
 /// Where the chat fields are in an event line, and how the metrics are
 /// bounded and bucketed.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     /// The field that names the event, and the value that marks a chat message.
@@ -113,7 +113,8 @@ impl Parser {
             },
             None => match value.get("level").and_then(|l| l.as_str()) {
                 Some(l)
-                    if crate::log_line::Level::from_name(l) == crate::log_line::Level::Error =>
+                    if crate::logs::level::Level::from_name(l)
+                        == crate::logs::level::Level::Error =>
                 {
                     ChatStatus::Error
                 }

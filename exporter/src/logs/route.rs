@@ -23,7 +23,7 @@ pub struct RuleError {
 
 /// One user rule: a request path matching `pattern` gets route `route`
 /// (`$1`, `${name}` expand capture groups).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {
     pub pattern: String,

@@ -292,7 +292,7 @@ fn parse_upstream_times(v: &[u8]) -> Result<Option<f64>, ParseError> {
 
 /// Where the fields of a JSON access line are; dotted paths reach into
 /// nested objects (`req.method` for pino-http).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonFields {
     pub method: String,
@@ -304,7 +304,7 @@ pub struct JsonFields {
     pub bytes: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurationUnit {
     Ms,
@@ -312,6 +312,11 @@ pub enum DurationUnit {
 }
 
 impl DurationUnit {
+    /// A flag's value parser.
+    pub fn flag(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| "expected ms or s".to_string())
+    }
+
     pub fn to_seconds(self, v: f64) -> f64 {
         match self {
             DurationUnit::Ms => v / 1000.0,
