@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::exposition::Format;
 use crate::scrape::{CheckResult, Exporter};
+use llmchat_common::http::{refusal, response, AuthError, Credentials, Refusal};
 
 /// What a request handler needs.
 pub struct AppState {
@@ -65,39 +66,34 @@ pub enum RequestError {
     Forbidden(&'static str),
 }
 
-impl RequestError {
-    fn into_response(self) -> Response<Body> {
-        let status = match &self {
+impl Refusal for RequestError {
+    fn status(&self) -> StatusCode {
+        match self {
             RequestError::NotFound(_) => StatusCode::NOT_FOUND,
             RequestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::Encode => StatusCode::INTERNAL_SERVER_ERROR,
             RequestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RequestError::Forbidden(_) => StatusCode::FORBIDDEN,
-        };
-        let mut resp = text(status, format!("{self}\n"));
-        if let RequestError::MethodNotAllowed { allow, .. } = self {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-        } else if matches!(self, RequestError::Unauthorized(_)) {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"llmchat-exporter\""),
-            );
         }
-        resp
+    }
+
+    fn allow(&self) -> Option<&'static str> {
+        match self {
+            RequestError::MethodNotAllowed { allow, .. } => Some(allow),
+            _ => None,
+        }
+    }
+}
+
+impl RequestError {
+    fn into_response(self) -> Response<Body> {
+        let body = Bytes::from(format!("{self}\n"));
+        refusal(&self, "llmchat-exporter", "text/plain; charset=utf-8", body)
     }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response(status, "text/plain; charset=utf-8", body.into())
-}
-
-fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
 }
 
 /// Routes one request.
@@ -279,23 +275,21 @@ async fn health(state: &AppState) -> Response<Body> {
 
 /// The guide's AdminGuard: a bearer token, compared in constant time.
 fn authorize<B>(state: &AppState, req: &Request<B>) -> Result<(), RequestError> {
-    use subtle::ConstantTimeEq;
     let Some(expected) = state.admin_token.as_deref() else {
         return Err(RequestError::Forbidden(
             "/health/detailed is disabled: set web.admin_token",
         ));
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(RequestError::Unauthorized("missing bearer token"))?;
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(RequestError::Unauthorized("wrong bearer token"))
-    }
+    let credentials = Credentials {
+        bearer: Some(expected.to_string()),
+        basic: None,
+    };
+    credentials
+        .check(req.headers().get(header::AUTHORIZATION))
+        .map_err(|e| match e {
+            AuthError::Missing => RequestError::Unauthorized("missing bearer token"),
+            AuthError::Wrong => RequestError::Unauthorized("wrong bearer token"),
+        })
 }
 
 #[derive(Serialize)]

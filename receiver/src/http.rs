@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use llmchat_common::http::{refusal, AuthError, Credentials, Refusal};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::channels::Senders;
 use crate::config::{RoutingConfig, WebConfig};
@@ -49,7 +48,7 @@ pub enum RequestError {
     Unavailable,
 }
 
-impl RequestError {
+impl Refusal for RequestError {
     fn status(&self) -> StatusCode {
         match self {
             RequestError::NotFound => StatusCode::NOT_FOUND,
@@ -61,74 +60,46 @@ impl RequestError {
         }
     }
 
-    fn into_response(self) -> Response<Body> {
-        let mut resp = json_response(self.status(), &json!({ "error": self.to_string() }));
+    fn allow(&self) -> Option<&'static str> {
         match self {
-            RequestError::Method(allow) => {
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
-            }
-            RequestError::Unauthorized(_) => {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"llmchat-receiver\""),
-                );
-            }
-            _ => {}
+            RequestError::Method(allow) => Some(allow),
+            _ => None,
         }
-        resp
+    }
+}
+
+impl RequestError {
+    fn into_response(self) -> Response<Body> {
+        let body = serde_json::to_vec(&json!({ "error": self.to_string() })).unwrap_or_default();
+        refusal(&self, "llmchat-receiver", "application/json", body.into())
     }
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec(value).unwrap_or_default(),
-    )));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    llmchat_common::http::response(status, "application/json", body.into())
 }
 
 fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
+    llmchat_common::http::response(status, content_type, body.into())
 }
 
 /// Bearer token or basic auth, as Alertmanager's `http_config` sends them,
-/// compared in constant time.
+/// compared in constant time (common's [`Credentials`]).
 fn authorize<B>(web: &WebConfig, req: &Request<B>) -> Result<(), RequestError> {
     if web.auth_disabled {
         return Ok(());
     }
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(RequestError::Unauthorized("missing credentials"))?;
-    let eq = |a: &[u8], b: &[u8]| bool::from(a.ct_eq(b));
-    if let (Some(given), Some(token)) = (header.strip_prefix("Bearer "), &web.bearer_token) {
-        if eq(given.as_bytes(), token.as_bytes()) {
-            return Ok(());
-        }
-    }
-    if let (Some(given), Some(user), Some(password)) = (
-        header.strip_prefix("Basic "),
-        &web.basic_username,
-        &web.basic_password,
-    ) {
-        let expected =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        if eq(given.trim().as_bytes(), expected.as_bytes()) {
-            return Ok(());
-        }
-    }
-    Err(RequestError::Unauthorized("wrong credentials"))
+    let credentials = Credentials {
+        bearer: web.bearer_token.clone(),
+        basic: web.basic_username.clone().zip(web.basic_password.clone()),
+    };
+    credentials
+        .check(req.headers().get(header::AUTHORIZATION))
+        .map_err(|e| match e {
+            AuthError::Missing => RequestError::Unauthorized("missing credentials"),
+            AuthError::Wrong => RequestError::Unauthorized("wrong credentials"),
+        })
 }
 
 pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body>
