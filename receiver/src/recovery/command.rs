@@ -6,20 +6,92 @@
 //! whole group gets SIGTERM, then SIGKILL after the grace period, so no
 //! child or grandchild outlives the run.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use llmchat_common::duration;
+use serde::Deserialize;
+
+use super::config::RecoveryConfig;
+use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 
-use std::collections::BTreeMap;
-
-use super::config::CommandSpec;
 use super::{Decision, Outcome, OUTPUT_LIMIT};
 use crate::payload::Alert;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Program and arguments, executed directly: no shell ever sees them.
+    pub argv: Vec<String>,
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Time between SIGTERM and SIGKILL to the process group at timeout.
+    #[serde(default = "default_grace", with = "duration")]
+    pub kill_grace: Duration,
+    pub cwd: Option<PathBuf>,
+    /// Extra fixed environment. The receiver's own environment is not
+    /// passed on (it may hold its secrets); PATH is.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+impl Spec for CommandSpec {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+        let _ = recovery;
+        let bad = |reason: &str| reason.to_string();
+        let c = self;
+        if c.argv.is_empty() || c.argv[0].is_empty() {
+            return Err(bad("command.argv needs at least the program"));
+        }
+        if c.timeout.is_zero() {
+            return Err(bad("command.timeout must be above zero"));
+        }
+        if let Some(k) = c.env.keys().find(|k| {
+            k.is_empty() || k.contains('=') || k.contains('\0') || k.starts_with("LLMCHAT_ALERT_")
+        }) {
+            return Err(bad(&format!(
+                "command.env key {k:?} is empty, has '=' or NUL, or is reserved (LLMCHAT_ALERT_*)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _: &RecoveryConfig) -> Result<Box<dyn Effect>, BuildError> {
+        Ok(Box::new(self.clone()))
+    }
+
+    fn cancellable(&self) -> bool {
+        true
+    }
+}
+
+impl Effect for CommandSpec {
+    fn longest_run(&self) -> Duration {
+        self.timeout + self.kill_grace
+    }
+
+    fn run<'a>(&'a self, ctx: RunContext<'a>) -> BoxFuture<'a, super::Outcome> {
+        Box::pin(async move {
+            let env = alert_env(ctx.alert, ctx.action);
+            run(self, &env, ctx.cancel).await.unwrap_or_else(failed)
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {

@@ -4,12 +4,16 @@
 //! never supply a command, an argument, a URL or a key pattern.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::command::CommandSpec;
+use super::effect::Spec;
+pub use super::http_action::HttpSpec;
 use super::matcher::Matcher;
+pub use super::redis_cleanup::RedisCleanupSpec;
+pub use super::signal::SignalSpec;
 use llmchat_common::{duration, invalid, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,9 +66,9 @@ pub const DEFAULT_TRIGGERS: [(&str, &str); 3] = [
 ];
 
 /// One action as configured: its limits, and what it does (`effect`).
-/// Read through [`RawAction`], whose four optional keys are the TOML
-/// shape (`[recovery.actions.x.command]`, ...); "exactly one of them" is
-/// checked there, once, and becomes the [`EffectConfig`] enum.
+/// Read through [`RawAction`], whose optional kind keys are the TOML shape
+/// (`[recovery.actions.x.command]`, ...); "exactly one of them" is checked
+/// there, once, and becomes the [`EffectConfig`] enum.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawAction")]
 pub struct ActionConfig {
@@ -75,66 +79,81 @@ pub struct ActionConfig {
     pub effect: EffectConfig,
 }
 
-/// What an action does: exactly one kind.
-#[derive(Debug, Clone)]
-pub enum EffectConfig {
-    Command(CommandSpec),
-    Http(HttpSpec),
-    Signal(SignalSpec),
-    RedisCleanup(RedisCleanupSpec),
-}
-
-impl EffectConfig {
-    /// The kind's key, and the `kind` of audit rows and `/actions`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            EffectConfig::Command(_) => "command",
-            EffectConfig::Http(_) => "http",
-            EffectConfig::Signal(_) => "signal",
-            EffectConfig::RedisCleanup(_) => "redis_cleanup",
+/// Lists the action kinds once: the TOML key, the enum variant, the spec.
+/// Each kind's module implements [`Spec`] for its spec.
+macro_rules! effect_kinds {
+    ($($key:ident => $variant:ident($spec:ty),)*) => {
+        /// What an action does: exactly one kind.
+        #[derive(Debug, Clone)]
+        pub enum EffectConfig {
+            $( $variant($spec), )*
         }
-    }
+
+        /// The kinds' keys, in table order.
+        pub const KINDS: &[&str] = &[$(stringify!($key)),*];
+
+        impl EffectConfig {
+            /// The kind's key: the `kind` of audit rows and `/actions`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( EffectConfig::$variant(_) => stringify!($key), )*
+                }
+            }
+
+            pub fn spec(&self) -> &dyn Spec {
+                match self {
+                    $( EffectConfig::$variant(spec) => spec, )*
+                }
+            }
+        }
+
+        /// An action as written: its limits and one optional table per kind.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawAction {
+            /// No second run of this action starts within this time of the last.
+            #[serde(default = "default_cooldown", with = "duration")]
+            pub cooldown: Duration,
+            /// Runs allowed in any hour; 0 means no cap beyond the cooldown.
+            #[serde(default = "default_max_runs")]
+            pub max_runs_per_hour: u32,
+            #[serde(default)]
+            pub dry_run: bool,
+            /// Stop a running action when its alert resolves.
+            #[serde(default)]
+            pub cancel_on_resolve: bool,
+            $( pub $key: Option<$spec>, )*
+        }
+
+        impl TryFrom<RawAction> for ActionConfig {
+            type Error = String;
+
+            fn try_from(a: RawAction) -> Result<Self, String> {
+                let mut kinds = Vec::new();
+                $( if let Some(spec) = a.$key {
+                    kinds.push(EffectConfig::$variant(spec));
+                } )*
+                if kinds.len() != 1 {
+                    let (last, rest) = KINDS.split_last().unwrap_or((&"", &[]));
+                    return Err(format!("needs exactly one of {} or {last}", rest.join(", ")));
+                }
+                Ok(ActionConfig {
+                    cooldown: a.cooldown,
+                    max_runs_per_hour: a.max_runs_per_hour,
+                    dry_run: a.dry_run,
+                    cancel_on_resolve: a.cancel_on_resolve,
+                    effect: kinds.remove(0),
+                })
+            }
+        }
+    };
 }
 
-impl TryFrom<RawAction> for ActionConfig {
-    type Error = String;
-
-    fn try_from(a: RawAction) -> Result<Self, String> {
-        let effect = match (a.command, a.http, a.signal, a.redis_cleanup) {
-            (Some(x), None, None, None) => EffectConfig::Command(x),
-            (None, Some(x), None, None) => EffectConfig::Http(x),
-            (None, None, Some(x), None) => EffectConfig::Signal(x),
-            (None, None, None, Some(x)) => EffectConfig::RedisCleanup(x),
-            _ => return Err("needs exactly one of command, http, signal or redis_cleanup".into()),
-        };
-        Ok(ActionConfig {
-            cooldown: a.cooldown,
-            max_runs_per_hour: a.max_runs_per_hour,
-            dry_run: a.dry_run,
-            cancel_on_resolve: a.cancel_on_resolve,
-            effect,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAction {
-    /// No second run of this action starts within this time of the last.
-    #[serde(default = "default_cooldown", with = "duration")]
-    pub cooldown: Duration,
-    /// Runs allowed in any hour; 0 means no cap beyond the cooldown.
-    #[serde(default = "default_max_runs")]
-    pub max_runs_per_hour: u32,
-    #[serde(default)]
-    pub dry_run: bool,
-    /// Kill a running command when its alert resolves.
-    #[serde(default)]
-    pub cancel_on_resolve: bool,
-    pub command: Option<CommandSpec>,
-    pub http: Option<HttpSpec>,
-    pub signal: Option<SignalSpec>,
-    pub redis_cleanup: Option<RedisCleanupSpec>,
+effect_kinds! {
+    command => Command(CommandSpec),
+    http => Http(HttpSpec),
+    signal => Signal(SignalSpec),
+    redis_cleanup => RedisCleanup(RedisCleanupSpec),
 }
 
 fn default_cooldown() -> Duration {
@@ -145,97 +164,7 @@ fn default_max_runs() -> u32 {
     6
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandSpec {
-    /// Program and arguments, executed directly: no shell ever sees them.
-    pub argv: Vec<String>,
-    #[serde(default = "default_timeout", with = "duration")]
-    pub timeout: Duration,
-    /// Time between SIGTERM and SIGKILL to the process group at timeout.
-    #[serde(default = "default_grace", with = "duration")]
-    pub kill_grace: Duration,
-    pub cwd: Option<PathBuf>,
-    /// Extra fixed environment. The receiver's own environment is not
-    /// passed on (it may hold its secrets); PATH is.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-}
-
-fn default_grace() -> Duration {
-    Duration::from_secs(5)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSpec {
-    #[serde(default = "default_method")]
-    pub method: String,
-    pub url: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default = "default_http_timeout", with = "duration")]
-    pub timeout: Duration,
-    /// Statuses that mean success; empty: any 2xx.
-    #[serde(default)]
-    pub expect_status: Vec<u16>,
-}
-
-fn default_method() -> String {
-    "POST".into()
-}
-
-fn default_http_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignalSpec {
-    /// `SIGUSR2`, `USR2`, `SIGHUP`, ...
-    pub signal: String,
-    pub pid_file: Option<PathBuf>,
-    /// Exact process name (Linux `comm`, as `pgrep -x`).
-    pub process_name: Option<String>,
-    /// With `process_name`: signal every match instead of refusing when
-    /// more than one process has the name.
-    #[serde(default)]
-    pub all_matching: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisCleanupSpec {
-    /// The application's Redis; defaults to `recovery.redis_url`.
-    pub url: Option<String>,
-    /// Glob patterns (Redis MATCH syntax) of the keys to remove.
-    pub patterns: Vec<String>,
-    /// Most keys removed in one run.
-    #[serde(default = "default_max_keys")]
-    pub max_keys: u64,
-    /// Time budget of one run.
-    #[serde(default = "default_http_timeout", with = "duration")]
-    pub timeout: Duration,
-    /// SCAN COUNT hint.
-    #[serde(default = "default_scan_count")]
-    pub scan_count: u64,
-}
-
-fn default_max_keys() -> u64 {
-    100_000
-}
-
-fn default_scan_count() -> u64 {
-    1000
-}
-
-fn is_redis_url(u: &str) -> bool {
+pub(super) fn is_redis_url(u: &str) -> bool {
     u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")
 }
 
@@ -301,83 +230,12 @@ impl RecoveryConfig {
             {
                 return Err(bad("action names are 1-64 characters of [A-Za-z0-9_-]"));
             }
-            if let EffectConfig::Command(c) = &a.effect {
-                if c.argv.is_empty() || c.argv[0].is_empty() {
-                    return Err(bad("command.argv needs at least the program"));
-                }
-                if c.timeout.is_zero() {
-                    return Err(bad("command.timeout must be above zero"));
-                }
-                if let Some(k) = c.env.keys().find(|k| {
-                    k.is_empty()
-                        || k.contains('=')
-                        || k.contains('\0')
-                        || k.starts_with("LLMCHAT_ALERT_")
-                }) {
-                    return Err(bad(&format!(
-                        "command.env key {k:?} is empty, has '=' or NUL, or is reserved (LLMCHAT_ALERT_*)"
-                    )));
-                }
-            }
-            if let EffectConfig::Http(h) = &a.effect {
-                if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-                    return Err(bad("http.url must be an http(s) URL"));
-                }
-                if reqwest::Method::from_bytes(h.method.as_bytes()).is_err() {
-                    return Err(bad("http.method is not an HTTP method"));
-                }
-                if let Some(s) = h.expect_status.iter().find(|s| !(100..=599).contains(*s)) {
-                    return Err(bad(&format!(
-                        "http.expect_status {s} is not an HTTP status"
-                    )));
-                }
-                if h.timeout.is_zero() {
-                    return Err(bad("http.timeout must be above zero"));
-                }
-            }
-            if let EffectConfig::Signal(s) = &a.effect {
-                if super::signal::parse_signal(&s.signal).is_none() {
-                    return Err(bad(&format!(
-                        "signal.signal {:?} is not a signal name",
-                        s.signal
-                    )));
-                }
-                if s.pid_file.is_some() == s.process_name.is_some() {
-                    return Err(bad("signal needs exactly one of pid_file or process_name"));
-                }
-            }
-            if let EffectConfig::RedisCleanup(r) = &a.effect {
-                match r.url.as_ref().or(self.redis_url.as_ref()) {
-                    None => {
-                        return Err(bad(
-                            "redis_cleanup needs a url (or recovery.redis_url / --redis.url)",
-                        ))
-                    }
-                    Some(u) if !is_redis_url(u) => {
-                        return Err(bad(
-                            "redis_cleanup.url: expected redis://, rediss:// or unix://",
-                        ))
-                    }
-                    _ => {}
-                }
-                if r.patterns.is_empty() || r.patterns.iter().any(|p| p.is_empty()) {
-                    return Err(bad(
-                        "redis_cleanup.patterns needs at least one non-empty pattern",
-                    ));
-                }
-                if r.patterns.iter().any(|p| p == "*") {
-                    return Err(bad(
-                        "redis_cleanup.patterns: \"*\" would remove every key; name the cache namespaces",
-                    ));
-                }
-                if r.max_keys == 0 || r.scan_count == 0 || r.timeout.is_zero() {
-                    return Err(bad(
-                        "redis_cleanup.max_keys, scan_count and timeout must be above zero",
-                    ));
-                }
-            }
-            if a.cancel_on_resolve && !matches!(a.effect, EffectConfig::Command(_)) {
-                return Err(bad("cancel_on_resolve applies to command actions only"));
+            a.effect.spec().check(self).map_err(|reason| bad(&reason))?;
+            if a.cancel_on_resolve && !a.effect.spec().cancellable() {
+                return Err(bad(&format!(
+                    "cancel_on_resolve does not apply to {} actions",
+                    a.effect.kind()
+                )));
             }
         }
         Ok(())
@@ -442,7 +300,7 @@ mod tests {
             ),
             (
                 "[actions.x.http]\nurl = \"http://a\"\n[actions.x]\ncancel_on_resolve = true\n",
-                "command actions only",
+                "does not apply to http actions",
             ),
         ] {
             let e = parse(text).err().map(|e| e.to_string()).unwrap_or_default();

@@ -3,8 +3,78 @@
 //! decides: one of `expect_status`, or any 2xx when none is listed. URLs
 //! and header values may hold tokens, so errors name neither.
 
-use super::config::HttpSpec;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use llmchat_common::duration;
+use serde::Deserialize;
+
+use super::config::RecoveryConfig;
+use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+
 use super::{Decision, Outcome, OUTPUT_LIMIT};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default = "default_http_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Statuses that mean success; empty: any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+}
+fn default_method() -> String {
+    "POST".into()
+}
+/// The default time budget of an `http` or `redis_cleanup` run.
+pub fn default_http_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Spec for HttpSpec {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+        let _ = recovery;
+        let bad = |reason: &str| reason.to_string();
+        let h = self;
+        if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+            return Err(bad("http.url must be an http(s) URL"));
+        }
+        if reqwest::Method::from_bytes(h.method.as_bytes()).is_err() {
+            return Err(bad("http.method is not an HTTP method"));
+        }
+        if let Some(s) = h.expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(bad(&format!(
+                "http.expect_status {s} is not an HTTP status"
+            )));
+        }
+        if h.timeout.is_zero() {
+            return Err(bad("http.timeout must be above zero"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _: &RecoveryConfig) -> Result<Box<dyn Effect>, BuildError> {
+        Ok(Box::new(HttpAction::new(self)?))
+    }
+}
+
+impl Effect for HttpAction {
+    fn longest_run(&self) -> Duration {
+        self.spec.timeout
+    }
+
+    fn run<'a>(&'a self, _: RunContext<'a>) -> BoxFuture<'a, super::Outcome> {
+        Box::pin(async move { self.call().await.unwrap_or_else(failed) })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpActionError {
@@ -32,11 +102,7 @@ impl HttpAction {
         })
     }
 
-    pub fn timeout(&self) -> std::time::Duration {
-        self.spec.timeout
-    }
-
-    pub async fn run(&self) -> Result<Outcome, HttpActionError> {
+    pub async fn call(&self) -> Result<Outcome, HttpActionError> {
         let method = reqwest::Method::from_bytes(self.spec.method.as_bytes())
             .map_err(|_| HttpActionError::Request("method".into()))?;
         let mut req = self.client.request(method, &self.spec.url);

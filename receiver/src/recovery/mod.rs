@@ -12,6 +12,7 @@ pub mod command;
 pub mod config;
 pub mod coordination;
 pub mod decision;
+pub mod effect;
 pub mod http_action;
 mod maintenance;
 pub mod matcher;
@@ -26,20 +27,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use self::config::{ActionConfig, EffectConfig, RecoveryConfig, Trigger};
+use self::config::{ActionConfig, RecoveryConfig, Trigger};
 use self::coordination::{Admission, Coordinator};
 pub use self::decision::Decision;
 use crate::channels::Senders;
 
 use crate::metrics::{ActionLabels, Metrics};
 use crate::payload::{Alert, Status};
-use crate::store::{now_ms, AuditRecord, Store};
+use crate::store::{now_ms, AuditRecord, IntFlag, Store};
 
 /// How much of an action's output the audit keeps.
 pub const OUTPUT_LIMIT: usize = 4096;
-
-/// Beyond a Redis cleanup's own budget, before the run counts as hung.
-const REDIS_CLEANUP_GRACE: Duration = Duration::from_secs(2);
 
 /// How one run ended.
 #[derive(Debug, Clone)]
@@ -65,48 +63,15 @@ struct Action {
     name: String,
     /// Cooldown, cap, dry run; what it does is in `effect`.
     config: ActionConfig,
-    effect: Effect,
+    effect: Box<dyn effect::Effect>,
     busy: AtomicBool,
-}
-
-/// What an action does, resolved once from its validated configuration
-/// (an HTTP action builds its client here).
-enum Effect {
-    Command(config::CommandSpec),
-    Http(http_action::HttpAction),
-    Signal(config::SignalSpec),
-    RedisCleanup(config::RedisCleanupSpec),
-}
-
-impl Effect {
-    fn new(name: &str, c: &EffectConfig) -> Result<Effect, RecoveryError> {
-        Ok(match c {
-            EffectConfig::Command(x) => Effect::Command(x.clone()),
-            EffectConfig::Http(x) => {
-                Effect::Http(http_action::HttpAction::new(x).map_err(|source| {
-                    RecoveryError::Http {
-                        name: name.to_string(),
-                        source,
-                    }
-                })?)
-            }
-            EffectConfig::Signal(x) => Effect::Signal(x.clone()),
-            EffectConfig::RedisCleanup(x) => Effect::RedisCleanup(x.clone()),
-        })
-    }
 }
 
 impl Action {
     /// The longest one run can take: the run lock's lifetime, after which
     /// a crashed holder's lock is taken over.
     fn longest_run(&self) -> Duration {
-        DECISION_BUDGET
-            + match &self.effect {
-                Effect::Command(x) => x.timeout + x.kill_grace,
-                Effect::Http(x) => x.timeout(),
-                Effect::RedisCleanup(x) => x.timeout + REDIS_CLEANUP_GRACE,
-                Effect::Signal(_) => Duration::from_secs(20),
-            }
+        DECISION_BUDGET + self.effect.longest_run()
     }
 }
 
@@ -127,11 +92,12 @@ impl Drop for BusyGuard<'_> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    #[error("recovery.actions.{name}.http: {source}")]
-    Http {
+    #[error("recovery.actions.{name}.{kind}: {source}")]
+    Effect {
         name: String,
+        kind: &'static str,
         #[source]
-        source: http_action::HttpActionError,
+        source: effect::BuildError,
     },
     #[error("recovery.redis_url: {0}")]
     Coordination(#[from] coordination::CoordinationError),
@@ -141,7 +107,6 @@ pub struct Recovery {
     actions: BTreeMap<String, Arc<Action>>,
     triggers: Vec<Trigger>,
     dry_run: bool,
-    redis_url: Option<String>,
     coordinator: Coordinator,
     store: Arc<Store>,
     senders: Arc<Senders>,
@@ -164,7 +129,15 @@ impl Recovery {
     ) -> Result<Self, RecoveryError> {
         let mut actions = BTreeMap::new();
         for (name, c) in &config.actions {
-            let effect = Effect::new(name, &c.effect)?;
+            let effect = c
+                .effect
+                .spec()
+                .build(config)
+                .map_err(|source| RecoveryError::Effect {
+                    name: name.clone(),
+                    kind: c.effect.kind(),
+                    source,
+                })?;
             actions.insert(
                 name.clone(),
                 Arc::new(Action {
@@ -192,7 +165,6 @@ impl Recovery {
             actions,
             triggers: config.effective_triggers(),
             dry_run: config.dry_run,
-            redis_url: config.redis_url.clone(),
             coordinator: Coordinator::new(config.redis_url.as_deref(), store.clone())?,
             store,
             senders,
@@ -274,7 +246,7 @@ impl Recovery {
             alertname: alertname(alert),
             fingerprint: alert.fingerprint.clone(),
             result: skip.as_str().into(),
-            dry_run,
+            dry_run: IntFlag(dry_run),
             started_ms: now,
             finished_ms: Some(now),
             exit_status: None,
@@ -406,7 +378,7 @@ impl Recovery {
             }
             .as_str()
             .into(),
-            dry_run,
+            dry_run: IntFlag(dry_run),
             started_ms: now_ms(),
             finished_ms: None,
             exit_status: None,
@@ -477,52 +449,29 @@ impl Recovery {
     }
 
     async fn execute(&self, action: &Action, alert: &Alert) -> Outcome {
-        let failed = |detail: String| Outcome {
-            result: Decision::Failed,
-            exit_status: None,
-            output: String::new(),
-            detail: Some(detail),
-        };
-        match &action.effect {
-            Effect::Command(spec) => {
-                let (tx, rx) = tokio::sync::watch::channel(false);
-                let key = (action.name.clone(), alert.fingerprint.clone());
-                if action.config.cancel_on_resolve {
-                    self.cancellable
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.clone(), tx);
-                }
-                let env = command::alert_env(alert, &action.name);
-                let outcome = command::run(spec, &env, rx).await;
-                if action.config.cancel_on_resolve {
-                    self.cancellable
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
-                }
-                outcome.unwrap_or_else(|e| failed(e.to_string()))
-            }
-            Effect::Http(h) => h.run().await.unwrap_or_else(|e| failed(e.to_string())),
-            Effect::Signal(spec) => signal::run(spec).unwrap_or_else(|e| failed(e.to_string())),
-            Effect::RedisCleanup(spec) => {
-                let budget = spec.timeout + REDIS_CLEANUP_GRACE;
-                match tokio::time::timeout(
-                    budget,
-                    redis_cleanup::run(spec, self.redis_url.as_deref()),
-                )
-                .await
-                {
-                    Ok(r) => r.unwrap_or_else(|e| failed(e.to_string())),
-                    Err(_) => Outcome {
-                        result: Decision::TimedOut,
-                        exit_status: None,
-                        output: String::new(),
-                        detail: Some("Redis did not answer within the time budget".into()),
-                    },
-                }
-            }
+        let (tx, cancel) = tokio::sync::watch::channel(false);
+        let key = (action.name.clone(), alert.fingerprint.clone());
+        if action.config.cancel_on_resolve {
+            self.cancellable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), tx);
         }
+        let outcome = action
+            .effect
+            .run(effect::RunContext {
+                action: &action.name,
+                alert,
+                cancel,
+            })
+            .await;
+        if action.config.cancel_on_resolve {
+            self.cancellable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        }
+        outcome
     }
 
     /// The configuration as `GET /actions` shows it: names, kinds and

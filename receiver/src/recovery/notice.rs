@@ -15,7 +15,7 @@ impl Recovery {
     /// the alert that triggered it went there. Through the outbox, so it
     /// is retried and deduplicated like any notification.
     pub(super) async fn notify(&self, r: &AuditRecord, to_slack: bool, took: Option<Duration>) {
-        let summary = if r.dry_run {
+        let summary = if *r.dry_run {
             format!(
                 "Dry run: recovery action {} would run for {}",
                 r.action, r.alertname

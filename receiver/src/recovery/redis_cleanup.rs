@@ -3,10 +3,118 @@
 //! of keys and a time budget: reaching either ends the run early, with
 //! success, and says so in the output.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::config::RedisCleanupSpec;
+use futures_util::future::BoxFuture;
+use llmchat_common::duration;
+use serde::Deserialize;
+
+use super::config::RecoveryConfig;
+use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+
+use std::time::Instant;
+
 use super::{Decision, Outcome};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisCleanupSpec {
+    /// The application's Redis; defaults to `recovery.redis_url`.
+    pub url: Option<String>,
+    /// Glob patterns (Redis MATCH syntax) of the keys to remove.
+    pub patterns: Vec<String>,
+    /// Most keys removed in one run.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u64,
+    /// Time budget of one run.
+    #[serde(
+        default = "super::http_action::default_http_timeout",
+        with = "duration"
+    )]
+    pub timeout: Duration,
+    /// SCAN COUNT hint.
+    #[serde(default = "default_scan_count")]
+    pub scan_count: u64,
+}
+fn default_max_keys() -> u64 {
+    100_000
+}
+fn default_scan_count() -> u64 {
+    1000
+}
+/// Beyond a cleanup's own budget, before the run counts as hung.
+const GRACE: Duration = Duration::from_secs(2);
+
+impl Spec for RedisCleanupSpec {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+        let _ = recovery;
+        let bad = |reason: &str| reason.to_string();
+        let r = self;
+        match r.url.as_ref().or(recovery.redis_url.as_ref()) {
+            None => {
+                return Err(bad(
+                    "redis_cleanup needs a url (or recovery.redis_url / --redis.url)",
+                ))
+            }
+            Some(u) if !super::config::is_redis_url(u) => {
+                return Err(bad(
+                    "redis_cleanup.url: expected redis://, rediss:// or unix://",
+                ))
+            }
+            _ => {}
+        }
+        if r.patterns.is_empty() || r.patterns.iter().any(|p| p.is_empty()) {
+            return Err(bad(
+                "redis_cleanup.patterns needs at least one non-empty pattern",
+            ));
+        }
+        if r.patterns.iter().any(|p| p == "*") {
+            return Err(bad(
+                "redis_cleanup.patterns: \"*\" would remove every key; name the cache namespaces",
+            ));
+        }
+        if r.max_keys == 0 || r.scan_count == 0 || r.timeout.is_zero() {
+            return Err(bad(
+                "redis_cleanup.max_keys, scan_count and timeout must be above zero",
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, recovery: &RecoveryConfig) -> Result<Box<dyn Effect>, BuildError> {
+        Ok(Box::new(RedisCleanup {
+            spec: self.clone(),
+            default_url: recovery.redis_url.clone(),
+        }))
+    }
+}
+
+/// A cleanup with its Redis resolved (its own `url`, else `recovery.redis_url`).
+struct RedisCleanup {
+    spec: RedisCleanupSpec,
+    default_url: Option<String>,
+}
+
+impl Effect for RedisCleanup {
+    fn longest_run(&self) -> Duration {
+        self.spec.timeout + GRACE
+    }
+
+    fn run<'a>(&'a self, _: RunContext<'a>) -> BoxFuture<'a, super::Outcome> {
+        Box::pin(async move {
+            let budget = self.spec.timeout + GRACE;
+            match tokio::time::timeout(budget, run(&self.spec, self.default_url.as_deref())).await {
+                Ok(r) => r.unwrap_or_else(failed),
+                Err(_) => super::Outcome {
+                    result: Decision::TimedOut,
+                    exit_status: None,
+                    output: String::new(),
+                    detail: Some("Redis did not answer within the time budget".into()),
+                },
+            }
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisCleanupError {

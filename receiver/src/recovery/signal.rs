@@ -3,13 +3,67 @@
 //! handler runs `global.gc()`). Pids 0 and 1, negative pids (process
 //! groups) and the receiver itself are refused.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use super::config::RecoveryConfig;
+use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+
 use std::str::FromStr;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::config::SignalSpec;
 use super::{Decision, Outcome};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalSpec {
+    /// `SIGUSR2`, `USR2`, `SIGHUP`, ...
+    pub signal: String,
+    pub pid_file: Option<PathBuf>,
+    /// Exact process name (Linux `comm`, as `pgrep -x`).
+    pub process_name: Option<String>,
+    /// With `process_name`: signal every match instead of refusing when
+    /// more than one process has the name.
+    #[serde(default)]
+    pub all_matching: bool,
+}
+impl Spec for SignalSpec {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+        let _ = recovery;
+        let bad = |reason: &str| reason.to_string();
+        let s = self;
+        if parse_signal(&s.signal).is_none() {
+            return Err(bad(&format!(
+                "signal.signal {:?} is not a signal name",
+                s.signal
+            )));
+        }
+        if s.pid_file.is_some() == s.process_name.is_some() {
+            return Err(bad("signal needs exactly one of pid_file or process_name"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _: &RecoveryConfig) -> Result<Box<dyn Effect>, BuildError> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl Effect for SignalSpec {
+    fn longest_run(&self) -> Duration {
+        // Reading /proc and one kill(2) per process: seconds at worst.
+        Duration::from_secs(20)
+    }
+
+    fn run<'a>(&'a self, _: RunContext<'a>) -> BoxFuture<'a, super::Outcome> {
+        Box::pin(async move { run(self).unwrap_or_else(failed) })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {

@@ -33,11 +33,6 @@ pub struct StoreMetrics {
     pub errors: Family<StoreErrorLabels, Counter>,
 }
 
-/// The heartbeat's table: one row, rewritten with a fresh payload.
-pub(super) fn ddl() -> Vec<String> {
-    vec!["CREATE TABLE IF NOT EXISTS receiver_probe (k TEXT PRIMARY KEY, at_ms BIGINT NOT NULL, pad TEXT NOT NULL)".into()]
-}
-
 /// How often the heartbeat writes while no insert is tried.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The heartbeat's payload: a post of a few alerts to three channels.

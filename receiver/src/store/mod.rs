@@ -1,7 +1,9 @@
 //! The receiver's durable store (sqlx): the outbox of notifications
-//! ([`outbox`]) and recovery's audit and coordination tables
-//! ([`recovery`]), in an embedded SQLite file by default or in PostgreSQL
-//! when several receivers share it.
+//! ([`outbox`]), recovery's audit ([`audit`]) and the coordination tables
+//! replicas share without Redis (`coordination`), in an embedded SQLite
+//! file by default or in PostgreSQL when several receivers share it. The
+//! schema is versioned: `receiver/migrations/{sqlite,postgres}`, applied
+//! at open by sqlx's migrator.
 //!
 //! This module owns the pool and the rules that keep the store usable
 //! through faults (a full disk, a dropped or read-only PostgreSQL):
@@ -15,9 +17,10 @@
 //!   insert was tried for a second), logged when it changes, not per error;
 //! - after a fault clears, SQLite's WAL is checkpointed and truncated.
 
+pub mod audit;
+mod coordination;
 mod health;
 pub mod outbox;
-pub mod recovery;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,9 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+pub use audit::{AuditRecord, IntFlag};
 pub use health::{StoreHealth, StoreMetrics};
 pub use outbox::{NewNotification, Notification};
-pub use recovery::AuditRecord;
 
 /// What went wrong with a store statement, for the error counter's
 /// `kind` label and for deciding what a fault means. Bounded on purpose.
@@ -115,9 +118,10 @@ impl std::fmt::Display for ErrorKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Opening failed; the text has any password in the URL masked.
-    #[error("cannot open the store: {0}")]
-    Open(String),
+    #[error("cannot open the store")]
+    Open(#[source] sqlx::Error),
+    #[error("cannot bring the store's schema up to date")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("store error ({kind}): {source}")]
     Query {
         kind: ErrorKind,
@@ -136,7 +140,9 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Query { kind, .. } | StoreError::BatchFailed { kind } => *kind,
-            StoreError::Open(_) | StoreError::WriterStopped => ErrorKind::Other,
+            StoreError::Open(_) | StoreError::Migrate(_) | StoreError::WriterStopped => {
+                ErrorKind::Other
+            }
         }
     }
 }
@@ -154,6 +160,10 @@ pub struct Store {
     writer: tokio::sync::mpsc::Sender<outbox::InsertJob>,
 }
 
+/// The schema's versions, embedded at build time.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
 /// How long a statement may wait for SQLite's write lock, and for a pool
 /// connection: a fault shows as an error within this, not as a hang.
 const WAIT: Duration = Duration::from_secs(5);
@@ -170,7 +180,9 @@ impl Store {
         } else {
             url.to_string()
         };
-        let open_error = |e: sqlx::Error| StoreError::Open(scrub(&e.to_string(), &url));
+        // sqlx's errors never quote the URL, so the password cannot leak
+        // through them.
+        let open_error = StoreError::Open;
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 5 })
             .acquire_timeout(WAIT)
@@ -195,13 +207,15 @@ impl Store {
                 .await
                 .map_err(open_error)?;
         }
-        for stmt in outbox::ddl(sqlite)
-            .into_iter()
-            .chain(recovery::ddl(sqlite))
-            .chain(health::ddl())
-        {
-            pool.execute(stmt.as_str()).await.map_err(open_error)?;
-        }
+        // Versioned schema: migrations/sqlite or migrations/postgres, each
+        // applied once and recorded in _sqlx_migrations (PostgreSQL takes an
+        // advisory lock, so replicas starting together apply them once).
+        let migrator = if sqlite {
+            &SQLITE_MIGRATIONS
+        } else {
+            &POSTGRES_MIGRATIONS
+        };
+        migrator.run(&pool).await.map_err(StoreError::Migrate)?;
         let health = Arc::new(StoreHealth::new(metrics, sqlite, pool.clone()));
         let (writer, jobs) = tokio::sync::mpsc::channel(4096);
         tokio::spawn(outbox::group_commit(
@@ -240,19 +254,5 @@ impl Store {
             .await
             .map_err(|e| self.fail(e))?
             .rows_affected())
-    }
-}
-
-/// Removes a password from an error that quotes the URL.
-fn scrub(text: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, p)| p)
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(p) => text.replace(p, "****"),
-        None => text.to_string(),
     }
 }

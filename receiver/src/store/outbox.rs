@@ -25,8 +25,8 @@
 //! for it), and a connection that saw an error is rolled back and closed.
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
+use sqlx::FromRow;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row};
 
 use super::{now_ms, Store, StoreError, StoreHealth};
@@ -44,7 +44,7 @@ pub struct NewNotification {
 }
 
 /// A stored notification.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Notification {
     pub id: i64,
     pub channel: String,
@@ -59,42 +59,6 @@ pub struct Notification {
     pub created_ms: i64,
     pub last_error: Option<String>,
     pub sent_ms: Option<i64>,
-}
-
-impl Notification {
-    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
-        Ok(Notification {
-            id: r.try_get("id")?,
-            channel: r.try_get("channel")?,
-            severity: r.try_get("severity")?,
-            status: r.try_get("status")?,
-            alertname: r.try_get("alertname")?,
-            payload: r.try_get("payload")?,
-            state: r.try_get("state")?,
-            attempts: r.try_get("attempts")?,
-            next_attempt_ms: r.try_get("next_attempt_ms")?,
-            created_ms: r.try_get("created_ms")?,
-            last_error: r.try_get("last_error")?,
-            sent_ms: r.try_get("sent_ms")?,
-        })
-    }
-}
-
-pub(super) fn ddl(sqlite: bool) -> Vec<String> {
-    let id = if sqlite {
-        "id INTEGER PRIMARY KEY AUTOINCREMENT"
-    } else {
-        "id BIGSERIAL PRIMARY KEY"
-    };
-    vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS notifications ({id}, dedup_key TEXT NOT NULL UNIQUE, \
-             channel TEXT NOT NULL, severity TEXT NOT NULL, status TEXT NOT NULL, alertname TEXT NOT NULL, \
-             payload TEXT NOT NULL, state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, \
-             next_attempt_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL, last_error TEXT, sent_ms BIGINT)"
-        ),
-        "CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, channel, next_attempt_ms)".into(),
-    ]
 }
 
 /// One request's rows, waiting for the group commit that stores them.

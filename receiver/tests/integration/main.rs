@@ -7,3 +7,4 @@ mod helpers;
 mod recovery;
 mod requests;
 mod store_faults;
+mod store_migrations;
