@@ -22,6 +22,8 @@ pub struct AppState {
     pub senders: Arc<Senders>,
     pub metrics: Arc<Metrics>,
     pub web: WebConfig,
+    /// From `web`, built once.
+    pub credentials: Credentials,
     pub routing: RoutingConfig,
     pub wake: Arc<tokio::sync::Notify>,
     pub recovery: Arc<crate::recovery::Recovery>,
@@ -68,6 +70,14 @@ impl Refusal for RequestError {
     }
 }
 
+/// The credentials `[web]` configures.
+pub fn credentials(web: &WebConfig) -> Credentials {
+    Credentials {
+        bearer: web.bearer_token.clone(),
+        basic: web.basic_username.clone().zip(web.basic_password.clone()),
+    }
+}
+
 impl RequestError {
     fn into_response(self) -> Response<Body> {
         let body = serde_json::to_vec(&json!({ "error": self.to_string() })).unwrap_or_default();
@@ -86,15 +96,12 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
 
 /// Bearer token or basic auth, as Alertmanager's `http_config` sends them,
 /// compared in constant time (common's [`Credentials`]).
-fn authorize<B>(web: &WebConfig, req: &Request<B>) -> Result<(), RequestError> {
-    if web.auth_disabled {
+fn authorize<B>(state: &AppState, req: &Request<B>) -> Result<(), RequestError> {
+    if state.web.auth_disabled {
         return Ok(());
     }
-    let credentials = Credentials {
-        bearer: web.bearer_token.clone(),
-        basic: web.basic_username.clone().zip(web.basic_password.clone()),
-    };
-    credentials
+    state
+        .credentials
         .check(req.headers().get(header::AUTHORIZATION))
         .map_err(|e| match e {
             AuthError::Missing => RequestError::Unauthorized("missing credentials"),
@@ -133,11 +140,11 @@ where
         ("/webhook", &Method::POST) => webhook(state, req).await,
         ("/webhook", _) => Err(RequestError::Method("POST")),
         ("/notifications", &Method::GET) => {
-            authorize(&state.web, &req)?;
+            authorize(state, &req)?;
             notifications(state, req.uri().query().unwrap_or_default()).await
         }
         ("/actions", &Method::GET) => {
-            authorize(&state.web, &req)?;
+            authorize(state, &req)?;
             actions(state, req.uri().query().unwrap_or_default()).await
         }
         ("/metrics", &Method::GET) => {
@@ -179,7 +186,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    authorize(&state.web, &req)?;
+    authorize(state, &req)?;
     let limit = state.web.body_limit_bytes;
     let body = Limited::new(req.into_body(), limit)
         .collect()

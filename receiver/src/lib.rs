@@ -63,6 +63,7 @@ pub async fn run(
     let maintenance = tokio::spawn(recovery.clone().maintain(stop_rx.clone()));
     let worker = tokio::spawn(worker.run(stop_rx));
     let state = Arc::new(http::AppState {
+        credentials: http::credentials(&config.web),
         store,
         senders,
         metrics,

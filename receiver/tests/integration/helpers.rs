@@ -57,14 +57,17 @@ impl Receiver {
         env: &[(&str, &str)],
     ) -> Receiver {
         let stderr = tempfile::NamedTempFile::new().unwrap();
+        // Only what the test sets: none of the developer's LLMCHAT_* or
+        // proxy variables (the receiver's HTTP channels would use a proxy).
         let child = Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().copied())
             .args(args)
             .arg("--config.file")
             .arg(config)
             .arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
-            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(stderr.reopen().unwrap())
             .spawn()

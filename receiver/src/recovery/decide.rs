@@ -1,0 +1,235 @@
+//! The decision flow of one (action, alert): the local busy flag, the
+//! shared run lock, the cooldown and hourly cap, the audit row (no row, no
+//! run), the run, its result, and the outcome notice. Every way out is a
+//! [`Decision`], counted and audited.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::coordination::Admission;
+use super::{alertname, Action, BusyGuard, Decision, Recovery, DECISION_BUDGET};
+use crate::payload::Alert;
+use crate::store::{now_ms, AuditRecord, IntFlag};
+
+impl Recovery {
+    async fn record_skip(
+        &self,
+        action: &Action,
+        alert: &Alert,
+        dry_run: bool,
+        skip: Decision,
+        detail: Option<String>,
+    ) {
+        let now = now_ms();
+        self.count(&action.name, skip);
+        tracing::info!(action = %action.name, alert = alert.labels.get("alertname").map(String::as_str).unwrap_or(""), fingerprint = %alert.fingerprint, decision = skip.as_str(), "recovery action skipped");
+        let record = AuditRecord {
+            id: 0,
+            action: action.name.clone(),
+            kind: action.config.effect.kind().into(),
+            alertname: alertname(alert),
+            fingerprint: alert.fingerprint.clone(),
+            result: skip.as_str().into(),
+            dry_run: IntFlag(dry_run),
+            started_ms: now,
+            finished_ms: Some(now),
+            exit_status: None,
+            output: String::new(),
+            detail,
+        };
+        if let Err(e) = self.store.audit_insert(&record).await {
+            tracing::error!(action = %action.name, error = %e, "cannot write the recovery audit");
+        }
+    }
+
+    pub(super) async fn decide_and_run(&self, name: &str, alert: &Alert, to_slack: bool) {
+        let Some(action) = self.actions.get(name).cloned() else {
+            return;
+        };
+        let dry_run = self.dry_run || action.config.dry_run;
+        if action
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return self
+                .record_skip(&action, alert, dry_run, Decision::SkippedRunning, None)
+                .await;
+        }
+        let _busy = BusyGuard(&action.busy);
+        // The run must start by then: the lock taken below lives for the
+        // budget plus the longest run.
+        let start_by = Instant::now() + DECISION_BUDGET;
+        // Across replicas too: the shared lock (a dry run runs nothing).
+        let lock = if dry_run {
+            None
+        } else {
+            match self.coordinator.lock(name, action.longest_run()).await {
+                Ok(Some(lock)) => Some(lock),
+                Ok(None) => {
+                    return self
+                        .record_skip(
+                            &action,
+                            alert,
+                            dry_run,
+                            Decision::SkippedRunning,
+                            Some("running in another replica".into()),
+                        )
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(action = %name, backend = self.coordinator.backend(), error = %e, "cannot take the recovery run lock; not running");
+                    return self
+                        .record_skip(
+                            &action,
+                            alert,
+                            dry_run,
+                            Decision::SkippedUnavailable,
+                            Some(e.to_string()),
+                        )
+                        .await;
+                }
+            }
+        };
+        self.gate_and_run(&action, alert, to_slack, dry_run, start_by)
+            .await;
+        if let Some(lock) = lock {
+            self.coordinator.release(lock).await;
+        }
+    }
+
+    /// Past the run lock: the cooldown and hourly cap, then the run.
+    async fn gate_and_run(
+        &self,
+        action: &Arc<Action>,
+        alert: &Alert,
+        to_slack: bool,
+        dry_run: bool,
+        start_by: Instant,
+    ) {
+        let name = action.name.as_str();
+        match self
+            .coordinator
+            .admit(
+                name,
+                dry_run,
+                action.config.cooldown,
+                action.config.max_runs_per_hour,
+            )
+            .await
+        {
+            Ok(Admission::Granted) => {}
+            Ok(Admission::Cooldown) => {
+                return self
+                    .record_skip(action, alert, dry_run, Decision::SkippedCooldown, None)
+                    .await
+            }
+            Ok(Admission::RateLimited) => {
+                let detail = format!("{} runs in the last hour", action.config.max_runs_per_hour);
+                return self
+                    .record_skip(
+                        action,
+                        alert,
+                        dry_run,
+                        Decision::SkippedRateLimit,
+                        Some(detail),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(action = %name, backend = self.coordinator.backend(), error = %e, "cannot check the recovery cooldown; not running");
+                return self
+                    .record_skip(
+                        action,
+                        alert,
+                        dry_run,
+                        Decision::SkippedUnavailable,
+                        Some(e.to_string()),
+                    )
+                    .await;
+            }
+        }
+        let mut record = AuditRecord {
+            id: 0,
+            action: name.to_string(),
+            kind: action.config.effect.kind().into(),
+            alertname: alertname(alert),
+            fingerprint: alert.fingerprint.clone(),
+            result: if dry_run {
+                Decision::DryRun
+            } else {
+                Decision::Running
+            }
+            .as_str()
+            .into(),
+            dry_run: IntFlag(dry_run),
+            started_ms: now_ms(),
+            finished_ms: None,
+            exit_status: None,
+            output: String::new(),
+            detail: dry_run.then(|| {
+                format!(
+                    "dry run: the {} action was not run",
+                    action.config.effect.kind()
+                )
+            }),
+        };
+        if dry_run {
+            record.finished_ms = Some(record.started_ms);
+        }
+        // The audit first: a run that cannot be recorded does not happen.
+        record.id = match self.store.audit_insert(&record).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(action = %name, error = %e, "cannot write the recovery audit; not running");
+                self.count(name, Decision::SkippedUnavailable);
+                return;
+            }
+        };
+        if !dry_run && Instant::now() > start_by {
+            // The store was too slow to decide: running now could outlive
+            // the run lock and overlap another replica's run.
+            tracing::error!(action = %name, "the recovery decision took longer than the run lock allows; not running");
+            self.count(name, Decision::SkippedUnavailable);
+            record.result = Decision::SkippedUnavailable.as_str().into();
+            record.finished_ms = Some(now_ms());
+            record.detail = Some("the store was too slow to decide within the run lock".into());
+            if let Err(e) = self.store.audit_finish(&record).await {
+                tracing::error!(action = %name, error = %e, "cannot write the recovery audit");
+            }
+            return;
+        }
+        if dry_run {
+            self.count(name, Decision::DryRun);
+            tracing::info!(action = %name, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action: dry run");
+            self.notify(&record, to_slack, None).await;
+            return;
+        }
+        tracing::info!(action = %name, kind = record.kind, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action started");
+        let started = Instant::now();
+        let outcome = self.execute(action, alert).await;
+        let took = started.elapsed();
+        self.metrics
+            .recovery_duration
+            .get_or_create(&crate::metrics::ActionNameLabels {
+                action: name.to_string(),
+            })
+            .observe(took.as_secs_f64());
+        record.result = outcome.result.as_str().into();
+        record.finished_ms = Some(now_ms());
+        record.exit_status = outcome.exit_status;
+        record.output = outcome.output;
+        record.detail = outcome.detail;
+        self.count(name, outcome.result);
+        if outcome.result == Decision::Succeeded {
+            tracing::info!(action = %name, took = ?took, exit_status = ?record.exit_status, "recovery action succeeded");
+        } else {
+            tracing::warn!(action = %name, result = %record.result, took = ?took, exit_status = ?record.exit_status, detail = record.detail.as_deref().unwrap_or(""), "recovery action did not succeed");
+        }
+        if let Err(e) = self.store.audit_finish(&record).await {
+            tracing::error!(action = %name, error = %e, "cannot write the recovery audit");
+        }
+        self.notify(&record, to_slack, Some(took)).await;
+    }
+}
