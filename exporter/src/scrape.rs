@@ -187,7 +187,7 @@ impl Exporter {
         let duration = start.elapsed();
         let error = match outcome {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
+            Ok(Err(e)) => Some(llmchat_common::error_chain(e.as_ref())),
             Err(_) => Some(format!(
                 "timed out after {}",
                 humantime::format_duration(deadline)

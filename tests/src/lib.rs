@@ -20,11 +20,49 @@ pub fn repo_root() -> PathBuf {
 /// Runs a tool from the repository root; a tool that is not installed is a
 /// failure, never a skip.
 pub fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
+    run_in(&repo_root(), program, args)
+}
+
+/// Runs a tool in `dir` with a clean environment (PATH, the C locale and a
+/// throw-away HOME): nothing of the developer's shell, proxy settings or
+/// tool configuration reaches it.
+pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = Command::new(program);
+    services::hermetic(&mut c)
+        .env("HOME", home.path())
         .args(args)
-        .current_dir(repo_root())
+        .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} (is it installed?): {e}"))
+}
+
+/// A copy of what `docker compose` reads from the repository (the compose
+/// file, `.env.example`, the mounted configs and the build context's
+/// Dockerfile), without any `.env` a developer may have.
+pub fn compose_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    for f in ["docker-compose.yml", ".env.example", "Dockerfile"] {
+        std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+    }
+    for d in ["stack", "rules", "dashboards"] {
+        copy_dir(&root.join(d), &dir.path().join(d));
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 /// stdout and stderr together, for assertion messages.
@@ -36,7 +74,35 @@ pub fn said(out: &Output) -> String {
     )
 }
 
-/// A port that was free a moment ago.
+/// The port a child bound to `127.0.0.1:0` says it listens on: the
+/// `address=HOST:PORT` field of its "listening" log line in `log`. No
+/// race: the port is the child's from the start, never "free a moment ago".
+pub fn bound_port(log: &Path, timeout: std::time::Duration) -> u16 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .filter(|l| l.contains("listening"))
+            .find_map(|l| {
+                let addr = l
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="))?;
+                addr.rsplit_once(':')?.1.parse::<u16>().ok()
+            });
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no \"listening address=\" line within {timeout:?}; log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A port that was free a moment ago (for a service that must keep its
+/// port across restarts; prefer binding port 0 and [`bound_port`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

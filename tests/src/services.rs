@@ -40,13 +40,24 @@ fn pg_bindir() -> PathBuf {
 /// A command run as the `postgres` user when we are root (PostgreSQL
 /// refuses to run as root).
 fn as_postgres(program: &Path) -> Command {
-    if is_root() {
+    let mut c = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
         Command::new(program)
-    }
+    };
+    hermetic(&mut c);
+    c
+}
+
+/// A child's environment: PATH and the C locale, nothing inherited (no
+/// developer's PG*, LANG for a locale that is not generated here, or
+/// proxy variables).
+pub fn hermetic(c: &mut Command) -> &mut Command {
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LC_ALL", "C")
 }
 
 pub struct Postgres {
@@ -75,7 +86,16 @@ impl Postgres {
         let out = as_postgres(&bin.join("initdb"))
             .arg("-D")
             .arg(dir.path().join("data"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ])
             .output()
             .expect("initdb");
         assert!(
@@ -224,6 +244,23 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A login role that must give `password` over TCP (SCRAM), unlike
+    /// `postgres`, which is trusted: for tests of what a wrong password
+    /// does and of where a password must never appear.
+    pub fn add_password_role(&self, role: &str, password: &str) {
+        self.psql(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}'; GRANT ALL ON DATABASE llmchat TO {role}"
+        ));
+        let hba = self.dir.path().join("data").join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("host all {role} 127.0.0.1/32 scram-sha-256\n{old}"),
+        )
+        .unwrap();
+        self.psql("SELECT pg_reload_conf()");
+    }
+
     pub fn psql(&self, sql: &str) -> String {
         self.psql_db("llmchat", sql)
     }
@@ -260,7 +297,7 @@ impl Redis {
     }
 
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        let child = hermetic(&mut Command::new("redis-server"))
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())

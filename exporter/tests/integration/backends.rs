@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::helpers::{sample, Exporter};
+use crate::helpers::{sample, wait_until, Exporter};
 use llmchat_tests::services::{Postgres, Redis, LLMCHAT_SCHEMA};
 
 const TOKEN: &str = "admin-token-for-tests-0123456789";
@@ -207,11 +207,19 @@ value = "n"
     assert_eq!(e.get("/health/db").status(), 200);
 }
 
+/// A live PostgreSQL that asks for a password and gets a wrong one: the
+/// authentication error travels through the driver, the collector, the
+/// log and the health endpoints, and the password appears in none of them
+/// (nor the right one, which the exporter never had).
 #[test]
 fn database_password_never_shows() {
-    let secret = "Sup3rSecretPassw0rd";
-    let port = crate::helpers::free_port();
-    let url = format!("postgres://llmchat:{secret}@127.0.0.1:{port}/llmchat");
+    let pg = Postgres::start();
+    pg.add_password_role("llmchat_app", "Right-Passw0rd-xyz");
+    let secret = "Wr0ng-Passw0rd-Sup3rSecret";
+    let url = format!(
+        "postgres://llmchat_app:{secret}@127.0.0.1:{}/llmchat",
+        pg.port
+    );
     let e = Exporter::start_with_env(
         &only("database", &[])
             .iter()
@@ -231,14 +239,29 @@ fn database_password_never_shows() {
         .unwrap()
         .text()
         .unwrap();
-    assert!(detailed.contains("database"), "{detailed}");
+    // The failure that was reported is the server's refusal, so the path
+    // that could leak the password was taken.
+    assert!(
+        detailed.contains("password authentication failed"),
+        "{detailed}"
+    );
+    let health_db = e.get("/health/db").text().unwrap();
+    assert!(
+        health_db.contains("password authentication failed"),
+        "{health_db}"
+    );
+    wait_until(Duration::from_secs(10), "the failure logged", || {
+        e.log().contains("collector failing")
+    });
     for body in [
         text,
         detailed,
-        e.get("/health/db").text().unwrap(),
+        health_db,
         e.get("/").text().unwrap(),
+        e.log(),
     ] {
         assert!(!body.contains(secret), "password leaked: {body}");
+        assert!(!body.contains("Right-Passw0rd"), "password leaked: {body}");
     }
 }
 

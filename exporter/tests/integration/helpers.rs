@@ -33,17 +33,16 @@ impl Exporter {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
-        let port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .arg("--collector.disable-defaults")
             .args(args);
-        Self::spawn(cmd, port, env)
+        Self::spawn(cmd, 0, env)
     }
 
     /// Starts `cmd` (the binary, or a wrapper running it) listening on
-    /// `port`, and waits until it answers.
+    /// `port` (0: the port it binds and logs), and waits until it answers.
     pub fn spawn(mut cmd: Command, port: u16, env: &[(&str, &str)]) -> Exporter {
         let stderr = tempfile::NamedTempFile::new().unwrap();
         // Only what the test sets: no LLMCHAT_* of the developer's shell,
@@ -57,6 +56,11 @@ impl Exporter {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start llmchat-exporter");
+        let port = if port == 0 {
+            llmchat_tests::bound_port(stderr.path(), Duration::from_secs(10))
+        } else {
+            port
+        };
         let exporter = Exporter {
             child,
             base: format!("http://127.0.0.1:{port}"),

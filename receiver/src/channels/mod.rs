@@ -151,9 +151,16 @@ pub(crate) fn retry_after(value: &str) -> Option<Duration> {
 }
 
 pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
+    let timed_out = e.is_timeout();
+    // without_url: the URL may carry a token (Slack's does). The chain
+    // says why ("connection refused", ...), which the top error does not.
+    let chain = llmchat_common::error_chain(&e.without_url());
     SendError::Retry {
-        // without_url: the URL may carry a token (Slack's does).
-        reason: e.without_url().to_string(),
+        reason: if timed_out {
+            format!("timed out (delivery.timeout): {chain}")
+        } else {
+            chain
+        },
         after: None,
     }
 }

@@ -52,7 +52,15 @@ pub struct Outcome {
 
 /// Output bytes as text, cut to [`OUTPUT_LIMIT`] on a character boundary.
 pub fn output_text(bytes: &[u8]) -> String {
-    let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(OUTPUT_LIMIT)]).into_owned();
+    let mut cut = bytes.len().min(OUTPUT_LIMIT);
+    if cut < bytes.len() {
+        // Back off to the start of a UTF-8 sequence (not a continuation
+        // byte), so the cut never splits a character into U+FFFD.
+        while cut > 0 && (bytes[cut] & 0b1100_0000) == 0b1000_0000 {
+            cut -= 1;
+        }
+    }
+    let mut s = String::from_utf8_lossy(&bytes[..cut]).into_owned();
     while s.len() > OUTPUT_LIMIT {
         s.pop();
     }
@@ -310,8 +318,13 @@ mod tests {
 
     #[test]
     fn output_is_cut_at_four_kib_on_a_character_boundary() {
-        let text = output_text("é".repeat(5000).as_bytes());
-        assert!(text.len() <= OUTPUT_LIMIT);
-        assert!(text.chars().all(|c| c == 'é' || c == '\u{fffd}'));
+        // "a" first: the 4096-byte mark falls inside an "é" (2 bytes).
+        let input = format!("a{}", "é".repeat(5000));
+        let text = output_text(input.as_bytes());
+        assert!(text.len() <= OUTPUT_LIMIT && text.len() >= OUTPUT_LIMIT - 1);
+        assert!(!text.contains('\u{fffd}'), "a character was split");
+        assert!(input.starts_with(&text));
+        // Invalid bytes of the command's own still show as U+FFFD.
+        assert_eq!(output_text(b"ok\xff"), "ok\u{fffd}");
     }
 }

@@ -288,9 +288,9 @@ fn a_real_alertmanager_delivers_through_the_receiver() {
     wait_until(Duration::from_secs(30), "alertmanager ready", || {
         reqwest::blocking::get(format!("{am_url}/-/ready")).is_ok_and(|x| x.status().is_success())
     });
-    let post = |ends_at: Option<&str>| {
+    let post_named = |name: &str, ends_at: Option<&str>| {
         let mut alert = serde_json::json!({
-            "labels": {"alertname": "LLMChatHighMemoryUsage", "severity": "warning", "instance": "host-a:9842"},
+            "labels": {"alertname": name, "severity": "warning", "instance": "host-a:9842"},
             "annotations": {"summary": "Memory usage above 90%", "description": "95% of memory is in use"},
             "generatorURL": "http://prometheus:9090/graph"
         });
@@ -304,6 +304,7 @@ fn a_real_alertmanager_delivers_through_the_receiver() {
             .unwrap();
         assert!(resp.status().is_success(), "{}", resp.status());
     };
+    let post = |ends_at: Option<&str>| post_named("LLMChatHighMemoryUsage", ends_at);
     post(None);
     wait_until(Duration::from_secs(30), "firing notification", || {
         hook.requests()
@@ -328,6 +329,33 @@ fn a_real_alertmanager_delivers_through_the_receiver() {
             .iter()
             .any(|r| r.json()["status"] == "resolved")
     });
+    // A marker alert through the same chain: once it has arrived, anything
+    // the first group would still have caused has arrived too.
+    post_named("LLMChatMarker", None);
+    wait_until(Duration::from_secs(30), "the marker", || {
+        hook.requests()
+            .iter()
+            .any(|r| r.json()["alertname"] == "LLMChatMarker")
+            && slack
+                .requests()
+                .iter()
+                .any(|r| r.json().to_string().contains("LLMChatMarker"))
+    });
+    // Exactly one firing and one resolved notification per channel.
+    let statuses: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| r.json())
+        .filter(|j| j["alertname"] == "LLMChatHighMemoryUsage")
+        .map(|j| j["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["firing", "resolved"]);
+    let to_slack = slack
+        .requests()
+        .iter()
+        .filter(|r| r.json().to_string().contains("LLMChatHighMemoryUsage"))
+        .count();
+    assert_eq!(to_slack, 2, "Slack: one firing and one resolved message");
     let _ = am.kill();
     let _ = am.wait();
 }

@@ -38,8 +38,10 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Starts on a port of its own choosing (it binds 127.0.0.1:0 and logs
+    /// the port), so no other process can take it in between.
     pub fn start(config: &Path) -> Receiver {
-        Self::start_on(config, free_port())
+        Self::start_on(config, 0)
     }
 
     pub fn start_on(config: &Path, port: u16) -> Receiver {
@@ -72,6 +74,11 @@ impl Receiver {
             .stderr(stderr.reopen().unwrap())
             .spawn()
             .unwrap();
+        let port = if port == 0 {
+            llmchat_tests::bound_port(stderr.path(), Duration::from_secs(15))
+        } else {
+            port
+        };
         let r = Receiver {
             child,
             base: format!("http://127.0.0.1:{port}"),

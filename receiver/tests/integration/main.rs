@@ -2,6 +2,7 @@
 //! binary, shared helpers, real SMTP (a sink in the test), local HTTP
 //! stand-ins for Slack and the webhook target, and a real Alertmanager.
 
+mod claims;
 mod delivery;
 mod helpers;
 mod recovery;

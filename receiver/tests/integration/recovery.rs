@@ -171,13 +171,20 @@ fn command_action_runs_on_the_fault_label_and_is_audited_counted_and_notified() 
             .status(),
         200
     );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!out.exists());
-    assert!(audit(&r, "restart").is_empty());
-
+    // fp-1, posted next, is the marker: once its run is audited, fp-2 (an
+    // earlier post) would have been decided too; the audit holds fp-1 only.
     let resp = r.post(&alert("firing", "fp-1", &labels), Some(TOKEN));
     assert_eq!(resp.status(), 200);
     let runs = finished(&r, "restart", 1);
+    let fingerprints: Vec<&str> = runs
+        .iter()
+        .map(|a| a["fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fingerprints,
+        ["fp-1"],
+        "the slow-response alert triggered restart"
+    );
     assert_eq!(
         std::fs::read_to_string(&out).unwrap().trim(),
         "restarted LLMChatHighErrorRate"
@@ -685,12 +692,19 @@ fn dry_run_records_the_decision_without_running() {
 #[test]
 fn runs_per_hour_are_capped_and_a_resolved_alert_cancels_its_command() {
     let Sinks { dir, hook, slack } = Sinks::start();
+    // gc's command starts a grandchild and records its pid: cancelling must
+    // end the whole process group, not only the shell.
+    let pid_file = dir.path().join("gc.pid");
     let cfg = recovery_config(
         dir.path(),
         &hook,
         &slack,
-        "[recovery.actions.restart]\ncooldown = \"0s\"\nmax_runs_per_hour = 2\n[recovery.actions.restart.command]\nargv = [\"true\"]\n\
-         [recovery.actions.gc]\ncancel_on_resolve = true\n[recovery.actions.gc.command]\nargv = [\"sleep\", \"30\"]\n",
+        &format!(
+            "[recovery.actions.restart]\ncooldown = \"0s\"\nmax_runs_per_hour = 2\n[recovery.actions.restart.command]\nargv = [\"true\"]\n\
+             [recovery.actions.gc]\ncancel_on_resolve = true\n[recovery.actions.gc.command]\n\
+             argv = [\"sh\", \"-c\", \"sleep 30 & echo $! > {}; wait\"]\n",
+            pid_file.display()
+        ),
     );
     let r = Receiver::start(&cfg);
     let labels = [("alertname", "E"), ("fault", "high_error_rate")];
@@ -724,6 +738,22 @@ fn runs_per_hour_are_capped_and_a_resolved_alert_cancels_its_command() {
     assert_eq!(run["result"], "cancelled", "{run}");
     let took = run["finished_ms"].as_i64().unwrap() - run["started_ms"].as_i64().unwrap();
     assert!(took < 20_000, "{took} ms");
+    // The grandchild is gone (or a zombie waiting for init): not running.
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    wait_until(
+        Duration::from_secs(10),
+        "the cancelled command's sleep to end",
+        || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "Z" || state == "X"),
+        },
+    );
 }
 
 #[test]
@@ -754,13 +784,17 @@ fn one_run_at_a_time_holds_across_receivers_sharing_redis() {
     let Sinks { dir, hook, slack } = Sinks::start();
     let redis = Redis::start();
     let ran = dir.path().join("ran");
+    // The first run holds until the test releases it (after the second
+    // receiver has decided), however slow the machine: no sleep to race.
+    let release = dir.path().join("release");
     // No cooldown: only the run lock keeps the second receiver from
     // restarting while the first one's restart is still going.
     let recovery = format!(
         "[recovery]\nredis_url = \"{url}\"\n[recovery.actions.restart]\ncooldown = \"0s\"\n\
-         [recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo start >> {ran}; sleep 2; echo end >> {ran}\"]\n",
+         [recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo start >> {ran}; while [ ! -e {release} ]; do sleep 0.05; done; echo end >> {ran}\"]\n",
         url = redis.url(),
-        ran = ran.display()
+        ran = ran.display(),
+        release = release.display()
     );
     let dirs: Vec<_> = ["a", "b"].iter().map(|n| dir.path().join(n)).collect();
     let receivers: Vec<Receiver> = dirs
@@ -786,6 +820,7 @@ fn one_run_at_a_time_holds_across_receivers_sharing_redis() {
     let second = finished(&receivers[1], "restart", 1);
     assert_eq!(second[0]["result"], "skipped_running", "{}", second[0]);
     assert_eq!(second[0]["detail"], "running in another replica");
+    std::fs::write(&release, "").unwrap();
     let first = finished(&receivers[0], "restart", 1);
     assert_eq!(first[0]["result"], "succeeded");
     assert_eq!(std::fs::read_to_string(&ran).unwrap(), "start\nend\n");

@@ -284,7 +284,11 @@ fn the_stack_configs_pass_promtool_amtool_and_the_receivers_check() {
 #[test]
 fn docker_compose_itself_accepts_the_file_with_and_without_an_env_file() {
     // Debian's docker-compose (1.29) validates against the Compose schema
-    // and interpolates variables without a Docker engine.
+    // and interpolates variables without a Docker engine. In a copy with a
+    // clean environment: a developer's .env or exported variables must not
+    // decide the result.
+    let copy = llmchat_tests::compose_copy();
+    let run = |program: &str, args: &[&str]| llmchat_tests::run_in(copy.path(), program, args);
     for args in [
         vec!["config", "--quiet"],
         vec!["--env-file", ".env.example", "config", "--quiet"],

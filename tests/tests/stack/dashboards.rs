@@ -138,9 +138,22 @@ pub fn every_panel_returns_data(stack: &Stack) {
         }
         // Template variables: label_values(metric, label) must find values.
         for v in d["templating"]["list"].as_array().unwrap() {
-            let Some(q) = v["definition"].as_str() else {
+            // Every variable is checked: a data source picker must offer
+            // Prometheus; a query must be a label_values the test can run.
+            // A variable of another kind fails here until the test learns it.
+            if v["type"] == "datasource" {
+                assert_eq!(v["query"], "prometheus", "variable {}", v["name"]);
                 continue;
-            };
+            }
+            assert_eq!(v["type"], "query", "variable {}: unknown kind", v["name"]);
+            let q = v["definition"].as_str().unwrap_or_else(|| {
+                panic!("variable {} has no label_values definition: {v}", v["name"])
+            });
+            assert!(
+                q.starts_with("label_values("),
+                "variable {}: {q}",
+                v["name"]
+            );
             let inner = q.trim_start_matches("label_values(").trim_end_matches(')');
             let (metric, label) = inner.rsplit_once(", ").unwrap();
             let series = stack.query(&as_prometheus(metric));

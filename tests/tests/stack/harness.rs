@@ -486,17 +486,25 @@ impl Stack {
     }
 
     /// An instant query; the result vector.
+    /// An instant query. Any error (Prometheus down, a bad expression, a
+    /// non-success answer) fails the test: an empty result must mean "no
+    /// series", never "could not ask".
     pub fn query(&self, expr: &str) -> Vec<Value> {
         let resp: Value = reqwest::blocking::Client::new()
             .get(format!("{}/api/v1/query", self.prom_url))
             .query(&[("query", expr)])
             .send()
             .and_then(|r| r.json())
-            .unwrap_or(Value::Null);
+            .unwrap_or_else(|e| panic!("query {expr:?}: {e}"));
+        assert_eq!(
+            resp["status"], "success",
+            "query {expr:?}: {}: {}",
+            resp["errorType"], resp["error"]
+        );
         resp["data"]["result"]
             .as_array()
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("query {expr:?}: no result array in {resp}"))
     }
 
     /// A range query from the stack's start to now; Err names the problem.
