@@ -116,34 +116,121 @@ fn every_alert_has_severity_annotations_and_its_runbook_section() {
     }
 }
 
-#[test]
-fn every_alert_has_a_firing_and_a_silent_unit_test() {
-    let mut firing: BTreeMap<String, usize> = BTreeMap::new();
-    let mut silent: BTreeMap<String, usize> = BTreeMap::new();
+/// A duration as promtool writes it (`90s`, `5m`, `2h`, `1d`, `1h30m`).
+fn seconds(text: &str) -> u64 {
+    humantime_like(text).unwrap_or_else(|| panic!("not a duration: {text:?}"))
+}
+
+fn humantime_like(text: &str) -> Option<u64> {
+    let mut total = 0;
+    let mut number = String::new();
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        total += n * match c {
+            's' => 1,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0
+            }
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+    }
+    number.is_empty().then_some(total)
+}
+
+/// One `alert_rule_test` entry: (eval_time in seconds, alert, silent).
+type Case = (u64, String, bool);
+
+/// The test groups of every file, each as its list of cases.
+fn test_groups() -> Vec<Vec<Case>> {
+    let mut groups = Vec::new();
     for file in test_files() {
         let text = read(&file);
+        let mut current: Vec<Case> = Vec::new();
+        let mut eval_time = 0;
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
-            let Some(name) = line.trim().strip_prefix("alertname: ") else {
-                continue;
-            };
-            let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or_default();
-            let map = if next == "exp_alerts: []" {
-                &mut silent
-            } else {
-                &mut firing
-            };
-            *map.entry(name.to_string()).or_default() += 1;
+            let t = line.trim();
+            if t.starts_with("- interval:") && !current.is_empty() {
+                groups.push(std::mem::take(&mut current));
+            }
+            if let Some(v) = t.strip_prefix("- eval_time: ") {
+                eval_time = seconds(v);
+            }
+            if let Some(name) = t.strip_prefix("alertname: ") {
+                let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or_default();
+                current.push((eval_time, name.to_string(), next == "exp_alerts: []"));
+            }
+        }
+        if !current.is_empty() {
+            groups.push(current);
         }
     }
-    for name in alerts().keys() {
-        assert!(
-            firing.contains_key(name),
-            "{name} has no test where it fires"
-        );
-        assert!(
-            silent.contains_key(name),
-            "{name} has no test where it stays silent"
-        );
+    groups
+}
+
+/// Every alert fires in some test and stays silent in another; a silent
+/// case counts only once the alert's `for:` has passed (before that,
+/// silence proves nothing). Every critical (paging) alert also has a test
+/// where it fires and then resolves.
+#[test]
+fn every_alert_has_firing_silent_and_paging_resolve_tests() {
+    let alerts = alerts();
+    let for_of = |name: &str| -> u64 {
+        alerts[name]
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("for: "))
+            .map(seconds)
+            .unwrap_or(0)
+    };
+    let mut firing = BTreeMap::<String, usize>::new();
+    let mut silent = BTreeMap::<String, usize>::new();
+    let mut resolves = BTreeMap::<String, usize>::new();
+    for group in test_groups() {
+        for (t, name, quiet) in &group {
+            assert!(alerts.contains_key(name), "test of unknown alert {name}");
+            if *quiet {
+                if *t >= for_of(name) {
+                    *silent.entry(name.clone()).or_default() += 1;
+                }
+            } else {
+                *firing.entry(name.clone()).or_default() += 1;
+                if group.iter().any(|(t2, n2, q2)| n2 == name && *q2 && t2 > t) {
+                    *resolves.entry(name.clone()).or_default() += 1;
+                }
+            }
+        }
     }
+    let mut missing = Vec::new();
+    for (name, body) in &alerts {
+        if !firing.contains_key(name) {
+            missing.push(format!("{name}: no test where it fires"));
+        }
+        if !silent.contains_key(name) {
+            missing.push(format!("{name}: no silent test after its for: has passed"));
+        }
+        if body.contains("severity: critical") && !resolves.contains_key(name) {
+            missing.push(format!(
+                "{name}: pages, but no test where it fires then resolves"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}
+
+#[test]
+fn durations_parse_as_promtool_writes_them() {
+    assert_eq!(seconds("90s"), 90);
+    assert_eq!(seconds("1h30m"), 5400);
+    assert_eq!(seconds("2d"), 172800);
+    assert_eq!(seconds("500ms"), 0);
 }
