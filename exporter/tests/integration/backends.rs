@@ -578,3 +578,44 @@ fn a_failing_collector_is_logged_when_it_fails_and_when_it_recovers_not_per_scra
     assert_eq!(log.matches("collector failing").count(), 1, "{log}");
     assert_eq!(log.matches("collector recovered").count(), 1, "{log}");
 }
+
+/// The namespace SCAN stops at `redis.scan_max_keys`: the count is then
+/// partial and says so (`llmchat_redis_namespace_scan_complete` 0).
+#[test]
+fn redis_namespace_scan_stops_at_its_key_budget() {
+    let redis = Redis::start();
+    let mut commands = String::new();
+    for i in 0..3000 {
+        commands.push_str(&format!("SET messages:{i} m\n"));
+    }
+    redis.pipe(&commands);
+    let e = start(&only(
+        "redis",
+        &[
+            "--redis.url",
+            &redis.url(),
+            "--redis.namespaces",
+            "messages",
+            "--redis.scan-max-keys",
+            "500",
+        ],
+    ));
+    let text = e.scrape_text();
+    assert_eq!(
+        sample(
+            &text,
+            "llmchat_redis_namespace_scan_complete",
+            &[("namespace", "messages")]
+        ),
+        Some(0.0)
+    );
+    let counted = sample(
+        &text,
+        "llmchat_redis_namespace_keys",
+        &[("namespace", "messages")],
+    );
+    assert!(
+        counted.is_some_and(|n| n < 3000.0),
+        "a truncated scan reported {counted:?} of 3000 keys"
+    );
+}

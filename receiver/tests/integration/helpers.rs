@@ -113,6 +113,17 @@ impl Receiver {
             .unwrap()
     }
 
+    /// Waits until the outbox holds nothing to send: no row pending or in
+    /// flight. From then on no further send can happen, so counts taken
+    /// after it are final (instead of "sleep, then assert nothing more").
+    pub fn wait_until_drained(&self) {
+        wait_until(Duration::from_secs(30), "the outbox to drain", || {
+            self.notifications("pending")["notifications"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+        });
+    }
+
     /// What the receiver has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.stderr.path()).unwrap_or_default()

@@ -494,6 +494,8 @@ fn redis_cleanup_removes_only_the_configured_patterns_of_100k_keys() {
         &format!(
             "[recovery.actions.trim]\ncooldown = \"0s\"\n[recovery.actions.trim.redis_cleanup]\nurl = \"{0}\"\npatterns = [\"cache:agents:*\"]\nmax_keys = 5000\n\
              [recovery.actions.cache_cleanup]\ncooldown = \"0s\"\n[recovery.actions.cache_cleanup.redis_cleanup]\nurl = \"{0}\"\npatterns = [\"cache:agents:*\", \"cache:messages:*\"]\ntimeout = \"20s\"\n\
+             [recovery.actions.bounded]\ncooldown = \"0s\"\n[recovery.actions.bounded.redis_cleanup]\nurl = \"{0}\"\npatterns = [\"users:*\"]\ntimeout = \"1ms\"\nscan_count = 1\n\
+             [[recovery.triggers]]\nmatchers = ['fault=\"bounded\"']\nactions = [\"bounded\"]\n\
              [[recovery.triggers]]\nmatchers = ['fault=\"trim\"']\nactions = [\"trim\"]\n\
              [[recovery.triggers]]\nmatchers = ['fault=\"slow_response\"']\nactions = [\"cache_cleanup\"]\n",
             redis.url()
@@ -553,6 +555,32 @@ fn redis_cleanup_removes_only_the_configured_patterns_of_100k_keys() {
         redis.cli(&["EVAL", "return #redis.call('KEYS', 'users:*')", "0"]),
         "15000"
     );
+
+    // The time bound holds: 40,000 keys scanned one at a time cannot be
+    // done in 1 ms, so the run stops early, with success, and says why.
+    r.post(
+        &alert(
+            "firing",
+            "fp-bounded",
+            &[("alertname", "B"), ("fault", "bounded")],
+        ),
+        Some(TOKEN),
+    );
+    let bounded = finished(&r, "bounded", 1);
+    assert_eq!(bounded[0]["result"], "succeeded", "{}", bounded[0]);
+    assert!(
+        bounded[0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("time budget reached"),
+        "{}",
+        bounded[0]
+    );
+    let users: u64 = redis
+        .cli(&["EVAL", "return #redis.call('KEYS', 'users:*')", "0"])
+        .parse()
+        .unwrap();
+    assert!(users > 0, "the run went past its time budget");
 }
 
 #[test]
@@ -846,7 +874,7 @@ fn a_run_cut_short_by_a_receiver_crash_is_recorded_as_abandoned() {
         &hook,
         &slack,
         &format!(
-            "[recovery]\nmaintenance_interval = \"200ms\"\n[recovery.actions.restart.command]\n\
+            "[recovery]\nmaintenance_interval = \"200ms\"\n[recovery.actions.restart]\ncooldown = \"0s\"\n[recovery.actions.restart.command]\n\
              argv = [\"sh\", \"-c\", \"echo $$ > {}; exec sleep 30\"]\ntimeout = \"1s\"\nkill_grace = \"0s\"\n",
             pid_file.display()
         ),
@@ -894,4 +922,20 @@ fn a_run_cut_short_by_a_receiver_crash_is_recorded_as_abandoned() {
         ),
         Some(1.0)
     );
+    // The crashed run's lock has expired with it: a later alert runs (and
+    // times out, as this command does), it is not skipped as running.
+    r.post(
+        &alert(
+            "firing",
+            "fp-after",
+            &[("alertname", "E"), ("fault", "high_error_rate")],
+        ),
+        Some(TOKEN),
+    );
+    let runs = finished(&r, "restart", 2);
+    let after = runs
+        .iter()
+        .find(|a| a["fingerprint"] == "fp-after")
+        .unwrap();
+    assert_eq!(after["result"], "timed_out", "{after}");
 }
