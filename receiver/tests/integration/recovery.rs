@@ -681,7 +681,10 @@ fn dry_run_records_the_decision_without_running() {
     let gc = finished(&r, "gc", 1);
     assert_eq!(gc[0]["result"], "dry_run");
     assert_eq!(gc[0]["dry_run"], true);
-    std::thread::sleep(Duration::from_millis(300));
+    // The barrier: the decision's outcome notice is queued at the very end
+    // of its flow, after any run would have ended; once it has been
+    // delivered, a command that ran would have touched the file.
+    wait_for_dry_run_notice(&hook, "gc");
     assert!(!ran.exists(), "a dry run ran the command");
     drop(r);
     // Globally, with the flag.
@@ -698,7 +701,7 @@ fn dry_run_records_the_decision_without_running() {
     let restart = finished(&r, "restart", 1);
     assert_eq!(restart[0]["result"], "dry_run");
     assert_eq!(actions(&r)["dry_run"], true);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_dry_run_notice(&hook, "restart");
     assert!(!ran.exists(), "a dry run ran the command");
     assert_eq!(
         metric(
@@ -707,13 +710,19 @@ fn dry_run_records_the_decision_without_running() {
         ),
         Some(1.0)
     );
+}
+
+/// Waits for the outcome notice of `action`'s dry run at the webhook.
+fn wait_for_dry_run_notice(hook: &Target, action: &str) {
     wait_until(
         Duration::from_secs(10),
-        "the dry run's notification",
+        &format!("the notice of {action}'s dry run"),
         || {
             hook.requests().iter().any(|q| {
                 let j = q.json();
-                j["alertname"] == "LLMChatRecoveryAction" && j["labels"]["result"] == "dry_run"
+                j["alertname"] == "LLMChatRecoveryAction"
+                    && j["labels"]["result"] == "dry_run"
+                    && j["labels"]["action"] == action
             })
         },
     );
