@@ -109,8 +109,11 @@ fn memory_and_root_filesystem_match_the_kernel() {
             * 1024.0
     };
     // The kernel's figure read just before and just after the scrape: the
-    // exported one must lie between them (plus a page of slack), however
-    // much other work (a parallel rustc) moves memory meanwhile.
+    // exported one must lie between them, give or take 64 MiB. Memory is
+    // not monotonic between two reads while the other tests of this binary
+    // run in parallel (CI saw the exported value 0.4 MiB above both reads),
+    // so the slack covers that churn; a wrong field (MemFree, or a unit
+    // slip) is off by far more on any machine.
     let before = std::fs::read_to_string("/proc/meminfo").unwrap();
     let text = e.scrape_text();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
@@ -121,7 +124,7 @@ fn memory_and_root_filesystem_match_the_kernel() {
     );
     let available = sample(&text, "llmchat_host_memory_available_bytes", &[]).unwrap();
     let (a, b) = (kib_of(&before, "MemAvailable:"), kib("MemAvailable:"));
-    let slack = 4096.0 * 16.0;
+    let slack = 64.0 * 1024.0 * 1024.0;
     assert!(
         available >= a.min(b) - slack && available <= a.max(b) + slack,
         "exported {available}, kernel {a} before and {b} after"
