@@ -87,8 +87,21 @@ fn backend_processes_found_by_name_are_summed() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("llmchat-fake");
     std::fs::copy("/bin/sleep", &exe).unwrap();
-    let _a = Backend(Command::new(&exe).arg("300").spawn().unwrap());
-    let _b = Backend(Command::new(&exe).arg("300").spawn().unwrap());
+    // Another test's fork can hold the copy's write descriptor for an
+    // instant (until its exec), and exec then fails with ETXTBSY: retry.
+    let spawn = || {
+        for _ in 0..100 {
+            match Command::new(&exe).arg("300").spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("{} stayed busy", exe.display());
+    };
+    let _a = Backend(spawn());
+    let _b = Backend(spawn());
     let e = Exporter::start(&["--collector.host", "--host.process-name", "llmchat-fake"]);
     let text = e.scrape_text();
     assert_eq!(sample(&text, "llmchat_backend_process_up", &[]), Some(1.0));
