@@ -105,8 +105,8 @@ pub struct AccessFlags {
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRule>,
+    /// Unset fields serialise to an empty table, which the merge ignores.
     #[command(flatten)]
-    #[serde(skip_serializing_if = "JsonFlags::is_empty")]
     pub json: JsonFlags,
 }
 
@@ -152,17 +152,6 @@ pub struct JsonFlags {
         value_name = "FIELD"
     )]
     pub bytes: Option<String>,
-}
-
-impl JsonFlags {
-    fn is_empty(&self) -> bool {
-        self.method.is_none()
-            && self.path.is_none()
-            && self.status.is_none()
-            && self.duration.is_none()
-            && self.duration_unit.is_none()
-            && self.bytes.is_none()
-    }
 }
 
 impl Section for AccessConfig {
