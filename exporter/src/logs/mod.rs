@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! file ─ tail.rs (inotify + poll, rotation, O_NONBLOCK opens)
-//!      ─ LineSplitter (tail.rs: lines, capped at logs.max_line_bytes)
+//!      ─ lines.rs (LineSplitter: lines, capped at logs.max_line_bytes)
 //!      ─ a Sink per collector:
 //!          app.rs     app logs: level.rs classifies, chat_event.rs + chat.rs
 //!                     record chat events from the same lines
@@ -20,6 +20,7 @@ pub mod app;
 pub mod chat;
 pub mod chat_event;
 pub mod level;
+pub mod lines;
 pub mod route;
 pub mod tail;
 

@@ -9,7 +9,9 @@
 //! - a line counts once its `\n` arrives, never as two halves;
 //! - the old file of a rename+create rotation is drained to its end, and
 //!   kept open for `rotate_wait` after its last write for late writers;
-//! - a file that shrinks (copytruncate) is re-read from its start;
+//! - a file that shrinks (copytruncate) is re-read from its start, and so
+//!   is one that was truncated and grew back past our offset before we
+//!   looked: the last bytes read are no longer where they were read;
 //! - a file that appears after start-up is read from its start;
 //! - a line longer than `max_line_bytes` is counted once, classified on its
 //!   first bytes, and the rest dropped, so memory stays bounded;
@@ -22,11 +24,13 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::logs::lines::LineSplitter;
 
 /// Receives what the tailer reads. Calls for one file arrive in file order.
 pub trait Sink {
@@ -118,66 +122,49 @@ impl FileId {
     }
 }
 
+/// How many of the last bytes read a reader keeps to recognise its file's
+/// content: enough for a timestamp and then some, cheap to re-read.
+const FINGERPRINT_BYTES: usize = 64;
+
 /// One open file (inode) and where we are in it.
 struct Reader {
     file: File,
     id: FileId,
     offset: u64,
     lines: LineSplitter,
+    /// The bytes just before `offset`, as read (at most
+    /// [`FINGERPRINT_BYTES`]). A copytruncate whose file grows back past
+    /// `offset` between two looks leaves the length no shorter, so the
+    /// length alone cannot tell; these bytes can.
+    fingerprint: Vec<u8>,
 }
 
-/// Cuts a byte stream into lines, whatever the chunk boundaries, keeping at
-/// most `max` bytes of an unfinished line.
-#[derive(Debug, Default)]
-pub struct LineSplitter {
-    /// Bytes after the last `\n`, at most `max` of them.
-    partial: Vec<u8>,
-    /// The unfinished line was longer than `partial` holds.
-    truncated: bool,
-}
-
-impl LineSplitter {
-    /// Emits every line that `chunk` completes, as `(line, truncated)`.
-    pub fn feed(&mut self, chunk: &[u8], max: usize, mut emit: impl FnMut(&[u8], bool)) {
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', chunk) {
-            let piece = &chunk[start..nl];
-            if self.partial.is_empty() && !self.truncated {
-                if piece.len() > max {
-                    emit(&piece[..max], true);
-                } else {
-                    emit(piece, false);
-                }
-            } else {
-                self.append(piece, max);
-                emit(&self.partial, self.truncated);
-                self.partial.clear();
-                self.truncated = false;
-            }
-            start = nl + 1;
+impl Reader {
+    /// Whether the file still holds, just before `offset`, the bytes we read
+    /// there. False means it was rewritten from its start under us.
+    fn still_holds_what_was_read(&self) -> io::Result<bool> {
+        if self.fingerprint.is_empty() {
+            return Ok(true);
         }
-        if start < chunk.len() {
-            self.append(&chunk[start..], max);
+        let mut now = vec![0u8; self.fingerprint.len()];
+        let at = self.offset - self.fingerprint.len() as u64;
+        match self.file.read_exact_at(&mut now, at) {
+            Ok(()) => Ok(now == self.fingerprint),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    /// Emits the unfinished line, if any, as complete: its file will get
-    /// no more bytes.
-    pub fn finish(&mut self, mut emit: impl FnMut(&[u8], bool)) {
-        if !self.partial.is_empty() || self.truncated {
-            emit(&self.partial, self.truncated);
-            self.partial.clear();
-            self.truncated = false;
-        }
-    }
-
-    fn append(&mut self, bytes: &[u8], max: usize) {
-        let room = max.saturating_sub(self.partial.len());
-        if bytes.len() > room {
-            self.partial.extend_from_slice(&bytes[..room]);
-            self.truncated = true;
+    /// Keeps the last [`FINGERPRINT_BYTES`] of what has been read.
+    fn remember(&mut self, chunk: &[u8]) {
+        if chunk.len() >= FINGERPRINT_BYTES {
+            self.fingerprint.clear();
+            self.fingerprint
+                .extend_from_slice(&chunk[chunk.len() - FINGERPRINT_BYTES..]);
         } else {
-            self.partial.extend_from_slice(bytes);
+            self.fingerprint.extend_from_slice(chunk);
+            let excess = self.fingerprint.len().saturating_sub(FINGERPRINT_BYTES);
+            self.fingerprint.drain(..excess);
         }
     }
 }
@@ -298,6 +285,12 @@ impl<S: Sink> Tailer<S> {
     /// we hold (so lines written before a rotation are not lost), then the
     /// file now at the path if it is a new one.
     pub fn sync(&mut self, index: usize) {
+        self.sync_at(index, Instant::now());
+    }
+
+    /// [`Tailer::sync`] as of `now`, which decides when a replaced file has
+    /// been idle for `rotate_wait` (a parameter so tests set the clock).
+    fn sync_at(&mut self, index: usize, now: Instant) {
         let Self {
             files,
             sink,
@@ -305,7 +298,6 @@ impl<S: Sink> Tailer<S> {
             buf,
         } = self;
         let followed = &mut files[index];
-        let now = Instant::now();
 
         let mut read_error = None;
         if let Some(reader) = followed.current.as_mut() {
@@ -539,11 +531,15 @@ fn open_at(path: &Path, at_end: bool) -> io::Result<Option<Reader>> {
     } else {
         0
     };
+    let kept = (offset as usize).min(FINGERPRINT_BYTES);
+    let mut fingerprint = vec![0u8; kept];
+    file.read_exact_at(&mut fingerprint, offset - kept as u64)?;
     Ok(Some(Reader {
         file,
         id: FileId::of(&meta),
         offset,
         lines: LineSplitter::default(),
+        fingerprint,
     }))
 }
 
@@ -557,11 +553,13 @@ fn drain<S: Sink>(
     buf: &mut [u8],
 ) -> io::Result<u64> {
     let len = reader.file.metadata()?.len();
-    if len < reader.offset {
-        // copytruncate: the file was emptied under us. A partial line is
-        // kept: its end will be the first bytes written after truncation.
+    if len < reader.offset || !reader.still_holds_what_was_read()? {
+        // copytruncate: the file was emptied under us (and may have grown
+        // back since). A partial line is kept: its end will be the first
+        // bytes written after truncation.
         reader.file.seek(SeekFrom::Start(0))?;
         reader.offset = 0;
+        reader.fingerprint.clear();
         sink.rotated(index, Rotation::Truncated);
     }
     let mut total = 0u64;
@@ -574,6 +572,7 @@ fn drain<S: Sink>(
         };
         total += n as u64;
         reader.offset += n as u64;
+        reader.remember(&buf[..n]);
         reader
             .lines
             .feed(&buf[..n], options.max_line_bytes, |line, truncated| {
@@ -734,6 +733,83 @@ mod tests {
     }
 
     #[test]
+    fn truncation_that_grew_back_past_the_offset_before_a_look_rereads_from_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        append(&p, b"aaaa\nbbbb\n");
+        t.sync_all();
+        // Truncated and rewritten, longer than before, between two syncs:
+        // the length never looked shorter.
+        std::fs::write(&p, b"cccccccccc\ndd\n").unwrap();
+        t.sync_all();
+        assert_eq!(lines(&t), vec![&b"aaaa"[..], b"bbbb", b"cccccccccc", b"dd"]);
+        assert_eq!(t.sink.rotations, vec![Rotation::Truncated]);
+        // Rewritten to exactly the length already read.
+        std::fs::write(&p, b"eeeeeeeeeeeeee\n").unwrap();
+        t.sync_all();
+        assert_eq!(lines(&t)[4..], [&b"eeeeeeeeeeeeee"[..]]);
+        assert_eq!(t.sink.rotations.len(), 2);
+        // Plain appends are not mistaken for a rewrite.
+        append(&p, b"ff\n");
+        t.sync_all();
+        assert_eq!(lines(&t)[5..], [&b"ff"[..]]);
+        assert_eq!(t.sink.rotations.len(), 2);
+    }
+
+    #[test]
+    fn a_file_opened_at_its_end_still_notices_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"written before start-up\n");
+        let mut t = Tailer::new(vec![p.clone()], opts(), Collect::default());
+        t.start();
+        // No shorter than what was skipped, so only the content tells.
+        std::fs::write(&p, b"rewritten\nafter start\nup\n").unwrap();
+        t.sync_all();
+        assert_eq!(lines(&t), vec![&b"rewritten"[..], b"after start", b"up"]);
+        assert_eq!(t.sink.rotations, vec![Rotation::Truncated]);
+    }
+
+    #[test]
+    fn a_replaced_file_is_read_until_idle_for_rotate_wait_then_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let old = dir.path().join("a.log.1");
+        append(&p, b"");
+        let wait = Duration::from_secs(10);
+        let options = Options {
+            rotate_wait: wait,
+            ..opts()
+        };
+        let mut t = Tailer::new(vec![p.clone()], options, Collect::default());
+        t.start();
+        let t0 = Instant::now();
+        append(&p, b"one\n");
+        std::fs::rename(&p, &old).unwrap();
+        append(&p, b"two\n");
+        t.sync_at(0, t0);
+        assert_eq!(lines(&t), vec![&b"one"[..], b"two"]);
+        // A late writer still holding the old file, within rotate_wait.
+        append(&old, b"late\nunterminated");
+        t.sync_at(0, t0 + wait / 2);
+        assert_eq!(lines(&t), vec![&b"one"[..], b"two", b"late"]);
+        // Idle (no new bytes) for just under rotate_wait: still held.
+        t.sync_at(0, t0 + wait / 2 + wait - Duration::from_millis(1));
+        assert_eq!(t.sink.lines.len(), 3);
+        // Idle for rotate_wait: let go, its unterminated line complete.
+        t.sync_at(0, t0 + wait / 2 + wait);
+        assert_eq!(lines(&t)[3..], [&b"unterminated"[..]]);
+        // Written after it was let go: no longer read.
+        append(&old, b"\ntoo late\n");
+        t.sync_at(0, t0 + 3 * wait);
+        assert_eq!(t.sink.lines.len(), 4);
+        assert_eq!(t.sink.rotations, vec![Rotation::Replaced]);
+    }
+
+    #[test]
     fn long_lines_are_counted_once_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.log");
@@ -765,48 +841,5 @@ mod tests {
         t.sync_all();
         assert!(t.exists(0));
         assert_eq!(lines(&t), vec![&b"last words"[..], b"reborn"]);
-    }
-}
-
-#[cfg(test)]
-mod fuzz {
-    //! Property tests: any byte stream, cut into any chunks, gives the same
-    //! lines as splitting it whole.
-    use super::LineSplitter;
-    use proptest::prelude::*;
-
-    fn reference(data: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
-        let mut out: Vec<(Vec<u8>, bool)> = data
-            .split(|b| *b == b'\n')
-            .map(|l| (l[..l.len().min(max)].to_vec(), l.len() > max))
-            .collect();
-        // The last piece has no newline yet; `finish` completes it if any.
-        if out.last().is_some_and(|(l, t)| l.is_empty() && !t) {
-            out.pop();
-        }
-        out
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-        #[test]
-        fn chunking_never_changes_the_lines(
-            data in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..600),
-            cuts in proptest::collection::vec(1usize..50, 1..40),
-            max in 1usize..40,
-        ) {
-            let mut splitter = LineSplitter::default();
-            let mut got = Vec::new();
-            let mut rest = &data[..];
-            let mut i = 0;
-            while !rest.is_empty() {
-                let n = cuts[i % cuts.len()].min(rest.len());
-                splitter.feed(&rest[..n], max, |l, t| got.push((l.to_vec(), t)));
-                rest = &rest[n..];
-                i += 1;
-            }
-            splitter.finish(|l, t| got.push((l.to_vec(), t)));
-            prop_assert_eq!(got, reference(&data, max));
-        }
     }
 }
