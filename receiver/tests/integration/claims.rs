@@ -1,5 +1,6 @@
 //! README promises that had no test of their own: basic auth, the send
-//! timeout against a target that never answers, and Slack's spacing.
+//! timeout against a target that never answers, Slack's spacing, and 503
+//! meaning the store and nothing else.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -133,4 +134,74 @@ fn slack_messages_are_spaced_by_the_slack_interval() {
         let gap = pair[1] - pair[0];
         assert!(gap >= Duration::from_millis(290), "messages {gap:?} apart");
     }
+}
+
+/// 503 means "the store could not take it, retry" (store_faults.rs proves
+/// that side) and nothing else: with every channel's target refusing
+/// connections, the shared Redis gone and the recovery command failing,
+/// every alert is still taken with 200 and stored, bad requests get their
+/// own 4xx, and /health stays 200.
+#[test]
+fn only_the_store_makes_the_receiver_answer_503() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let cfg = config(
+        dir.path(),
+        &store,
+        Some(&format!("http://127.0.0.1:{dead}/slack")),
+        Some(&format!("http://127.0.0.1:{dead}/hook")),
+        Some(dead),
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[recovery]\nredis_url = \"redis://127.0.0.1:{dead}\"\n\
+         [recovery.actions.restart]\ncooldown = \"0s\"\n[recovery.actions.restart.command]\nargv = [\"false\"]\n"
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let r = Receiver::start(&cfg);
+
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let name = format!("LLMChatDown{i}");
+        let body = payload(&[(name.as_str(), "critical", "firing")])
+            .replace(r#""instance":"#, r#""fault":"high_error_rate","instance":"#);
+        statuses.push(r.post(&body, Some(TOKEN)).status().as_u16());
+        assert_eq!(r.get("/health").0, 200);
+    }
+    assert_eq!(statuses, vec![200; 10]);
+    let client = reqwest::blocking::Client::new();
+    let webhook = format!("{}/webhook", r.base);
+    let send = |req: reqwest::blocking::RequestBuilder| req.send().unwrap().status().as_u16();
+    let json = |body: String| {
+        client
+            .post(&webhook)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    assert_eq!(send(json("{not json".into())), 400);
+    assert_eq!(
+        send(json(format!("{{\"pad\":\"{}\"}}", "x".repeat(8192)))),
+        413
+    );
+    assert_eq!(send(client.post(&webhook).body("{}")), 401);
+    assert_eq!(send(client.get(&webhook).bearer_auth(TOKEN)), 405);
+    assert_eq!(r.get("/health").0, 200);
+
+    // Taken means stored: three channels for each critical alert.
+    let pending = r.notifications("pending")["notifications"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(pending, 30);
+    // And every decision was made (and refused: no Redis), not dropped.
+    wait_until(Duration::from_secs(30), "ten recovery decisions", || {
+        r.metric(r#"llmchat_receiver_recovery_actions_total{action="restart",result="skipped_unavailable"}"#)
+            == Some(10.0)
+    });
+    assert_eq!(r.get("/health").0, 200);
 }

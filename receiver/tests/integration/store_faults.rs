@@ -449,3 +449,60 @@ fn a_recovery_run_whose_audit_row_cannot_be_written_does_not_run() {
     });
     assert_eq!(std::fs::read_to_string(&ran).unwrap(), "x\n");
 }
+
+/// With no Redis, replicas share cooldowns and run locks through the
+/// store. When the store cannot take the lock, or then the cooldown, the
+/// action does not run (a replica cannot know another is not running it;
+/// the 10-minute cooldown makes it use the cooldown table),
+/// while the outbox on the same database still takes alerts; once the
+/// tables take writes again, the next alert runs it.
+#[test]
+fn a_store_that_cannot_take_the_run_lock_or_cooldown_runs_nothing() {
+    let pg = llmchat_tests::services::Postgres::start();
+    let hook = Target::start(vec![]);
+    let work = tempfile::tempdir().unwrap();
+    let ran = work.path().join("ran");
+    let cfg = config(work.path(), &pg.url(), &hook);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[recovery.actions.restart]\ncooldown = \"10m\"\n[recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo x >> {}\"]\ntimeout = \"10s\"\n",
+        ran.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let r = Receiver::start(&cfg);
+    let fault = |fingerprint: &str| {
+        let mut body: serde_json::Value =
+            serde_json::from_str(&payload(&names(fingerprint, 1), 10)).unwrap();
+        body["alerts"][0]["labels"]["fault"] = "high_error_rate".into();
+        body.to_string()
+    };
+    let skipped = "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"skipped_unavailable\"}";
+    pg.psql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'coordination refused'; END $$;",
+    );
+    for (n, table) in [(1.0, "recovery_lock"), (2.0, "recovery_cooldown")] {
+        pg.psql(&format!(
+            "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()"
+        ));
+        assert_eq!(post(&r.base, &fault(table)), Some(200));
+        wait_until(Duration::from_secs(15), "the decision", || {
+            r.metric(skipped) == Some(n)
+        });
+        pg.psql(&format!("DROP TRIGGER refuse ON {table}"));
+    }
+    assert!(!ran.exists(), "the action ran without the shared state");
+    let results = pg.psql("SELECT string_agg(result, ',' ORDER BY id) FROM recovery_audit");
+    assert_eq!(results, "skipped_unavailable,skipped_unavailable");
+    // The lock taken before the refused cooldown is not left held.
+    assert_eq!(pg.psql("SELECT count(*) FROM recovery_lock"), "0");
+
+    assert_eq!(post(&r.base, &fault("again")), Some(200));
+    let succeeded =
+        "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"succeeded\"}";
+    wait_until(
+        Duration::from_secs(15),
+        "the run once the store takes writes",
+        || r.metric(succeeded) == Some(1.0),
+    );
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "x\n");
+}
