@@ -101,14 +101,39 @@ pub fn bound_port(log: &Path, timeout: std::time::Duration) -> u16 {
     }
 }
 
-/// A port that was free a moment ago (for a service that must keep its
-/// port across restarts; prefer binding port 0 and [`bound_port`]).
+/// A port for a service that must keep it across restarts, or that a test
+/// binds later: free when picked, and below the kernel's ephemeral range,
+/// so no outgoing connection (of this test or a parallel one) can be given
+/// it in the meantime; no two picks in one process are the same port.
+/// Prefer binding port 0 and [`bound_port`] where the child can.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_start <= LOWEST + 1_000 {
+        // No room below the ephemeral range: let the kernel pick.
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let span = ephemeral_start - LOWEST;
+    // Test binaries run one after another, but a developer may run two:
+    // start each process somewhere else in the range.
+    let seed = std::process::id().wrapping_mul(7_919);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < span, "no free port below {ephemeral_start}");
+        let port = (LOWEST + seed.wrapping_add(n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs a command with `input` on stdin; panics if it cannot start (a

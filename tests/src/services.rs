@@ -104,18 +104,37 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut pg = Postgres {
-            port: free_port(),
+            port: 0,
             dir,
             child: None,
         };
-        pg.restart();
+        // The port must stay the same across restarts, so the server cannot
+        // bind port 0; if another process took the picked one first, the
+        // server exits and the next pick is tried.
+        let mut attempts = 0;
+        loop {
+            pg.port = free_port();
+            match pg.launch() {
+                Ok(()) => break,
+                Err(_) if attempts < 4 => attempts += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
         pg.psql_db("postgres", "CREATE DATABASE llmchat");
         pg
     }
 
     /// Starts (again) on the same data directory and port.
     pub fn restart(&mut self) {
-        let child = as_postgres(&pg_bindir().join("postgres"))
+        if let Err(e) = self.launch() {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the server and waits until it answers; an error if it exited
+    /// first (its port taken, say).
+    fn launch(&mut self) -> Result<(), String> {
+        let mut child = as_postgres(&pg_bindir().join("postgres"))
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .arg("-p")
@@ -127,9 +146,14 @@ impl Postgres {
             .stderr(Stdio::null())
             .spawn()
             .expect("start postgres");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "postgres on port {} exited at start-up ({status})",
+                    self.port
+                ));
+            }
             let ready = Command::new("pg_isready")
                 .args([
                     "-h",
@@ -142,9 +166,14 @@ impl Postgres {
                 .output()
                 .is_ok_and(|o| o.status.success());
             if ready {
-                return;
+                self.child = Some(child);
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "postgres did not start");
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("postgres did not start within 30 s".into());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -289,27 +318,55 @@ pub struct Redis {
 impl Redis {
     pub fn start() -> Redis {
         let mut r = Redis {
-            port: free_port(),
+            port: 0,
             child: None,
         };
-        r.restart();
+        // As for PostgreSQL: a fixed port across restarts, another pick if
+        // the first was taken.
+        let mut attempts = 0;
+        loop {
+            r.port = free_port();
+            match r.launch() {
+                Ok(()) => break,
+                Err(_) if attempts < 4 => attempts += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
         r
     }
 
+    /// Starts (again) on the same port.
     pub fn restart(&mut self) {
-        let child = hermetic(&mut Command::new("redis-server"))
+        if let Err(e) = self.launch() {
+            panic!("{e}");
+        }
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let mut child = hermetic(&mut Command::new("redis-server"))
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.try_cli(&["PING"]).as_deref() != Some("PONG") {
-            assert!(Instant::now() < deadline, "redis did not start");
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "redis-server on port {} exited at start-up ({status})",
+                    self.port
+                ));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("redis did not start within 15 s".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.child = Some(child);
+        Ok(())
     }
 
     pub fn kill(&mut self) {

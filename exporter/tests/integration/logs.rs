@@ -279,7 +279,6 @@ fn odd_files_at_log_paths_neither_block_nor_repeat_in_the_log() {
     let zero = Path::new("/dev/zero");
     let odd: [&Path; 6] = [&fifo, &directory, &looped, &socket, zero, &unreadable];
 
-    let port = crate::helpers::free_port();
     // As root, the exporter runs as nobody so that mode 000 means unreadable.
     let mut cmd = if is_root() {
         let mut c = Command::new("setpriv");
@@ -289,8 +288,7 @@ fn odd_files_at_log_paths_neither_block_nor_repeat_in_the_log() {
     } else {
         Command::new(crate::helpers::BIN)
     };
-    cmd.arg("--web.listen-address")
-        .arg(format!("127.0.0.1:{port}"))
+    cmd.args(["--web.listen-address", "127.0.0.1:0"])
         .args(["--collector.disable-defaults", "--collector.logs"])
         .args(["--logs.poll-interval", "100ms", "--logs.app"])
         .arg(&normal);
@@ -298,11 +296,15 @@ fn odd_files_at_log_paths_neither_block_nor_repeat_in_the_log() {
         cmd.arg("--logs.app").arg(p);
     }
     let started = Instant::now();
-    let e = Exporter::spawn(cmd, port, &[]);
+    let e = Exporter::spawn(cmd, 0, &[]);
     let first_scrape = e.scrape_text();
     let took = started.elapsed();
-    // Opening the FIFO used to block the start for good.
-    assert!(took < Duration::from_secs(1), "first scrape after {took:?}");
+    // Opening the FIFO used to block the start for good: a bound far above
+    // a start on a loaded machine, far below "never".
+    assert!(
+        took < Duration::from_secs(10),
+        "first scrape after {took:?}"
+    );
     assert!(
         first_scrape.contains("llmchat_log_file_readable"),
         "{first_scrape}"

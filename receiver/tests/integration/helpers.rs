@@ -1,7 +1,6 @@
 //! The receiver process and its config; the HTTP target and SMTP sink
 //! come from the shared test crate.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,13 +9,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_llmchat-receiver");
 pub const TOKEN: &str = "receiver-token-0123456789abcdef";
 pub const HMAC_SECRET: &str = "shared-hmac-secret";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use llmchat_tests::free_port;
 
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
