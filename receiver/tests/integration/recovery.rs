@@ -428,12 +428,17 @@ fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
     let mut backend = Command::new(&program)
         .arg("-c")
         .arg(format!(
-            "trap 'echo USR2 >> {0}' USR2; trap 'echo HUP >> {0}' HUP; while :; do sleep 0.05; done",
+            "trap 'echo USR2 >> {0}' USR2; trap 'echo HUP >> {0}' HUP; echo ready >> {0}; while :; do sleep 0.05; done",
             got.display()
         ))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Until its traps are set, either signal would kill it (the default
+    // action): on a loaded machine the shell may not have got that far.
+    wait_until(Duration::from_secs(30), "the backend's traps", || {
+        std::fs::read_to_string(&got).is_ok_and(|t| t.contains("ready"))
+    });
     let pid_file = dir.path().join("backend.pid");
     std::fs::write(&pid_file, backend.id().to_string()).unwrap();
     let cfg = recovery_config(
@@ -462,7 +467,7 @@ fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
         format!("sent SIGUSR2 to pid {}", backend.id())
     );
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "the backend to record both signals",
         || {
             let text = std::fs::read_to_string(&got).unwrap_or_default();
