@@ -206,8 +206,13 @@ impl Postgres {
     /// Kills the server as a crash would (SIGKILL to the postmaster).
     pub fn kill(&mut self) {
         let pid_file = self.dir.path().join("data/postmaster.pid");
-        if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            let pid = text.lines().next().unwrap_or_default().trim().to_string();
+        let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let pid = text.lines().next().unwrap_or_default().trim().to_string();
+        // A pid file a stopped server left behind may name a pid reused
+        // since by anything else (pid_max is often 32768): only a postgres
+        // process is killed.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !pid.is_empty() && comm.trim() == "postgres" {
             let _ = Command::new("kill").args(["-KILL", &pid]).status();
             // The backends go with it once the postmaster is gone.
             let deadline = Instant::now() + Duration::from_secs(10);

@@ -917,10 +917,16 @@ fn a_run_cut_short_by_a_receiver_crash_is_recorded_as_abandoned() {
         .trim()
         .parse()
         .unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    // Only if it is still that command: its run may have timed out (1 s)
+    // before the receiver was killed, and its pid been reused since (on a
+    // busy machine with pid_max 32768, by another test's process).
+    let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+    if cmdline == b"sleep\x0030\x00" {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let r = Receiver::start_on(&cfg, port);
     // Past the action's longest run (timeout + grace + 10 s), it is closed.
     wait_until(Duration::from_secs(20), "the abandoned record", || {
