@@ -13,6 +13,7 @@
 //! registered in a sub-registry under its own prefix.
 
 pub mod app;
+pub mod background;
 pub mod backup;
 pub mod database;
 pub mod encode;

@@ -4,8 +4,10 @@
 //! `sessions`, `messages`).
 //!
 //! One multiplexed connection, opened lazily and dropped on any error so
-//! the next scrape reconnects. Namespace sizes come from SCAN under a time
-//! and key budget, never KEYS.
+//! the next scrape reconnects. A scrape sends PING and INFO only, whatever
+//! the keyspace's size. Namespace sizes come from SCAN (never KEYS) in a
+//! background job on `redis.scan_interval`, under a time and key budget;
+//! the scrape publishes its latest counts (see [`super::background`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use crate::config::{Config, Section};
 use llmchat_common::{duration, invalid, ConfigError};
 
+use super::background::{self, BackgroundError, Job, Schedule, Tasks};
 use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
@@ -48,12 +51,13 @@ pub struct RedisConfig {
     pub url: String,
     /// Cache namespaces: keys `<namespace>:*` are counted per namespace.
     pub namespaces: Vec<String>,
-    /// Time budget of the namespace SCAN in one scrape.
+    /// Time budget of one namespace SCAN run; counts are lower bounds past it.
     #[serde(with = "llmchat_common::duration")]
     pub scan_budget: Duration,
-    /// Keys examined at most per scrape by the namespace SCAN.
+    /// Keys examined at most by one namespace SCAN run.
     pub scan_max_keys: u64,
-    /// How long namespace counts are reused (a SCAN walks the keyspace).
+    /// How often the namespace SCAN runs (in the background, never in a
+    /// scrape: it walks the keyspace).
     #[serde(with = "llmchat_common::duration")]
     pub scan_interval: Duration,
 }
@@ -91,10 +95,13 @@ pub struct RedisFlags {
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
-    /// Time budget of the namespace SCAN per scrape.
+    /// Time budget of one namespace SCAN run.
     #[arg(id = "redis.scan_budget", long = "redis.scan-budget", value_name = "DURATION", value_parser = duration::flag)]
     pub scan_budget: Option<String>,
-    /// Keys the namespace SCAN examines at most per scrape.
+    /// How often the namespace SCAN runs, in the background.
+    #[arg(id = "redis.scan_interval", long = "redis.scan-interval", value_name = "DURATION", value_parser = duration::flag)]
+    pub scan_interval: Option<String>,
+    /// Keys one namespace SCAN run examines at most.
     #[arg(
         id = "redis.scan_max_keys",
         long = "redis.scan-max-keys",
@@ -110,6 +117,7 @@ impl Section for RedisConfig {
                 return Err(invalid("redis.url", "(not shown: may hold a password)", e));
             }
         }
+        self.scan_schedule().validate("redis.scan")?;
         Ok(())
     }
 }
@@ -122,12 +130,48 @@ pub enum RedisError {
     Down(#[source] redis::RedisError),
 }
 
-pub struct RedisCollector {
+impl RedisConfig {
+    /// The namespace SCAN job's schedule: its budget is its timeout.
+    fn scan_schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.scan_interval,
+            timeout: self.scan_budget,
+        }
+    }
+}
+
+/// The connection the scrape and the SCAN job share.
+struct Connection {
     client: redis::Client,
-    config: RedisConfig,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    slot: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl Connection {
+    async fn get(&self) -> Result<MultiplexedConnection, RedisError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(RedisError::Down)?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget(&self) {
+        *self.slot.lock().await = None;
+    }
+}
+
+pub struct RedisCollector {
+    connection: Arc<Connection>,
     published: Published,
-    namespaces: tokio::sync::Mutex<Option<(Instant, Vec<NamespaceCount>)>>,
+    /// The namespace SCAN, off the scrape path; `None` without namespaces.
+    scan: Option<Arc<Job>>,
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -166,31 +210,33 @@ impl RedisCollector {
         let client = redis::Client::open(config.url.as_str()).map_err(RedisError::Url)?;
         let mut config = config.clone();
         config.url.clear();
-        Ok(Self {
+        let connection = Arc::new(Connection {
             client,
-            config,
-            connection: tokio::sync::Mutex::new(None),
+            slot: tokio::sync::Mutex::new(None),
+        });
+        let tasks = Tasks::default();
+        let scan = (!config.namespaces.is_empty()).then(|| {
+            let job = Job::new("namespace_keys", config.scan_schedule());
+            tasks.push(background::spawn(
+                job.clone(),
+                scan_job(connection.clone(), config.clone()),
+            ));
+            job
+        });
+        Ok(Self {
+            connection,
             published: Published::new(down_snapshot),
-            namespaces: tokio::sync::Mutex::new(None),
+            scan,
+            tasks,
         })
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = self
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(RedisError::Down)?;
-        *slot = Some(c.clone());
-        Ok(c)
+        self.connection.get().await
     }
 
     async fn forget_connection(&self) {
-        *self.connection.lock().await = None;
+        self.connection.forget().await;
     }
 
     /// Answers `/health/redis`: pings now, within `timeout`.
@@ -228,15 +274,10 @@ impl RedisCollector {
             .await
             .map_err(down)?;
         let ping = start.elapsed().as_secs_f64();
-        // INFO and the namespace SCANs share the multiplexed connection.
-        let mut info_conn = c.clone();
-        let info_cmd = redis::cmd("INFO");
-        let (info, counts) = tokio::join!(
-            info_cmd.query_async::<String>(&mut info_conn),
-            self.namespace_counts(&c),
-        );
-        let info = info.map_err(down)?;
-        let counts = counts.map_err(down)?;
+        let info = redis::cmd("INFO")
+            .query_async::<String>(&mut c)
+            .await
+            .map_err(down)?;
         let info = parse_info(&info);
         let num = |key: &str| info.get(key).and_then(|v| v.trim().parse::<f64>().ok());
 
@@ -326,10 +367,46 @@ impl RedisCollector {
             f.sample(&[("db", db)], *n);
         }
 
-        if !self.config.namespaces.is_empty() {
+        if let Some(job) = &self.scan {
+            background::add_fresh(&mut s, std::slice::from_ref(job));
+            background::add_stats(&mut s, std::slice::from_ref(job));
+        }
+        Ok(s)
+    }
+}
+
+/// The namespace SCAN job's read: every namespace at once on the shared
+/// connection, each with its share of the key budget, all within the time
+/// budget.
+fn scan_job(connection: Arc<Connection>, config: RedisConfig) -> background::Read {
+    let config = Arc::new(config);
+    Box::new(move || {
+        let (connection, config) = (connection.clone(), config.clone());
+        Box::pin(async move {
+            let c = connection
+                .get()
+                .await
+                .map_err(|e| BackgroundError::Failed(Box::new(e)))?;
+            let deadline = Instant::now() + config.scan_budget;
+            let share = (config.scan_max_keys / config.namespaces.len() as u64).max(1000);
+            let counts = futures_util::future::try_join_all(
+                config
+                    .namespaces
+                    .iter()
+                    .map(|ns| scan_namespace(c.clone(), ns, deadline, share)),
+            )
+            .await;
+            let counts = match counts {
+                Ok(counts) => counts,
+                Err(e) => {
+                    connection.forget().await;
+                    return Err(BackgroundError::Failed(Box::new(RedisError::Down(e))));
+                }
+            };
+            let mut s = Snapshot::default();
             let mut f = s.gauge(
                 "namespace_keys",
-                "Keys per cache namespace (<namespace>:*), counted with SCAN (reused for redis.scan_interval).",
+                "Keys per cache namespace (<namespace>:*), counted with SCAN by the latest background run.",
                 None,
             );
             for (ns, n, _) in &counts {
@@ -343,37 +420,9 @@ impl RedisCollector {
             for (ns, _, complete) in &counts {
                 f.sample(&[("namespace", ns)], f64::from(u8::from(*complete)));
             }
-        }
-        Ok(s)
-    }
-
-    /// Namespace counts, reused for `scan_interval`.
-    async fn namespace_counts(
-        &self,
-        c: &MultiplexedConnection,
-    ) -> Result<Vec<NamespaceCount>, redis::RedisError> {
-        if self.config.namespaces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut cache = self.namespaces.lock().await;
-        if let Some((at, counts)) = cache.as_ref() {
-            if at.elapsed() < self.config.scan_interval {
-                return Ok(counts.clone());
-            }
-        }
-        let deadline = Instant::now() + self.config.scan_budget;
-        // Each namespace gets its share of the key budget; they run at once.
-        let share = (self.config.scan_max_keys / self.config.namespaces.len() as u64).max(1000);
-        let counts = futures_util::future::try_join_all(
-            self.config
-                .namespaces
-                .iter()
-                .map(|ns| scan_namespace(c.clone(), ns, deadline, share)),
-        )
-        .await?;
-        *cache = Some((Instant::now(), counts.clone()));
-        Ok(counts)
-    }
+            Ok(s)
+        })
+    })
 }
 
 /// SCAN one namespace until done, the deadline, or its key budget.
@@ -426,9 +475,13 @@ impl Source for RedisCollector {
     fn clear(&self) {
         self.published.set_down();
         // A timed-out request may have left the connection mid-reply.
-        if let Ok(mut slot) = self.connection.try_lock() {
+        if let Ok(mut slot) = self.connection.slot.try_lock() {
             *slot = None;
         }
+    }
+
+    fn stop(&self) {
+        self.tasks.stop();
     }
 
     fn ping(&self, timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, String>>> {

@@ -96,6 +96,28 @@ impl Snapshot {
         self.family(name, help, unit, MetricType::Counter)
     }
 
+    /// Appends `other`'s families (a background job's value).
+    pub fn extend(&mut self, other: Snapshot) {
+        self.families.extend(other.families);
+    }
+
+    /// The text exposition of this snapshot alone, unprefixed.
+    #[cfg(test)]
+    pub fn render_for_tests(&self) -> String {
+        #[derive(Debug)]
+        struct Alone(Snapshot);
+        impl prometheus_client::collector::Collector for Alone {
+            fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+                self.0.encode(&mut e)
+            }
+        }
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Alone(self.clone())));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encodes");
+        out
+    }
+
     /// The value of an unlabelled sample, for tests and health answers.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.families

@@ -58,6 +58,8 @@ fn postgres_metrics_match_what_sql_says_and_survive_a_crash() {
             r#"
 [database]
 url = "{}"
+[database.refresh]
+active_sessions = {{ interval = "1s", timeout = "5s" }}
 [[database.custom_queries]]
 name = "sessions_by_user_prefix"
 help = "Sessions by the first letter of the user id."
@@ -78,7 +80,30 @@ value = "n"
         "database",
         &["--config.file", config.to_str().unwrap()],
     ));
-    let text = e.scrape_text();
+    let errors = |query: &'static str, reason: &'static str| {
+        move |t: &str| {
+            sample(
+                t,
+                "llmchat_database_query_errors_total",
+                &[("query", query), ("reason", reason)],
+            )
+        }
+    };
+    // Every background query has run once (the broken one has failed).
+    let text = e.scrape_when("every background query's first run", |t| {
+        [
+            "llmchat_active_sessions",
+            "llmchat_expired_sessions",
+            "llmchat_orphaned_messages",
+            "llmchat_database_size_bytes",
+        ]
+        .iter()
+        .all(|m| sample(t, m, &[]).is_some())
+            && t.contains("llmchat_agents{")
+            && t.contains("llmchat_database_table_size_bytes{")
+            && t.contains("llmchat_custom_sessions_by_user_prefix{")
+            && errors("custom_broken", "error")(t) >= Some(1.0)
+    });
     let s = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
     assert_eq!(s("llmchat_database_up", &[]), Some(1.0));
     assert_eq!(
@@ -161,18 +186,46 @@ value = "n"
         s("llmchat_custom_sessions_by_user_prefix", &[("prefix", "x")]),
         Some(3.0)
     );
-    assert_eq!(
-        s("llmchat_custom_query_success", &[("query", "broken")]),
-        Some(0.0)
-    );
+    assert!(!text.contains("llmchat_custom_broken"));
+    assert_eq!(errors("custom_broken", "timeout")(&text), Some(0.0));
+    let last_success = |query: &str| {
+        s(
+            "llmchat_database_query_last_success_timestamp_seconds",
+            &[("query", query)],
+        )
+    };
+    assert_eq!(last_success("custom_broken"), None);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for query in [
+        "active_sessions",
+        "agents",
+        "database_size",
+        "table_sizes",
+        "expired_sessions",
+        "orphaned_messages",
+        "custom_sessions_by_user_prefix",
+    ] {
+        let at = last_success(query).unwrap_or_else(|| panic!("{query} never succeeded"));
+        assert!(at <= now && at > now - 60.0, "{query}: {at}");
+        assert_eq!(errors(query, "error")(&text), Some(0.0), "{query}");
+    }
     assert_eq!(
         s(
-            "llmchat_custom_query_success",
-            &[("query", "sessions_by_user_prefix")]
+            "llmchat_database_query_interval_seconds",
+            &[("query", "active_sessions")]
         ),
         Some(1.0)
     );
-    assert!(!text.contains("llmchat_custom_broken"));
+    assert_eq!(
+        s(
+            "llmchat_database_query_interval_seconds",
+            &[("query", "orphaned_messages")]
+        ),
+        Some(900.0)
+    );
     assert_eq!(e.get("/health/db").status(), 200);
 
     // Crash: the scrape still answers within its deadline, reporting down.
@@ -197,21 +250,14 @@ value = "n"
     let body = r.text().unwrap();
     assert!(body.contains("\"status\":\"unhealthy\""), "{body}");
 
-    // Back again: the pool reconnects by itself.
+    // Back again: the pools reconnect by themselves, and the background
+    // query reads what changed meanwhile (one more active session).
     pg.restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = scrape_with_timeout(&e, "3");
-        if sample(&text, "llmchat_database_up", &[]) == Some(1.0) {
-            assert_eq!(sample(&text, "llmchat_active_sessions", &[]), Some(7.0));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "database metrics did not recover"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    pg.psql("UPDATE chat_sessions SET updated_at = now() WHERE id = (SELECT id FROM chat_sessions ORDER BY updated_at LIMIT 1)");
+    e.scrape_when("the active-sessions count after the restart", |t| {
+        sample(t, "llmchat_database_up", &[]) == Some(1.0)
+            && sample(t, "llmchat_active_sessions", &[]) == Some(8.0)
+    });
     assert_eq!(e.get("/health/db").status(), 200);
 }
 
@@ -297,9 +343,23 @@ fn redis_metrics_match_info_and_survive_a_restart() {
             "agents,messages,sessions",
         ],
     ));
-    let text = e.scrape_text();
+    // The namespace SCAN runs in the background, right after start.
+    let text = e.scrape_when("the first namespace SCAN", |t| {
+        t.contains("llmchat_redis_namespace_keys{")
+    });
     let s = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
     assert_eq!(s("llmchat_redis_up", &[]), Some(1.0));
+    let scan = [("query", "namespace_keys")];
+    assert_eq!(s("llmchat_redis_query_interval_seconds", &scan), Some(30.0));
+    assert!(s("llmchat_redis_query_duration_seconds", &scan).is_some());
+    assert!(s("llmchat_redis_query_last_success_timestamp_seconds", &scan).is_some());
+    assert_eq!(
+        s(
+            "llmchat_redis_query_errors_total",
+            &[("query", "namespace_keys"), ("reason", "error")]
+        ),
+        Some(0.0)
+    );
     assert_eq!(
         s("llmchat_redis_namespace_keys", &[("namespace", "agents")]),
         Some(4.0)
@@ -606,7 +666,9 @@ fn redis_namespace_scan_stops_at_its_key_budget() {
             "500",
         ],
     ));
-    let text = e.scrape_text();
+    let text = e.scrape_when("the first namespace SCAN", |t| {
+        t.contains("llmchat_redis_namespace_keys{")
+    });
     assert_eq!(
         sample(
             &text,

@@ -106,6 +106,23 @@ impl Exporter {
         r.text().unwrap()
     }
 
+    /// Scrapes until `ready` holds for the text (within 30 s) and returns
+    /// that scrape: for values a background job brings in its own time.
+    pub fn scrape_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.scrape_text();
+            if ready(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A scrape as Prometheus asks for it (OpenMetrics).
     pub fn scrape_openmetrics(&self) -> (String, String) {
         let r = self

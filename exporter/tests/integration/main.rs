@@ -2,6 +2,7 @@
 //! shared helpers, one module per surface.
 
 mod backends;
+mod background;
 mod config;
 mod exposition;
 mod helpers;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use llmchat_common::{duration, invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 
+use crate::collectors::background::Schedule;
 use crate::config::{Config, Section};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,12 +19,56 @@ pub struct DatabaseConfig {
     /// A session updated within this window is active.
     #[serde(with = "duration")]
     pub active_window: Duration,
-    /// How long the costly results (sizes, backlog counts) are reused.
-    #[serde(with = "duration")]
-    pub cache_ttl: Duration,
+    /// Connections the background queries may hold at once; the scrape
+    /// path has one more of its own, so a slow query never delays a scrape.
     pub max_connections: u32,
+    /// A query whose plan reads more rows than this by sequential scan is
+    /// reported once at start (log and gauge).
+    pub seq_scan_warn_rows: u64,
     pub queries: Queries,
+    pub refresh: Refresh,
     pub custom_queries: Vec<CustomQuery>,
+}
+
+/// `[database.refresh]`: when each built-in background query runs and how
+/// long it may take (`active_sessions = { interval = "30s", timeout = "10s" }`).
+/// These reads grow with the data, so none of them runs in a scrape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Refresh {
+    pub active_sessions: Schedule,
+    pub agents: Schedule,
+    pub database_size: Schedule,
+    pub table_sizes: Schedule,
+    pub expired_sessions: Schedule,
+    pub orphaned_messages: Schedule,
+}
+
+impl Default for Refresh {
+    fn default() -> Self {
+        Self {
+            active_sessions: Schedule::new(30, 10),
+            agents: Schedule::new(30, 10),
+            database_size: Schedule::new(300, 30),
+            table_sizes: Schedule::new(300, 30),
+            expired_sessions: Schedule::new(900, 60),
+            orphaned_messages: Schedule::new(900, 60),
+        }
+    }
+}
+
+impl Refresh {
+    /// (query label, schedule) of every built-in background query.
+    pub fn all(&self) -> [(&'static str, Schedule); 6] {
+        [
+            ("active_sessions", self.active_sessions),
+            ("agents", self.agents),
+            ("database_size", self.database_size),
+            ("table_sizes", self.table_sizes),
+            ("expired_sessions", self.expired_sessions),
+            ("orphaned_messages", self.orphaned_messages),
+        ]
+    }
 }
 
 /// The LLMChat gauges' SQL; each can be replaced to fit another schema.
@@ -63,6 +108,29 @@ pub struct CustomQuery {
     /// Columns that become labels.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// How often it runs (in the background, never in a scrape).
+    #[serde(default = "custom_interval", with = "duration")]
+    pub interval: Duration,
+    /// How long one run may take; PostgreSQL cancels it then.
+    #[serde(default = "custom_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn custom_interval() -> Duration {
+    Schedule::default().interval
+}
+
+fn custom_timeout() -> Duration {
+    Schedule::default().timeout
+}
+
+impl CustomQuery {
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.interval,
+            timeout: self.timeout,
+        }
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -72,9 +140,10 @@ impl Default for DatabaseConfig {
             url: "postgres://postgres@localhost:5432/llmchat".into(),
             tables: vec!["chat_sessions".into(), "messages".into(), "agents".into()],
             active_window: Duration::from_secs(30 * 60),
-            cache_ttl: Duration::from_secs(60),
             max_connections: 2,
+            seq_scan_warn_rows: 100_000,
             queries: Queries::default(),
+            refresh: Refresh::default(),
             custom_queries: Vec::new(),
         }
     }
@@ -104,10 +173,8 @@ pub struct DatabaseFlags {
     /// Window in which an updated session counts as active.
     #[arg(id = "database.active_window", long = "database.active-window", value_name = "DURATION", value_parser = duration::flag)]
     pub active_window: Option<String>,
-    /// How long sizes and backlog counts are reused.
-    #[arg(id = "database.cache_ttl", long = "database.cache-ttl", value_name = "DURATION", value_parser = duration::flag)]
-    pub cache_ttl: Option<String>,
-    /// Connections the collector may open at most.
+    /// Connections the background queries may hold at once (the scrape
+    /// has one more of its own).
     #[arg(
         id = "database.max_connections",
         long = "database.max-connections",
@@ -134,6 +201,9 @@ impl Section for DatabaseConfig {
                 "must be 1 to 10",
             ));
         }
+        for (name, schedule) in self.refresh.all() {
+            schedule.validate(&format!("database.refresh.{name}"))?;
+        }
         for (i, q) in self.custom_queries.iter().enumerate() {
             let ok_name = !q.name.is_empty()
                 && q.name
@@ -146,6 +216,8 @@ impl Section for DatabaseConfig {
                     format!("entry {i}: use [a-z0-9_]+"),
                 ));
             }
+            q.schedule()
+                .validate(&format!("database.custom_queries.{}", q.name))?;
         }
         Ok(())
     }
