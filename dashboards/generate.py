@@ -153,6 +153,10 @@ database = dashboard("llmchat-database", "LLMChat / PostgreSQL",
     panel("timeseries", "Maintenance backlog", "Rows the weekly maintenance deletes: sessions idle over 30 days and orphaned messages over 90 days; they should drop to 0 every week.",
           "short", [(f"max(llmchat_expired_sessions{{{SEL}}})", "expired sessions"),
                     (f"max(llmchat_orphaned_messages{{{SEL}}})", "orphaned messages")]),
+    panel("timeseries", "Background query durations", "How long each background query's latest run took (row counts, sizes, backlogs, custom queries); a line reaching its timeout is being cancelled (LLMChatBackgroundQueryFailing).",
+          "s", [(f"max by (query) (llmchat_database_query_duration_seconds{{{SEL}}})", "{{query}}")]),
+    panel("timeseries", "Background query failures", "Background query runs that timed out or failed, per hour.",
+          "short", [(f"sum by (query, reason) (increase(llmchat_database_query_errors_total{{{SEL}}}[1h]))", "{{query}} {{reason}}")]),
 ])
 
 redis = dashboard("llmchat-redis", "LLMChat / Redis",
