@@ -466,14 +466,19 @@ fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
         gc[0]["output"],
         format!("sent SIGUSR2 to pid {}", backend.id())
     );
-    wait_until(
-        Duration::from_secs(30),
-        "the backend to record both signals",
-        || {
-            let text = std::fs::read_to_string(&got).unwrap_or_default();
-            text.contains("USR2") && text.contains("HUP")
-        },
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&got).unwrap_or_default();
+        if text.contains("USR2") && text.contains("HUP") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend did not record both signals: it wrote {text:?} and has {:?}",
+            backend.try_wait()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = backend.kill();
     let _ = backend.wait();
 }
@@ -909,6 +914,10 @@ fn a_run_cut_short_by_a_receiver_crash_is_recorded_as_abandoned() {
         audit(&r, "restart")
             .first()
             .is_some_and(|a| a["result"] == "running")
+    });
+    // The run is recorded before its shell has written its pid.
+    wait_until(Duration::from_secs(10), "the command's pid", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
     });
     // SIGKILL: the receiver cannot finish its record.
     r.kill();
