@@ -1,11 +1,12 @@
 //! The HTTP server both binaries run: the accept loop, per-connection
 //! tasks and graceful shutdown, in one place so that they log the same
 //! things (accept errors, connections that end in an error, a drain that
-//! runs out of time) and a later transport feature (TLS, a web-config
-//! file) plugs in once.
+//! runs out of time), and the web-config file (TLS, basic auth, headers;
+//! see [`crate::webconfig`]) applies to both the same way.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,15 +18,26 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 
+use crate::webconfig::WebGuard;
+
 /// How long open connections may finish after shutdown begins.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Paths answered without the web-config file's basic auth: load-balancer
+/// and orchestrator probes (exporter-toolkit #111).
+const PROBES: [&str; 2] = ["/-/healthy", "/-/ready"];
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then lets open
-/// connections finish for at most [`DRAIN`].
+/// connections finish for at most [`DRAIN`]. `web` is the web-config file
+/// in force: TLS per connection, basic auth and headers per request.
 pub async fn serve<H, Fut>(
     listener: tokio::net::TcpListener,
     handler: H,
     shutdown: impl Future<Output = ()>,
+    web: Arc<WebGuard>,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
@@ -36,7 +48,7 @@ pub async fn serve<H, Fut>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -46,14 +58,39 @@ pub async fn serve<H, Fut>(
                     }
                 };
                 let handler = handler.clone();
+                let guard = web.clone();
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let answer = handler(req);
-                    async move { Ok::<_, Infallible>(answer.await) }
+                    let handler = handler.clone();
+                    let guard = guard.clone();
+                    async move { Ok::<_, Infallible>(guarded(req, handler, guard).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+                let config = web.current();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let served = match &config.tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(tls) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -71,6 +108,42 @@ pub async fn serve<H, Fut>(
             DRAIN.as_secs()
         );
     }
+}
+
+/// One request under the web-config file: its basic auth (probes
+/// excepted), then the handler, then the file's headers.
+async fn guarded<H, Fut>(req: Request<Incoming>, handler: H, web: Arc<WebGuard>) -> Response<Body>
+where
+    H: Fn(Request<Incoming>) -> Fut,
+    Fut: Future<Output = Response<Full<Bytes>>>,
+{
+    let config = web.current();
+    let mut resp = if config.has_users() && !PROBES.contains(&req.uri().path()) {
+        match web
+            .check_basic(req.headers().get(hyper::header::AUTHORIZATION))
+            .await
+        {
+            Ok(()) => handler(req).await,
+            Err(e) => {
+                let mut r = response(
+                    hyper::StatusCode::UNAUTHORIZED,
+                    "text/plain; charset=utf-8",
+                    Bytes::from(format!("{e}\n")),
+                );
+                r.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static("Basic realm=\"llmchat-monitor\""),
+                );
+                r
+            }
+        }
+    } else {
+        handler(req).await
+    };
+    for (name, value) in &config.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 /// The body of a response, as both binaries build it.

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod webconfig;
 pub use config::duration;
 
 use std::net::{SocketAddr, ToSocketAddrs};

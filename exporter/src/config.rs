@@ -101,6 +101,10 @@ pub struct WebConfig {
     /// without one, /health/detailed answers 403.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    /// exporter-toolkit's web-config file: TLS, mutual TLS, basic auth,
+    /// response headers; re-read when it changes or on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -110,6 +114,7 @@ impl Default for WebConfig {
             telemetry_path: "/metrics".into(),
             collector_timeout: Duration::from_secs(5),
             admin_token: None,
+            config_file: None,
         }
     }
 }
@@ -142,6 +147,9 @@ pub struct WebFlags {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// exporter-toolkit web-config file (TLS, basic auth, headers).
+    #[arg(id = "web.config_file", long = "web.config.file", value_name = "FILE")]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Section for WebConfig {
@@ -168,6 +176,9 @@ impl Section for WebConfig {
                 "(not shown)",
                 "must be at least 16 characters",
             ));
+        }
+        if let Some(path) = &self.config_file {
+            llmchat_common::webconfig::load(path)?;
         }
         Ok(())
     }

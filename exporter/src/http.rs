@@ -386,12 +386,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()>,
+    web: Arc<llmchat_common::webconfig::WebGuard>,
 ) {
     let handler = move |req: Request<Incoming>| {
         let state = state.clone();
         async move { handle(&state, req).await }
     };
-    llmchat_common::http::serve(listener, handler, shutdown).await;
+    llmchat_common::http::serve(listener, handler, shutdown, web).await;
 }
 
 #[cfg(test)]

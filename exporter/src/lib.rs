@@ -28,7 +28,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = config::resolve_listen_address(&config.web.listen_address)?;
-    let exporter = Arc::new(scrape::Exporter::start(&config)?);
+    let web = llmchat_common::webconfig::WebGuard::new(config.web.config_file.as_deref())?;
+    let mut exporter = scrape::Exporter::start(&config)?;
+    web.register(exporter.registry_mut().sub_registry_with_prefix("exporter"));
+    let exporter = Arc::new(exporter);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -36,10 +39,12 @@ pub async fn run(
         address = %listener.local_addr()?,
         version = VERSION,
         collectors = ?config.enabled_collectors(),
+        web_config = config.web.config_file.is_some(),
         "llmchat-exporter listening"
     );
     let state = Arc::new(http::AppState::new(exporter.clone(), &config));
-    http::serve(listener, state, shutdown).await;
+    web.watch(std::time::Duration::from_secs(5));
+    http::serve(listener, state, shutdown, web).await;
     exporter.stop();
     tracing::info!("llmchat-exporter stopped");
     Ok(())

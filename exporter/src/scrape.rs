@@ -78,6 +78,12 @@ impl Exporter {
         ))
     }
 
+    /// The registry, for metrics registered after start (the web-config
+    /// file's reload counter).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// An exporter over the given sources only (for tests of the scrape
     /// and health logic without real collectors).
     pub fn with_sources(sources: Vec<Arc<dyn Source>>, timeout: Duration) -> Self {

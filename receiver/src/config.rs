@@ -44,6 +44,9 @@ pub struct WebConfig {
     /// Accept unauthenticated posts; only for a trusted local network.
     pub auth_disabled: bool,
     pub body_limit_bytes: usize,
+    /// exporter-toolkit's web-config file: TLS, mutual TLS, basic auth for
+    /// every path, response headers; re-read when it changes or on SIGHUP.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -56,6 +59,7 @@ impl Default for WebConfig {
             basic_password: None,
             auth_disabled: false,
             body_limit_bytes: 1024 * 1024,
+            config_file: None,
         }
     }
 }
@@ -243,6 +247,9 @@ struct WebFlags {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     auth_disabled: Option<bool>,
+    /// exporter-toolkit web-config file (TLS, mutual TLS, basic auth, headers).
+    #[arg(id = "web.config_file", long = "web.config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
 }
 
 #[serde_with::skip_serializing_none]
@@ -415,11 +422,23 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         listen_address(&self.web.listen_address)?;
         let has_basic = self.web.basic_username.is_some() || self.web.basic_password.is_some();
-        if !self.web.auth_disabled && self.web.bearer_token.is_none() && !has_basic {
+        let file_users = match &self.web.config_file {
+            Some(path) => llmchat_common::webconfig::load(path)?.has_users(),
+            None => false,
+        };
+        if file_users && (self.web.bearer_token.is_some() || has_basic) {
+            // One Authorization header cannot carry both.
+            return Err(invalid(
+                if has_basic { "web.basic_username" } else { "web.bearer_token" },
+                "(not shown)",
+                "the web config file's basic_auth_users already guard every path; set one or the other",
+            ));
+        }
+        if !self.web.auth_disabled && self.web.bearer_token.is_none() && !has_basic && !file_users {
             return Err(invalid(
                 "web.bearer_token",
                 "(unset)",
-                "credentials are required: set web.bearer_token or web.basic_username/basic_password (or web.auth_disabled = true)",
+                "credentials are required: set web.bearer_token or web.basic_username/basic_password, or basic_auth_users in web.config_file (or web.auth_disabled = true)",
             ));
         }
         if has_basic && (self.web.basic_username.is_none() || self.web.basic_password.is_none()) {

@@ -27,6 +27,9 @@ pub struct AppState {
     pub routing: RoutingConfig,
     pub wake: Arc<tokio::sync::Notify>,
     pub recovery: Arc<crate::recovery::Recovery>,
+    /// The web-config file in force: when it sets basic_auth_users, the
+    /// server has checked them before the request got here.
+    pub web_guard: Arc<llmchat_common::webconfig::WebGuard>,
 }
 
 type Body = Full<Bytes>;
@@ -97,7 +100,10 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
 /// Bearer token or basic auth, as Alertmanager's `http_config` sends them,
 /// compared in constant time (common's [`Credentials`]).
 fn authorize<B>(state: &AppState, req: &Request<B>) -> Result<(), RequestError> {
-    if state.web.auth_disabled {
+    // With basic_auth_users in the web-config file the server has already
+    // checked every request (and the receiver's own credentials are unset:
+    // a reload that drops the users leaves nothing that passes).
+    if state.web.auth_disabled || state.web_guard.current().has_users() {
         return Ok(());
     }
     state

@@ -25,7 +25,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = config::listen_address(&config.web.listen_address)?;
-    let metrics = Arc::new(metrics::Metrics::new());
+    let web_guard = llmchat_common::webconfig::WebGuard::new(config.web.config_file.as_deref())?;
+    let mut metrics = metrics::Metrics::new();
+    web_guard.register(&mut metrics.registry);
+    let metrics = Arc::new(metrics);
     let store = Arc::new(store::Store::open(&config.store.url, metrics.store.clone()).await?);
     let senders = Arc::new(channels::Senders::new(&config)?);
     // Every configured channel's results start at 0, so that the first
@@ -71,6 +74,7 @@ pub async fn run(
         routing: config.routing.clone(),
         wake,
         recovery,
+        web_guard: web_guard.clone(),
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -80,7 +84,8 @@ pub async fn run(
         let state = state.clone();
         async move { http::handle(&state, req).await }
     };
-    llmchat_common::http::serve(listener, handler, shutdown).await;
+    web_guard.watch(Duration::from_secs(5));
+    llmchat_common::http::serve(listener, handler, shutdown, web_guard).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
     maintenance.abort();

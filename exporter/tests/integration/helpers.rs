@@ -43,7 +43,27 @@ impl Exporter {
 
     /// Starts `cmd` (the binary, or a wrapper running it) listening on
     /// `port` (0: the port it binds and logs), and waits until it answers.
-    pub fn spawn(mut cmd: Command, port: u16, env: &[(&str, &str)]) -> Exporter {
+    pub fn spawn(cmd: Command, port: u16, env: &[(&str, &str)]) -> Exporter {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Self::spawn_as(cmd, port, env, "http", client)
+    }
+
+    /// Starts `cmd`, which serves HTTPS (a web-config file), trusting
+    /// `client` for it; waits on the credential-free `/-/ready`.
+    pub fn spawn_https(cmd: Command, client: reqwest::blocking::Client) -> Exporter {
+        Self::spawn_as(cmd, 0, &[], "https", client)
+    }
+
+    fn spawn_as(
+        mut cmd: Command,
+        port: u16,
+        env: &[(&str, &str)],
+        scheme: &str,
+        client: reqwest::blocking::Client,
+    ) -> Exporter {
         let stderr = tempfile::NamedTempFile::new().unwrap();
         // Only what the test sets: no LLMCHAT_* of the developer's shell,
         // no proxy that would take the exporter's HTTP probes elsewhere.
@@ -63,11 +83,8 @@ impl Exporter {
         };
         let exporter = Exporter {
             child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            base: format!("{scheme}://127.0.0.1:{port}"),
+            client,
             stderr,
         };
         wait_until(Duration::from_secs(10), "exporter ready", || {
@@ -78,6 +95,11 @@ impl Exporter {
                 .is_ok_and(|r| r.status().is_success())
         });
         exporter
+    }
+
+    /// The client the exporter was started with (trusting its CA).
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
     }
 
     /// What the exporter has logged so far.

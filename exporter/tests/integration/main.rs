@@ -10,4 +10,5 @@ mod host;
 mod http;
 mod logs;
 mod report;
+mod tls;
 mod traffic;

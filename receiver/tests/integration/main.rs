@@ -9,3 +9,4 @@ mod recovery;
 mod requests;
 mod store_faults;
 mod store_migrations;
+mod tls;

@@ -1,0 +1,215 @@
+//! [`WebGuard`]: the web-config file in force, what the server asks of
+//! each connection and request, and its re-reading (on change or SIGHUP).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use hyper::header::HeaderValue;
+
+use super::{load, WebConfig};
+use crate::config::ConfigError;
+use crate::http::AuthError;
+
+/// A modification stamp of the file and every file it names.
+fn stamp(inputs: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    inputs
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        })
+        .collect()
+}
+
+/// Re-reads are counted by outcome: `llmchat_*_web_config_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub(super) struct ReloadLabels {
+    pub(super) result: &'static str,
+}
+
+/// What the server applies, reloadable.
+pub struct WebGuard {
+    path: Option<PathBuf>,
+    current: RwLock<Arc<WebConfig>>,
+    /// Checks that passed, by a SHA-256 of (user, hash, password), so that
+    /// a scrape does not pay bcrypt's cost each time (exporter-toolkit does
+    /// the same); only successes, so guessing stays expensive.
+    pub(super) passed: Mutex<std::collections::HashSet<[u8; 32]>>,
+    pub(super) reloads: prometheus_client::metrics::family::Family<
+        ReloadLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+/// A hash no password matches, checked for unknown users so that the
+/// time taken does not tell which user names exist.
+const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+
+impl WebGuard {
+    /// Loads `path` (if any) for serving; `Err` is the start-up refusal.
+    pub fn new(path: Option<&Path>) -> Result<Arc<WebGuard>, ConfigError> {
+        let config = match path {
+            Some(p) => load(p)?,
+            None => WebConfig::none(),
+        };
+        let guard = Arc::new(WebGuard {
+            path: path.map(Path::to_path_buf),
+            current: RwLock::new(Arc::new(config)),
+            passed: Mutex::new(Default::default()),
+            reloads: Default::default(),
+        });
+        for result in ["success", "failure"] {
+            let _ = guard.reloads.get_or_create(&ReloadLabels { result });
+        }
+        Ok(guard)
+    }
+
+    pub fn current(&self) -> Arc<WebConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Registers `web_config_reloads_total{result}` in `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "web_config_reloads",
+            "Re-reads of the web-config file (--web.config.file) by result; a failed one keeps the last good file",
+            self.reloads.clone(),
+        );
+    }
+
+    /// Re-reads the file; a file that does not load keeps the last good one.
+    pub fn reload(&self) -> bool {
+        let Some(path) = &self.path else {
+            return true;
+        };
+        match load(path) {
+            Ok(config) => {
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+                self.passed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                self.reloads
+                    .get_or_create(&ReloadLabels { result: "success" })
+                    .inc();
+                tracing::info!(file = %path.display(), "web config reloaded");
+                true
+            }
+            Err(e) => {
+                self.reloads
+                    .get_or_create(&ReloadLabels { result: "failure" })
+                    .inc();
+                tracing::error!(error = %e, "web config not reloaded; the last good one stays in force");
+                false
+            }
+        }
+    }
+
+    /// Re-reads the file whenever it or a file it names changes (checked
+    /// every `every`), and on SIGHUP.
+    pub fn watch(self: &Arc<Self>, every: Duration) {
+        if self.path.is_none() {
+            return;
+        }
+        let guard = self.clone();
+        tokio::spawn(async move {
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut seen = stamp(&guard.current().inputs);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let hangup = async {
+                    match hup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let now = stamp(&guard.current().inputs);
+                        if now == seen {
+                            continue;
+                        }
+                        guard.reload();
+                    }
+                    _ = hangup => {
+                        guard.reload();
+                    }
+                }
+                seen = stamp(&guard.current().inputs);
+            }
+        });
+    }
+
+    /// Checks a request's `Authorization` against `basic_auth_users`;
+    /// `Ok` when the file sets none. bcrypt runs off the async threads.
+    pub async fn check_basic(&self, authorization: Option<&HeaderValue>) -> Result<(), AuthError> {
+        use base64::Engine;
+        use sha2::Digest;
+        let config = self.current();
+        if config.users.is_empty() {
+            return Ok(());
+        }
+        let (user, password) = authorization
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+            })
+            .ok_or(AuthError::Missing)?;
+        let hash = config.users.get(&user).cloned();
+        let mut digest = sha2::Sha256::new();
+        for part in [
+            user.as_str(),
+            hash.as_deref().unwrap_or(""),
+            password.as_str(),
+        ] {
+            digest.update((part.len() as u64).to_le_bytes());
+            digest.update(part.as_bytes());
+        }
+        let key: [u8; 32] = digest.finalize().into();
+        if hash.is_some()
+            && self
+                .passed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key)
+        {
+            return Ok(());
+        }
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(h) => bcrypt::verify(&password, &h).unwrap_or(false),
+            None => {
+                let _ = bcrypt::verify(&password, DUMMY_HASH);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Err(AuthError::Wrong);
+        }
+        let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a flood of distinct right passwords cannot grow it.
+        if passed.len() >= 1024 {
+            passed.clear();
+        }
+        passed.insert(key);
+        Ok(())
+    }
+}
