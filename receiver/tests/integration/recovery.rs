@@ -423,20 +423,35 @@ fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
     // A stand-in for the Node backend: records the signals it gets.
     let name = format!("llmfake{}", std::process::id() % 100_000);
     let program = dir.path().join(&name);
-    std::os::unix::fs::symlink("/bin/sh", &program).unwrap();
+    // Python, not a shell loop: a shell forks for every `sleep`, and each
+    // fork carries the backend's name until it execs, so "the process named
+    // X" was sometimes that short-lived child (found under the stress run).
+    let python = String::from_utf8(
+        // The interpreter itself, not a wrapper (pyenv's shims go by name).
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(python.trim(), &program).unwrap();
     let got = dir.path().join("got");
     let mut backend = Command::new(&program)
         .arg("-c")
         .arg(format!(
-            "trap 'echo USR2 >> {0}' USR2; trap 'echo HUP >> {0}' HUP; echo ready >> {0}; while :; do sleep 0.05; done",
-            got.display()
+            "import signal\n\
+             def note(n, _):\n    open({0:?}, 'a').write(signal.Signals(n).name[3:] + '\\n')\n\
+             signal.signal(signal.SIGUSR2, note)\nsignal.signal(signal.SIGHUP, note)\n\
+             open({0:?}, 'a').write('ready\\n')\nwhile True:\n    signal.pause()\n",
+            got.display().to_string()
         ))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // Until its traps are set, either signal would kill it (the default
-    // action): on a loaded machine the shell may not have got that far.
-    wait_until(Duration::from_secs(30), "the backend's traps", || {
+    // Until its handlers are set, either signal would kill it (the default
+    // action): on a loaded machine it may not have got that far.
+    wait_until(Duration::from_secs(30), "the backend's handlers", || {
         std::fs::read_to_string(&got).is_ok_and(|t| t.contains("ready"))
     });
     let pid_file = dir.path().join("backend.pid");
@@ -465,6 +480,10 @@ fn signal_action_reaches_a_real_process_by_pid_file_and_by_name() {
     assert_eq!(
         gc[0]["output"],
         format!("sent SIGUSR2 to pid {}", backend.id())
+    );
+    assert_eq!(
+        reload[0]["output"],
+        format!("sent SIGHUP to pid {}", backend.id())
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
