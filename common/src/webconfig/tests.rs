@@ -208,3 +208,27 @@ async fn a_broken_file_on_reload_keeps_the_last_good_one_and_is_counted() {
     let count = |result| guard.reloads.get_or_create(&ReloadLabels { result }).get();
     assert_eq!((count("success"), count("failure")), (1, 1));
 }
+
+/// The shipped example loads once its certificate paths point at real
+/// files, and its user's hash is for the password it names.
+#[tokio::test]
+async fn the_shipped_example_loads_and_its_password_is_the_one_it_says() {
+    let f = Files::new();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/web-config.example.yml"
+    ))
+    .unwrap();
+    let text = example
+        .replace("/etc/llmchat/tls/server.pem", "cert.pem")
+        .replace("/etc/llmchat/tls/server-key.pem", "key.pem");
+    let guard = WebGuard::new(Some(&f.web(&text))).unwrap();
+    assert!(guard.current().tls.is_some());
+    assert_eq!(guard.current().headers.len(), 3);
+    assert_eq!(
+        guard
+            .check_basic(Some(&basic("prometheus", "change-me")))
+            .await,
+        Ok(())
+    );
+}
