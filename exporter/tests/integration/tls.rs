@@ -169,9 +169,19 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_nothing_else_gets_in() {
     let _ = prom.wait();
     assert!(want(&last), "up by job: {last:?}");
 
-    // SIGHUP re-reads the file: a new password replaces the old one.
+    // SIGHUP re-reads the file: a new password replaces the old one. The
+    // file keeps its length and modification time, so only the signal can
+    // have told the exporter.
+    let before = std::fs::metadata(&web).unwrap();
     let hash = bcrypt::hash("rotated-pass", 4).unwrap();
     web_yml(dir.path(), &hash, "");
+    std::fs::File::options()
+        .write(true)
+        .open(&web)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    assert_eq!(std::fs::metadata(&web).unwrap().len(), before.len());
     kill_hup(&e);
     let status = |password: &str| {
         e.client()
@@ -186,14 +196,20 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_nothing_else_gets_in() {
         status("rotated-pass") == 200
     });
     assert_eq!(status("scrape-pass"), 401);
+    // A changed file is re-read without a signal (checked every 5 s).
+    let hash = bcrypt::hash("third-pass", 4).unwrap();
+    web_yml(dir.path(), &hash, "");
+    wait_until(Duration::from_secs(30), "the changed file", || {
+        status("third-pass") == 200
+    });
+    assert_eq!(status("rotated-pass"), 401);
     // A broken file keeps the last good one, and says so.
     std::fs::write(&web, "basic_auth_users:\n  prometheus: plain-text\n").unwrap();
-    kill_hup(&e);
     let failures = || {
         let text = e
             .client()
             .get(&metrics)
-            .basic_auth("prometheus", Some("rotated-pass"))
+            .basic_auth("prometheus", Some("third-pass"))
             .send()
             .unwrap()
             .text()
@@ -204,10 +220,10 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_nothing_else_gets_in() {
             &[("result", "failure")],
         )
     };
-    wait_until(Duration::from_secs(10), "the failed reload", || {
+    wait_until(Duration::from_secs(30), "the failed reload", || {
         failures() == Some(1.0)
     });
-    assert_eq!(status("rotated-pass"), 200);
+    assert_eq!(status("third-pass"), 200);
     assert!(
         e.log().contains("web config not reloaded")
             && e.log().contains("basic_auth_users.prometheus"),
