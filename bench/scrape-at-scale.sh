@@ -11,10 +11,10 @@
 # scraped for DURATION seconds, one scrape every 50 ms on one kept-alive
 # connection with Prometheus' headers: p50, p99 and max over all of them.
 # Then Debian's postgres_exporter, redis_exporter and node_exporter are
-# scraped RUNS times each against the same services, for the full-scrape
-# ratio. Last, what each background query costs PostgreSQL per minute at the
-# DEFAULT intervals: its measured run time (median of the runs seen) times
-# its runs per minute.
+# scraped RUNS times each the same way (one connection, 50 ms apart)
+# against the same services, for the full-scrape ratio. Last, what each background query costs PostgreSQL per minute at the
+# DEFAULT intervals: its server-side execution time per run
+# (pg_stat_statements over the measuring window) times its runs per minute.
 #
 # Needs: postgresql, redis-server, the three exporters, curl, python3.
 # usage: bench/scrape-at-scale.sh ["MESSAGES:KEYS ..."]
@@ -49,9 +49,11 @@ PGPORT=$(port); REDISPORT=$(port); APPPORT=$(port)
 mkdir -p "$WORK/pg" && [ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
 as_pg "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres --no-sync >/dev/null
 as_pg "$PGBIN/postgres" -D "$WORK/pg" -p "$PGPORT" -k "$WORK/pg" -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c shared_buffers=512MB -c max_wal_size=4GB >/dev/null 2>&1 &
+  -c fsync=off -c shared_buffers=512MB -c max_wal_size=4GB \
+  -c shared_preload_libraries=pg_stat_statements >/dev/null 2>&1 &
 until pg_isready -q -h 127.0.0.1 -p "$PGPORT"; do sleep 0.1; done
 psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE llmchat"
+psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d llmchat -c "CREATE EXTENSION pg_stat_statements"
 # The guide's tables and indexes, empty.
 psql_ <<'SQL'
 CREATE TABLE agents (id serial PRIMARY KEY, provider text, is_active boolean);
@@ -151,10 +153,11 @@ SQL
   done
   # Until every background query has run once.
   until curl -fsS "http://127.0.0.1:$OURS/metrics" 2>/dev/null | grep -q "^llmchat_orphaned_messages "; do sleep 0.5; done
+  psql_ -c "SELECT pg_stat_statements_reset()" >/dev/null
 
-  python3 - "$DURATION" "$RUNS" "$OURS" "$PGX" "$REDISX" "$NODEX" <<'PY'
-import http.client, re, statistics, sys, time
-duration, runs = float(sys.argv[1]), int(sys.argv[2]); ours, *peers = sys.argv[3:]
+  python3 - "$DURATION" "$RUNS" "$OURS" "$PGX" "$REDISX" "$NODEX" "$PGPORT" <<'PY'
+import http.client, re, statistics, subprocess, sys, time
+duration, runs = float(sys.argv[1]), int(sys.argv[2]); ours, *peers = sys.argv[3:7]; pgport = sys.argv[7]
 accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 def scrape(conn):
     start = time.perf_counter()
@@ -165,7 +168,7 @@ def scrape(conn):
 conn = http.client.HTTPConnection("127.0.0.1", int(ours), timeout=30)
 for _ in range(5):
     scrape(conn)
-times, durations = [], {}
+times, durations, collectors = [], {}, {}
 end = time.time() + duration
 last = ""
 while time.time() < end:
@@ -173,6 +176,8 @@ while time.time() < end:
     times.append(t * 1000)
     for q, v in re.findall(r'^llmchat_database_query_duration_seconds\{query="([^"]+)"\} (\S+)', body, re.M):
         durations.setdefault(q, set()).add(float(v))
+    for c, v in re.findall(r'^llmchat_exporter_collector_duration_seconds\{collector="([^"]+)"\} (\S+)', body, re.M):
+        collectors.setdefault(c, []).append(float(v) * 1000)
     last = body
     time.sleep(0.05)
 times.sort()
@@ -180,10 +185,30 @@ p = lambda q: times[min(len(times) - 1, int(q * len(times)))]
 runs_bg = {q: len(v) for q, v in durations.items()}
 print(f"llmchat-exporter: {len(times)} scrapes over {duration:.0f} s while the background queries ran "
       f"({sum(runs_bg.values())} distinct run times seen): p50 {p(0.5):.2f} ms, p99 {p(0.99):.2f} ms, max {times[-1]:.2f} ms")
+print("  median per collector: " + ", ".join(f"{c} {statistics.median(v):.2f} ms" for c, v in sorted(collectors.items())))
+# Server-side time of each background query over the window.
+sql = "SELECT query, calls, total_exec_time FROM pg_stat_statements WHERE calls > 0"
+out = subprocess.run(["psql", "-qAtF", "\t", "-h", "127.0.0.1", "-p", pgport, "-U", "postgres", "-d", "llmchat", "-c", sql],
+                     capture_output=True, text=True, check=True).stdout
+marks = {"active_sessions": "make_interval", "agents": "FROM agents GROUP BY", "database_size": "pg_database_size",
+         "table_sizes": "pg_total_relation_size", "expired_sessions": "updated_at < now()", "orphaned_messages": "NOT EXISTS"}
+server = {}
+for line in out.splitlines():
+    text, calls, total = line.rsplit("\t", 2)
+    for q, mark in marks.items():
+        if mark in text and "EXPLAIN" not in text:
+            c, t = server.get(q, (0, 0.0))
+            server[q] = (c + int(calls), t + float(total))
 def p50(port):
+    # Scraped as ours is: one connection, 50 ms between scrapes.
     c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=30)
-    ts = sorted(scrape(c)[0] * 1000 for _ in range(runs + 5))[:]
-    return statistics.median(ts[5:] if len(ts) > 5 else ts)
+    ts = []
+    for i in range(runs + 5):
+        t = scrape(c)[0] * 1000
+        if i >= 5:
+            ts.append(t)
+        time.sleep(0.05)
+    return statistics.median(ts)
 peer = {name: p50(port) for name, port in zip(["postgres_exporter", "redis_exporter", "node_exporter"], peers)}
 summed = sum(peer.values())
 print("peers p50: " + ", ".join(f"{k} {v:.2f} ms" for k, v in peer.items()) + f"; summed {summed:.2f} ms")
@@ -191,12 +216,14 @@ print(f"ours p50 / peers summed: {p(0.5) / summed:.2f} (target <= 0.25); p50 <= 
 default_interval = {"active_sessions": 30, "agents": 30, "database_size": 300, "table_sizes": 300,
                     "expired_sessions": 900, "orphaned_messages": 900}
 total = 0.0
-print("background query cost to PostgreSQL at the default intervals:")
+print("background query cost to PostgreSQL at the default intervals (server-side execution, pg_stat_statements):")
 for q, iv in default_interval.items():
-    med = statistics.median(sorted(durations.get(q, {0.0})))
-    per_min = med * 60 / iv
+    calls, ms = server.get(q, (0, 0.0))
+    per_run = ms / calls / 1000 if calls else 0.0
+    run_time = statistics.median(sorted(durations.get(q, {0.0})))
+    per_min = per_run * 60 / iv
     total += per_min
-    print(f"  {q:18} {med * 1000:9.1f} ms a run, every {iv:4d} s: {per_min * 1000:8.1f} ms of PostgreSQL time a minute")
+    print(f"  {q:18} {per_run * 1000:9.1f} ms a run ({calls} runs; {run_time * 1000:.1f} ms as the exporter saw it), every {iv:4d} s: {per_min * 1000:8.1f} ms a minute")
 print(f"  {'all':18} {total * 1000:9.1f} ms a minute ({total / 60 * 100:.2f}% of one core)")
 PY
   stop_exporters

@@ -375,9 +375,9 @@ impl RedisCollector {
     }
 }
 
-/// The namespace SCAN job's read: every namespace at once on the shared
-/// connection, each with its share of the key budget, all within the time
-/// budget.
+/// The namespace SCAN job's read: one namespace after another on the
+/// shared connection, each with its share of the key budget, all within
+/// the time budget.
 fn scan_job(connection: Arc<Connection>, config: RedisConfig) -> background::Read {
     let config = Arc::new(config);
     Box::new(move || {
@@ -389,20 +389,18 @@ fn scan_job(connection: Arc<Connection>, config: RedisConfig) -> background::Rea
                 .map_err(|e| BackgroundError::Failed(Box::new(e)))?;
             let deadline = Instant::now() + config.scan_budget;
             let share = (config.scan_max_keys / config.namespaces.len() as u64).max(1000);
-            let counts = futures_util::future::try_join_all(
-                config
-                    .namespaces
-                    .iter()
-                    .map(|ns| scan_namespace(c.clone(), ns, deadline, share)),
-            )
-            .await;
-            let counts = match counts {
-                Ok(counts) => counts,
-                Err(e) => {
-                    connection.forget().await;
-                    return Err(BackgroundError::Failed(Box::new(RedisError::Down(e))));
+            // One SCAN in flight at a time: the scrape's INFO shares the
+            // connection (and Redis' one thread), and waits behind at most one.
+            let mut counts = Vec::with_capacity(config.namespaces.len());
+            for ns in &config.namespaces {
+                match scan_namespace(c.clone(), ns, deadline, share).await {
+                    Ok(count) => counts.push(count),
+                    Err(e) => {
+                        connection.forget().await;
+                        return Err(BackgroundError::Failed(Box::new(RedisError::Down(e))));
+                    }
                 }
-            };
+            }
             let mut s = Snapshot::default();
             let mut f = s.gauge(
                 "namespace_keys",

@@ -20,7 +20,7 @@ pub struct DatabaseConfig {
     #[serde(with = "duration")]
     pub active_window: Duration,
     /// Connections the background queries may hold at once; the scrape
-    /// path has one more of its own, so a slow query never delays a scrape.
+    /// path has two more of its own, so a slow query never delays a scrape.
     pub max_connections: u32,
     /// A query whose plan reads more rows than this by sequential scan is
     /// reported once at start (log and gauge).
@@ -174,7 +174,7 @@ pub struct DatabaseFlags {
     #[arg(id = "database.active_window", long = "database.active-window", value_name = "DURATION", value_parser = duration::flag)]
     pub active_window: Option<String>,
     /// Connections the background queries may hold at once (the scrape
-    /// has one more of its own).
+    /// has two more of its own).
     #[arg(
         id = "database.max_connections",
         long = "database.max-connections",

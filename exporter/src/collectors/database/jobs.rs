@@ -5,7 +5,8 @@
 //! Each runs on its own [`Schedule`] in a read-only transaction that starts
 //! with `SET LOCAL statement_timeout`, so PostgreSQL itself stops a run at
 //! its timeout (a run the exporter gave up on does not keep the server
-//! busy). Before its first run, each query's plan is read once (EXPLAIN,
+//! busy), and without parallel workers, so a run takes one core of the
+//! database server at most. Before its first run, each query's plan is read once (EXPLAIN,
 //! never ANALYZE): a query that will read a large table sequentially on
 //! every run is reported in the log and in
 //! `llmchat_database_query_plan_seq_scan_rows`.
@@ -293,7 +294,11 @@ fn run(
         let mut conn = pool.acquire().await.map_err(|e| classify(e, timeout))?;
         // SET takes no bind parameters; the number is ours, not input.
         let ms = timeout.as_millis().max(1);
-        let begin = format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}");
+        // One core at most: a parallel scan would take every core of the
+        // database it watches (and the scrape's share with them).
+        let begin = format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL max_parallel_workers_per_gather = 0"
+        );
         // A plain string runs as a simple query, so it may hold two statements.
         conn.execute(begin.as_str())
             .await
