@@ -44,7 +44,12 @@ pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Output {
 pub fn compose_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = repo_root();
-    for f in ["docker-compose.yml", ".env.example", "Dockerfile"] {
+    for f in [
+        "docker-compose.yml",
+        "docker-compose.tls.yml",
+        ".env.example",
+        "Dockerfile",
+    ] {
         std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
     }
     for d in ["stack", "rules", "dashboards"] {

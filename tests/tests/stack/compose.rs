@@ -260,25 +260,7 @@ fn the_stack_configs_pass_promtool_amtool_and_the_receivers_check() {
     assert!(out.status.success(), "{}", said(&out));
     let out = run("amtool", &["check-config", "stack/alertmanager.yml"]);
     assert!(out.status.success(), "{}", said(&out));
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "a-token-of-sufficient-length\n").unwrap();
-    let out = std::process::Command::new(crate::harness::bin("llmchat-receiver"))
-        .args([
-            "--config.file",
-            "stack/receiver.toml",
-            "--config.check",
-            "--web.bearer-token-file",
-        ])
-        .arg(&token)
-        .env(
-            "LLMCHAT_RECEIVER_REDIS_URL",
-            "redis://host.docker.internal:6379",
-        )
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", said(&out));
+    receiver_accepts_the_stack_config(&[]);
 }
 
 #[test]
@@ -314,4 +296,107 @@ fn docker_compose_itself_accepts_the_file_with_and_without_an_env_file() {
             || text.contains("LLMCHAT_RECEIVER_RECOVERY_DRY_RUN: \"true\""),
         "{text}"
     );
+}
+
+/// The TLS switch (docker-compose.tls.yml): the Prometheus and Alertmanager
+/// configs it makes from the plain ones pass promtool and amtool with real
+/// certificate files, the binaries' web-config loads, and Compose accepts
+/// the two files together.
+#[test]
+fn the_tls_switch_makes_valid_configs_that_compose_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    llmchat_tests::pki::Pki::create(&tls);
+    let out_dir = dir.path().join("out");
+    let out = run(
+        "sh",
+        &[
+            "stack/tls-configs.sh",
+            "stack/prometheus.yml",
+            "stack/alertmanager.yml",
+            out_dir.to_str().unwrap(),
+            tls.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let prom_path = out_dir.join("prometheus.yml");
+    let prom = std::fs::read_to_string(&prom_path).unwrap();
+    let parsed: Value = serde_yaml_ng::from_str(&prom).unwrap();
+    let https: Vec<_> = parsed["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|j| j["scheme"] == "https")
+        .map(|j| j["job_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(https, ["llmchat-exporter", "llmchat-receiver"]);
+    let out = run(
+        "promtool",
+        &["check", "config", prom_path.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let am_path = out_dir.join("alertmanager.yml");
+    let am: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&am_path).unwrap()).unwrap();
+    let webhook = &am["receivers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "llmchat-receiver")
+        .unwrap()["webhook_configs"][0];
+    assert!(webhook["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://llmchat-receiver:"));
+    assert_eq!(
+        webhook["http_config"]["tls_config"]["cert_file"].as_str(),
+        Some(tls.join("client.pem").to_str().unwrap())
+    );
+    let out = run("amtool", &["check-config", am_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", said(&out));
+
+    // The web-config both binaries get, next to the certificates.
+    let web = dir.path().join("web-config.yml");
+    std::fs::copy(repo_root().join("stack/web-config.yml"), &web).unwrap();
+    receiver_accepts_the_stack_config(&["--web.config.file", web.to_str().unwrap()]);
+
+    let copy = llmchat_tests::compose_copy();
+    let out = llmchat_tests::run_in(
+        copy.path(),
+        "docker-compose",
+        &[
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "docker-compose.tls.yml",
+            "config",
+            "--quiet",
+        ],
+    );
+    assert!(
+        out.status.success() && !said(&out).contains("WARNING"),
+        "{}",
+        said(&out)
+    );
+}
+
+/// `llmchat-receiver --config.check` on stack/receiver.toml as compose runs
+/// it (a token file, Redis on the host), plus `extra` flags.
+fn receiver_accepts_the_stack_config(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-token-of-sufficient-length\n").unwrap();
+    let out = std::process::Command::new(crate::harness::bin("llmchat-receiver"))
+        .args(["--config.file", "stack/receiver.toml", "--config.check"])
+        .arg("--web.bearer-token-file")
+        .arg(&token)
+        .args(extra)
+        .env(
+            "LLMCHAT_RECEIVER_REDIS_URL",
+            "redis://host.docker.internal:6379",
+        )
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
 }
