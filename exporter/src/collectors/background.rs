@@ -166,7 +166,7 @@ impl Job {
                         query = %self.name,
                         reason = e.reason(),
                         error = %llmchat_common::error_chain(&e),
-                        "background query failed; its last value is exported until it is {FRESH_INTERVALS} intervals old"
+                        "background query failed; its last value, if any, stays exported until it is {FRESH_INTERVALS} intervals old"
                     );
                 } else {
                     tracing::debug!(query = %self.name, error = %llmchat_common::error_chain(&e), "background query failed again");

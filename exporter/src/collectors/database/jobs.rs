@@ -84,7 +84,9 @@ impl Background {
 }
 
 /// Starts every background query of `config` on `pool`.
-pub fn start(pool: PgPool, config: &DatabaseConfig) -> Background {
+/// `tcp` is the server's address when it is reached over TCP (a refused
+/// connection then fails a run at once instead of at its timeout).
+pub fn start(pool: PgPool, tcp: Option<(String, u16)>, config: &DatabaseConfig) -> Background {
     let background = Background {
         own: Vec::new(),
         guide: Vec::new(),
@@ -99,7 +101,7 @@ pub fn start(pool: PgPool, config: &DatabaseConfig) -> Background {
         }
         b.tasks.push(background::spawn(
             job.clone(),
-            reader(pool.clone(), spec, job, warn_rows),
+            reader(pool.clone(), tcp.clone(), spec, job, warn_rows),
         ));
         b
     })
@@ -256,12 +258,27 @@ fn table_sizes(rows: &[PgRow]) -> Result<Snapshot, String> {
 
 /// The job's read: the plan check until it has been done once, then the
 /// query itself.
-fn reader(pool: PgPool, spec: Spec, job: Arc<Job>, warn_rows: f64) -> background::Read {
+fn reader(
+    pool: PgPool,
+    tcp: Option<(String, u16)>,
+    spec: Spec,
+    job: Arc<Job>,
+    warn_rows: f64,
+) -> background::Read {
     let spec = Arc::new(spec);
     let planned = Arc::new(std::sync::atomic::AtomicBool::new(false));
     Box::new(move || {
-        let (pool, spec, job, planned) = (pool.clone(), spec.clone(), job.clone(), planned.clone());
+        let (pool, tcp, spec, job, planned) = (
+            pool.clone(),
+            tcp.clone(),
+            spec.clone(),
+            job.clone(),
+            planned.clone(),
+        );
         let read: BoxFuture<'static, Result<Snapshot, BackgroundError>> = Box::pin(async move {
+            super::refused_fast(tcp.as_ref(), &pool)
+                .await
+                .map_err(|e| BackgroundError::Failed(Box::new(e)))?;
             if !planned.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(rows) = check_plan(&pool, &spec, &job, warn_rows).await {
                     planned.store(true, std::sync::atomic::Ordering::Relaxed);

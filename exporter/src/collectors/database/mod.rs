@@ -120,7 +120,7 @@ impl DatabaseCollector {
             .idle_timeout(Duration::from_secs(300))
             .test_before_acquire(true)
             .connect_lazy_with(options);
-        let background = jobs::start(background_pool, &config);
+        let background = jobs::start(background_pool, tcp.clone(), &config);
         Ok(Self {
             pool,
             tcp,
@@ -151,24 +151,8 @@ impl DatabaseCollector {
         }
     }
 
-    /// sqlx's pool retries a refused connection until its acquire timeout,
-    /// which would spend the whole scrape budget on a server that is simply
-    /// down. With no connection open, one plain TCP connect first tells
-    /// "refused" in a millisecond.
     async fn refused_fast(&self) -> Result<(), DatabaseError> {
-        let Some((host, port)) = &self.tcp else {
-            return Ok(());
-        };
-        if self.pool.size() > 0 {
-            return Ok(());
-        }
-        match tokio::net::TcpStream::connect((host.as_str(), *port)).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                Err(DatabaseError::Refused(format!("{host}:{port}")))
-            }
-            // Anything else is for the real connection attempt to report.
-            _ => Ok(()),
-        }
+        refused_fast(self.tcp.as_ref(), &self.pool).await
     }
 
     /// One scrape's values: `llmchat_database_*`, and the guide's names.
@@ -269,6 +253,27 @@ impl DatabaseCollector {
         let mut g = Snapshot::default();
         background::add_fresh(&mut g, &self.background.guide);
         Ok((s, g))
+    }
+}
+
+/// sqlx's pool retries a refused connection until its acquire timeout,
+/// which would spend a scrape's whole budget (or a background query's whole
+/// timeout, counted as a timeout) on a server that is simply down. With no
+/// connection open, one plain TCP connect first tells "refused" in a
+/// millisecond.
+async fn refused_fast(tcp: Option<&(String, u16)>, pool: &PgPool) -> Result<(), DatabaseError> {
+    let Some((host, port)) = tcp else {
+        return Ok(());
+    };
+    if pool.size() > 0 {
+        return Ok(());
+    }
+    match tokio::net::TcpStream::connect((host.as_str(), *port)).await {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(DatabaseError::Refused(format!("{host}:{port}")))
+        }
+        // Anything else is for the real connection attempt to report.
+        _ => Ok(()),
     }
 }
 
