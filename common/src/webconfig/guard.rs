@@ -114,6 +114,17 @@ impl WebGuard {
     /// every `every`), and on SIGHUP.
     pub fn watch(self: &Arc<Self>, every: Duration) {
         if self.path.is_none() {
+            // SIGHUP's default action ends the process: `systemctl reload`
+            // (the units' ExecReload) must not, with no file to re-read.
+            tokio::spawn(async {
+                if let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP received; there is no web config file to re-read");
+                    }
+                }
+            });
             return;
         }
         let guard = self.clone();

@@ -316,3 +316,15 @@ fn a_bad_web_config_file_exits_64_naming_the_key() {
         assert!(!stderr.contains("listening"), "{stderr}");
     }
 }
+
+/// `systemctl reload` sends SIGHUP; without a web-config file there is
+/// nothing to re-read, and the exporter must go on serving, not end.
+#[test]
+fn sighup_without_a_web_config_file_does_not_end_the_exporter() {
+    let e = Exporter::start(&[]);
+    kill_hup(&e);
+    wait_until(Duration::from_secs(10), "the SIGHUP to be seen", || {
+        e.log().contains("SIGHUP received")
+    });
+    assert!(e.scrape_text().contains("llmchat_exporter_build_info"));
+}
