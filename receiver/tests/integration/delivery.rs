@@ -11,8 +11,8 @@ use sha2::Sha256;
 use llmchat_tests::sinks::SmtpTls;
 
 use crate::helpers::{
-    config, config_with_max_age, free_port, payload, wait_until, Receiver, SmtpSink, Target,
-    HMAC_SECRET, TOKEN,
+    config, config_with_max_age, free_port, payload, start_alertmanager, wait_until, Receiver,
+    SmtpSink, Target, HMAC_SECRET, TOKEN,
 };
 
 fn sqlite(dir: &std::path::Path) -> String {
@@ -261,33 +261,14 @@ fn a_real_alertmanager_delivers_through_the_receiver() {
         None,
     );
     let r = Receiver::start(&cfg);
-    let am_port = free_port();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
-            "route:\n  receiver: llmchat\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: llmchat\n    webhook_configs:\n      - url: {}/webhook\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials: {TOKEN}\n",
-            r.base
-        ),
-    )
-    .unwrap();
-    let mut am = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("am").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)");
-    let am_url = format!("http://127.0.0.1:{am_port}");
-    wait_until(Duration::from_secs(30), "alertmanager ready", || {
-        reqwest::blocking::get(format!("{am_url}/-/ready")).is_ok_and(|x| x.status().is_success())
-    });
+    let (mut am, am_url) = start_alertmanager(
+        dir.path(),
+    format!(
+        "route:\n  receiver: llmchat\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+         receivers:\n  - name: llmchat\n    webhook_configs:\n      - url: {}/webhook\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials: {TOKEN}\n",
+        r.base
+    ),
+    );
     let post_named = |name: &str, ends_at: Option<&str>| {
         let mut alert = serde_json::json!({
             "labels": {"alertname": name, "severity": "warning", "instance": "host-a:9842"},

@@ -219,3 +219,25 @@ pub fn payload(alerts: &[(&str, &str, &str)]) -> String {
         items.join(",")
     )
 }
+
+/// Debian's Alertmanager with `config` (YAML) on a free port, its data in
+/// `dir`, clustering off; waits until it is ready. The child and its URL.
+pub fn start_alertmanager(dir: &Path, config: String) -> (Child, String) {
+    let port = free_port();
+    let path = dir.join("alertmanager.yml");
+    std::fs::write(&path, config).unwrap();
+    let am = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "alertmanager ready", || {
+        reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|x| x.status().is_success())
+    });
+    (am, url)
+}

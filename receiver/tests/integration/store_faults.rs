@@ -411,27 +411,14 @@ fn a_recovery_run_whose_audit_row_cannot_be_written_does_not_run() {
     let pg = llmchat_tests::services::Postgres::start();
     let hook = Target::start(vec![]);
     let work = tempfile::tempdir().unwrap();
-    let ran = work.path().join("ran");
-    let cfg = config(work.path(), &pg.url(), &hook);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "\n[recovery.actions.restart]\ncooldown = \"0s\"\n[recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo x >> {}\"]\ntimeout = \"10s\"\n",
-        ran.display()
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    let (cfg, ran) = restart_on_a_postgres_store(work.path(), &pg, &hook, "0s");
     let r = Receiver::start(&cfg);
     // A real database error on every audit insert, and nothing else.
     pg.psql(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$; \
          CREATE TRIGGER refuse BEFORE INSERT ON recovery_audit FOR EACH ROW EXECUTE FUNCTION refuse();",
     );
-    let fault = |fingerprint: &str| {
-        let mut body: serde_json::Value =
-            serde_json::from_str(&payload(&names(fingerprint, 1), 10)).unwrap();
-        body["alerts"][0]["labels"]["fault"] = "high_error_rate".into();
-        body.to_string()
-    };
-    assert_eq!(post(&r.base, &fault("first")), Some(200));
+    assert_eq!(post(&r.base, &fault_alert("first")), Some(200));
     let skipped = "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"skipped_unavailable\"}";
     wait_until(Duration::from_secs(15), "the decision", || {
         r.metric(skipped) == Some(1.0)
@@ -441,7 +428,7 @@ fn a_recovery_run_whose_audit_row_cannot_be_written_does_not_run() {
     assert_eq!(pg.psql("SELECT count(*) FROM recovery_lock"), "0");
 
     pg.psql("DROP TRIGGER refuse ON recovery_audit");
-    assert_eq!(post(&r.base, &fault("second")), Some(200));
+    assert_eq!(post(&r.base, &fault_alert("second")), Some(200));
     let succeeded =
         "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"succeeded\"}";
     wait_until(Duration::from_secs(15), "the second run", || {
@@ -461,21 +448,8 @@ fn a_store_that_cannot_take_the_run_lock_or_cooldown_runs_nothing() {
     let pg = llmchat_tests::services::Postgres::start();
     let hook = Target::start(vec![]);
     let work = tempfile::tempdir().unwrap();
-    let ran = work.path().join("ran");
-    let cfg = config(work.path(), &pg.url(), &hook);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "\n[recovery.actions.restart]\ncooldown = \"10m\"\n[recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo x >> {}\"]\ntimeout = \"10s\"\n",
-        ran.display()
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    let (cfg, ran) = restart_on_a_postgres_store(work.path(), &pg, &hook, "10m");
     let r = Receiver::start(&cfg);
-    let fault = |fingerprint: &str| {
-        let mut body: serde_json::Value =
-            serde_json::from_str(&payload(&names(fingerprint, 1), 10)).unwrap();
-        body["alerts"][0]["labels"]["fault"] = "high_error_rate".into();
-        body.to_string()
-    };
     let skipped = "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"skipped_unavailable\"}";
     pg.psql(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'coordination refused'; END $$;",
@@ -484,7 +458,7 @@ fn a_store_that_cannot_take_the_run_lock_or_cooldown_runs_nothing() {
         pg.psql(&format!(
             "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()"
         ));
-        assert_eq!(post(&r.base, &fault(table)), Some(200));
+        assert_eq!(post(&r.base, &fault_alert(table)), Some(200));
         wait_until(Duration::from_secs(15), "the decision", || {
             r.metric(skipped) == Some(n)
         });
@@ -496,7 +470,7 @@ fn a_store_that_cannot_take_the_run_lock_or_cooldown_runs_nothing() {
     // The lock taken before the refused cooldown is not left held.
     assert_eq!(pg.psql("SELECT count(*) FROM recovery_lock"), "0");
 
-    assert_eq!(post(&r.base, &fault("again")), Some(200));
+    assert_eq!(post(&r.base, &fault_alert("again")), Some(200));
     let succeeded =
         "llmchat_receiver_recovery_actions_total{action=\"restart\",result=\"succeeded\"}";
     wait_until(
@@ -505,4 +479,31 @@ fn a_store_that_cannot_take_the_run_lock_or_cooldown_runs_nothing() {
         || r.metric(succeeded) == Some(1.0),
     );
     assert_eq!(std::fs::read_to_string(&ran).unwrap(), "x\n");
+}
+
+/// A receiver config on `pg` whose `restart` action (with `cooldown`)
+/// appends a line to the returned file each time it runs.
+fn restart_on_a_postgres_store(
+    work: &Path,
+    pg: &llmchat_tests::services::Postgres,
+    hook: &Target,
+    cooldown: &str,
+) -> (PathBuf, PathBuf) {
+    let ran = work.join("ran");
+    let cfg = config(work, &pg.url(), hook);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[recovery.actions.restart]\ncooldown = \"{cooldown}\"\n[recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo x >> {}\"]\ntimeout = \"10s\"\n",
+        ran.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, ran)
+}
+
+/// One alert named after `fingerprint` carrying the high_error_rate fault.
+fn fault_alert(fingerprint: &str) -> String {
+    let mut body: serde_json::Value =
+        serde_json::from_str(&payload(&names(fingerprint, 1), 10)).unwrap();
+    body["alerts"][0]["labels"]["fault"] = "high_error_rate".into();
+    body.to_string()
 }

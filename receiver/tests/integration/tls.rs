@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use llmchat_tests::pki::Pki;
 
-use crate::helpers::{config, free_port, wait_until, Target, BIN, TOKEN};
+use crate::helpers::{config, start_alertmanager, wait_until, Target, BIN, TOKEN};
 
 fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -78,36 +78,17 @@ fn alertmanager_posts_over_mutual_tls_and_a_client_without_a_certificate_is_refu
     assert!(why.to_lowercase().contains("certificate"), "{why}");
     assert!(hook.requests().is_empty());
 
-    let am_port = free_port();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
-            "route:\n  receiver: llmchat\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: llmchat\n    webhook_configs:\n      - url: {base}/webhook\n        http_config:\n          \
-             authorization:\n            credentials: {TOKEN}\n          tls_config:\n            ca_file: {}\n            cert_file: {}\n            key_file: {}\n",
-            pki.path("ca.pem").display(),
-            pki.path("client.pem").display(),
-            pki.path("client-key.pem").display(),
-        ),
-    )
-    .unwrap();
-    let mut am = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("am").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)");
-    let am_url = format!("http://127.0.0.1:{am_port}");
-    wait_until(Duration::from_secs(30), "alertmanager ready", || {
-        reqwest::blocking::get(format!("{am_url}/-/ready")).is_ok_and(|x| x.status().is_success())
-    });
+    let (mut am, am_url) = start_alertmanager(
+        dir.path(),
+    format!(
+        "route:\n  receiver: llmchat\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+         receivers:\n  - name: llmchat\n    webhook_configs:\n      - url: {base}/webhook\n        http_config:\n          \
+         authorization:\n            credentials: {TOKEN}\n          tls_config:\n            ca_file: {}\n            cert_file: {}\n            key_file: {}\n",
+        pki.path("ca.pem").display(),
+        pki.path("client.pem").display(),
+        pki.path("client-key.pem").display(),
+    ),
+    );
     let alert = serde_json::json!([{
         "labels": {"alertname": "LLMChatDiskUsageHigh", "severity": "warning", "instance": "host-a:9842"},
         "annotations": {"summary": "Disk above 80%"},
