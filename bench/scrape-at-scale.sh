@@ -67,23 +67,7 @@ redis-server --port "$REDISPORT" --bind 127.0.0.1 --save "" --appendonly no --en
 REDIS_PID=$!
 until redis-cli -p "$REDISPORT" ping >/dev/null 2>&1; do sleep 0.1; done
 
-python3 - "$APPPORT" >/dev/null 2>&1 <<'PY' &
-import http.server, sys
-class Health(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    def do_GET(self):
-        body = (b'{"status":"healthy","checks":[{"name":"database","status":"healthy"}]}'
-                if self.path == "/health" else b'{"status":"healthy"}')
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
-PY
+python3 bench/health-standin.py "$APPPORT" >/dev/null 2>&1 &
 APP_PID=$!
 trap 'kill $APP_PID 2>/dev/null || true; cleanup' EXIT
 

@@ -43,23 +43,7 @@ until redis-cli -p "$REDISPORT" ping >/dev/null 2>&1; do sleep 0.1; done
 for i in $(seq 1 2000); do echo "SET messages:$i x"; done | redis-cli -p "$REDISPORT" >/dev/null
 # A stand-in backend for the app probe: the three health endpoints, with
 # keep-alive as NestJS does it.
-python3 - "$APPPORT" >/dev/null 2>&1 <<'PY' &
-import http.server, sys
-class Health(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # as Node does; else 40 ms delayed-ACK stalls
-    def do_GET(self):
-        body = (b'{"status":"healthy","checks":[{"name":"database","status":"healthy"}]}'
-                if self.path == "/health" else b'{"status":"healthy"}')
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
-PY
+python3 bench/health-standin.py "$APPPORT" >/dev/null 2>&1 &
 PIDS+=($!)
 until curl -fsS "http://127.0.0.1:$APPPORT/health" >/dev/null 2>&1; do sleep 0.1; done
 
