@@ -234,3 +234,67 @@ fn durations_parse_as_promtool_writes_them() {
     assert_eq!(seconds("2d"), 172800);
     assert_eq!(seconds("500ms"), 0);
 }
+
+/// Every alert names, in its `dashboard` annotation, a dashboard that
+/// exists and has a panel querying one of the metrics the alert reads
+/// (recording rules followed to their sources): the receiver's dashboard
+/// button must open where the alert's data is.
+#[test]
+fn every_alert_links_a_dashboard_that_shows_its_data() {
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(RULES)).unwrap();
+    let metric = regex::Regex::new(r"\b(llmchat_[a-z_]+|up)\b").unwrap();
+    let mut recorded = BTreeMap::new();
+    let mut alerting = Vec::new();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let expr = rule["expr"].as_str().unwrap().to_string();
+            if let Some(name) = rule["record"].as_str() {
+                recorded.insert(name.to_string(), expr);
+            } else {
+                alerting.push((
+                    rule["alert"].as_str().unwrap().to_string(),
+                    expr,
+                    rule["annotations"]["dashboard"]
+                        .as_str()
+                        .map(str::to_string),
+                ));
+            }
+        }
+    }
+    let dashboards: BTreeMap<String, String> = std::fs::read_dir(repo_root().join("dashboards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            (v["uid"].as_str().unwrap().to_string(), text)
+        })
+        .collect();
+    assert_eq!(alerting.len(), alerts().len());
+    for (name, mut expr, dashboard) in alerting {
+        let uid = dashboard.unwrap_or_else(|| panic!("{name} has no dashboard annotation"));
+        let text = dashboards
+            .get(&uid)
+            .unwrap_or_else(|| panic!("{name}: no dashboard with uid {uid}"));
+        for (record, source) in &recorded {
+            expr = expr.replace(record, &format!("({source})"));
+        }
+        let metrics: Vec<&str> = metric.find_iter(&expr).map(|m| m.as_str()).collect();
+        let queried = |m: &str| {
+            serde_json::from_str::<serde_json::Value>(text).unwrap()["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+                .any(|t| {
+                    let q = t["expr"].as_str().unwrap_or_default();
+                    metric.find_iter(q).any(|found| found.as_str() == m)
+                })
+        };
+        assert!(
+            metrics.iter().any(|m| queried(m)),
+            "{name}: dashboard {uid} has no panel querying any of {metrics:?}"
+        );
+    }
+}
