@@ -26,6 +26,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub channels: ChannelsConfig,
     pub recovery: crate::recovery::config::RecoveryConfig,
+    pub notify: crate::templates::NotifyConfig,
     pub log: LogConfig,
 }
 
@@ -124,6 +125,12 @@ impl Default for DeliveryConfig {
 pub struct Route {
     pub matchers: BTreeMap<String, String>,
     pub channels: Vec<Channel>,
+    /// The language of this route's messages (else `[notify] language`).
+    #[serde(default)]
+    pub language: Option<crate::templates::Language>,
+    /// Template files for this route's alerts, as `[notify.templates]`.
+    #[serde(default)]
+    pub templates: BTreeMap<crate::templates::TemplateName, PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +148,8 @@ impl Default for RoutingConfig {
         let by = |sev: &str, channels: &[Channel]| Route {
             matchers: BTreeMap::from([("severity".to_string(), sev.to_string())]),
             channels: channels.to_vec(),
+            language: None,
+            templates: BTreeMap::new(),
         };
         Self {
             default_severity: "warning".into(),
@@ -194,13 +203,23 @@ impl Default for LogConfig {
 )]
 pub struct Cli {
     /// TOML configuration file.
-    #[arg(long = "config.file", value_name = "PATH")]
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
     pub config_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Validate the configuration and exit.
     #[arg(long = "config.check")]
     pub config_check: bool,
     #[command(flatten)]
     pub flags: Flags,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print what would be sent for an Alertmanager webhook payload, for
+    /// template authors (as `amtool template render`); uses the
+    /// configuration's templates, routes and links.
+    Render(crate::render::RenderArgs),
 }
 
 /// The flags that set configuration keys, in the keys' own shape, so that
@@ -318,6 +337,17 @@ impl Cli {
         Cli::from_arg_matches(&Self::full_command().try_get_matches_from(args)?)
     }
 
+    /// The configuration for `render`: the file and flags, with the
+    /// templates compiled, but without what only serving needs (credentials).
+    pub fn resolve_for_render(self) -> Result<Config, ConfigError> {
+        let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
+        let c: Config =
+            llmchat_common::layered_on_serde_defaults(self.config_file.as_deref(), &self.flags)
+                .map_err(name_flag)?;
+        c.check_templates()?;
+        Ok(c)
+    }
+
     /// Stacks serde's defaults < the file < environment and flags, then the
     /// secrets' variables, then validates.
     pub fn resolve(self) -> Result<Config, ConfigError> {
@@ -346,10 +376,11 @@ impl Cli {
 /// Environment variables that carry channel secrets, so that a deployment
 /// (docker compose's `.env`, a systemd credential) keeps them out of the
 /// TOML file. Empty values count as unset.
-pub const SECRET_ENV: [&str; 5] = [
+pub const SECRET_ENV: [&str; 6] = [
     "LLMCHAT_RECEIVER_SMTP_USERNAME",
     "LLMCHAT_RECEIVER_SMTP_PASSWORD",
     "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
+    "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
     "LLMCHAT_RECEIVER_WEBHOOK_URL",
     "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
 ];
@@ -384,26 +415,24 @@ impl Config {
         }
         if let Some(url) = get("LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL") {
             match self.channels.slack.as_mut() {
-                Some(s) => s.webhook_url = url,
-                None => {
-                    self.channels.slack = Some(SlackConfig {
-                        webhook_url: url,
-                        send_resolved: true,
-                    })
-                }
+                Some(s) => s.webhook_url = Some(url),
+                None => self.channels.slack = Some(SlackConfig::with_webhook(url)),
             }
+        }
+        if let Some(token) = get("LLMCHAT_RECEIVER_SLACK_BOT_TOKEN") {
+            let Some(slack) = self.channels.slack.as_mut() else {
+                return Err(invalid(
+                    "channels.slack",
+                    "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
+                    "a Slack bot token is set but [channels.slack] (with its channel) is not",
+                ));
+            };
+            slack.bot_token = Some(token);
         }
         if let Some(url) = get("LLMCHAT_RECEIVER_WEBHOOK_URL") {
             match self.channels.webhook.as_mut() {
                 Some(w) => w.url = url,
-                None => {
-                    self.channels.webhook = Some(WebhookConfig {
-                        url,
-                        headers: BTreeMap::new(),
-                        hmac_secret: None,
-                        send_resolved: true,
-                    })
-                }
+                None => self.channels.webhook = Some(WebhookConfig::new(url)),
             }
         }
         if let Some(secret) = get("LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET") {
@@ -488,20 +517,35 @@ impl Config {
                 "expected critical, warning or info",
             ));
         }
-        for (key, url) in [
-            (
-                "channels.slack.webhook_url",
-                self.channels.slack.as_ref().map(|s| &s.webhook_url),
-            ),
-            (
-                "channels.webhook.url",
-                self.channels.webhook.as_ref().map(|w| &w.url),
-            ),
-        ] {
-            if let Some(u) = url {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(invalid(key, "(not shown)", "expected an http(s) URL"));
+        if let Some(slack) = &self.channels.slack {
+            slack
+                .check()
+                .map_err(|(key, reason)| invalid(key, "(not shown)", reason))?;
+        }
+        if let Some(w) = &self.channels.webhook {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(invalid(
+                    "channels.webhook.url",
+                    "(not shown)",
+                    "expected an http(s) URL",
+                ));
+            }
+            for name in w.header_templates.keys() {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(invalid(
+                        "channels.webhook.header_templates",
+                        name,
+                        "not a header name",
+                    ));
                 }
+            }
+        }
+        for (key, url) in [
+            ("notify.runbook_base_url", &self.notify.runbook_base_url),
+            ("notify.grafana_url", &self.notify.grafana_url),
+        ] {
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(key, url, "expected an http(s) URL"));
             }
         }
         if self.delivery.initial_backoff.is_zero()
@@ -513,6 +557,7 @@ impl Config {
                 "must be at least delivery.initial_backoff, which must be above zero",
             ));
         }
+        self.check_templates()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid(
                 "log.format",
@@ -524,6 +569,27 @@ impl Config {
             return Err(invalid("log.level", &self.log.level, e));
         }
         self.recovery.validate()
+    }
+
+    /// Every template compiles now, or the start fails naming the file and
+    /// the line.
+    pub fn check_templates(&self) -> Result<(), ConfigError> {
+        crate::templates::Templates::new(
+            &self.notify,
+            &crate::channels::route_templates(self),
+            &self
+                .channels
+                .webhook
+                .as_ref()
+                .map(|w| w.header_templates.clone())
+                .unwrap_or_default(),
+            Default::default(),
+        )
+        .map_err(|e| {
+            let key = e.key().to_string();
+            invalid(&key, "(template)", e.to_string())
+        })?;
+        Ok(())
     }
 }
 
@@ -550,8 +616,8 @@ mod tests {
         c.apply_secret_env(|k| env.get(k).map(|v| v.to_string()))
             .unwrap();
         assert_eq!(
-            c.channels.slack.as_ref().unwrap().webhook_url,
-            "https://hooks.slack.com/services/T/B/secret"
+            c.channels.slack.as_ref().unwrap().webhook_url.as_deref(),
+            Some("https://hooks.slack.com/services/T/B/secret")
         );
         assert!(c.channels.webhook.is_none(), "empty values count as unset");
         let e = Config::default()

@@ -11,9 +11,10 @@ use llmchat_common::http::{refusal, AuthError, Credentials, Refusal};
 use serde_json::json;
 
 use crate::channels::Senders;
+use crate::config::Channel;
 use crate::config::{RoutingConfig, WebConfig};
 use crate::metrics::{AlertLabels, Metrics, RequestLabels};
-use crate::payload::{self, Notice};
+use crate::payload;
 use crate::routing;
 use crate::store::{NewNotification, Store};
 
@@ -208,42 +209,7 @@ where
         })?
         .to_bytes();
     let hook = payload::parse(&body).map_err(|e| RequestError::BadRequest(e.to_string()))?;
-    let mut rows = Vec::new();
-    let mut recover = Vec::new();
-    for alert in &hook.alerts {
-        let severity = routing::severity(alert, &state.routing);
-        state
-            .metrics
-            .alerts
-            .get_or_create(&AlertLabels {
-                status: alert.status.as_str(),
-                severity: severity.clone(),
-            })
-            .inc();
-        let notice = Notice::new(&hook, alert, &severity);
-        let payload = serde_json::to_string(&notice).map_err(|_| RequestError::Unavailable)?;
-        let channels = routing::channels(alert, &severity, &state.routing);
-        recover.push((alert, channels.contains(&crate::config::Channel::Slack)));
-        for channel in channels {
-            if !state.senders.wants(channel, &notice) {
-                continue;
-            }
-            rows.push(NewNotification {
-                dedup_key: format!(
-                    "{}|{}|{}|{}",
-                    alert.fingerprint,
-                    alert.status.as_str(),
-                    alert.starts_at,
-                    channel.as_str()
-                ),
-                channel: channel.as_str().into(),
-                severity: severity.clone(),
-                status: alert.status.as_str().into(),
-                alertname: notice.alertname.clone(),
-                payload: payload.clone(),
-            });
-        }
-    }
+    let (rows, recover) = outbox_rows(state, &hook)?;
     // The store logs when it stops (and starts again) taking writes; one
     // line per refused post would repeat that through a whole outage.
     let stored = state.store.insert(&rows).await.map_err(|e| {
@@ -264,6 +230,46 @@ where
         StatusCode::OK,
         &json!({"alerts": hook.alerts.len(), "stored": stored, "duplicates": duplicates}),
     ))
+}
+
+/// An alert of a post, and whether it went to Slack.
+type ToRecover<'h> = (&'h payload::Alert, bool);
+
+/// The outbox rows of a post (see [`routing::plan`]) and each alert with
+/// whether it went to Slack (where its recovery outcome is reported).
+fn outbox_rows<'h>(
+    state: &AppState,
+    hook: &'h payload::Webhook,
+) -> Result<(Vec<NewNotification>, Vec<ToRecover<'h>>), RequestError> {
+    let mut recover = Vec::new();
+    for alert in &hook.alerts {
+        let severity = routing::severity(alert, &state.routing);
+        state
+            .metrics
+            .alerts
+            .get_or_create(&AlertLabels {
+                status: alert.status.as_str(),
+                severity: severity.clone(),
+            })
+            .inc();
+        let channels = routing::channels(alert, &severity, &state.routing);
+        recover.push((alert, channels.contains(&Channel::Slack)));
+    }
+    let rows = routing::plan(hook, &state.routing, &state.senders, None)
+        .into_iter()
+        .map(|p| {
+            Ok(NewNotification {
+                payload: serde_json::to_string(&p.delivery)
+                    .map_err(|_| RequestError::Unavailable)?,
+                dedup_key: p.dedup_key,
+                channel: p.channel.as_str().into(),
+                severity: p.severity,
+                status: p.status.into(),
+                alertname: p.delivery.first().alertname.clone(),
+            })
+        })
+        .collect::<Result<_, RequestError>>()?;
+    Ok((rows, recover))
 }
 
 async fn notifications(state: &AppState, query: &str) -> Result<Response<Body>, RequestError> {

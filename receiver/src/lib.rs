@@ -9,8 +9,10 @@ pub mod http;
 pub mod metrics;
 pub mod payload;
 pub mod recovery;
+pub mod render;
 pub mod routing;
 pub mod store;
+pub mod templates;
 pub mod worker;
 
 use std::sync::Arc;
@@ -30,7 +32,10 @@ pub async fn run(
     web_guard.register(&mut metrics.registry);
     let metrics = Arc::new(metrics);
     let store = Arc::new(store::Store::open(&config.store.url, metrics.store.clone()).await?);
-    let senders = Arc::new(channels::Senders::new(&config)?);
+    let senders = Arc::new(channels::Senders::new(
+        &config,
+        metrics.template_errors.clone(),
+    )?);
     // Every configured channel's results start at 0, so that the first
     // failure is an increase Prometheus can see.
     for channel in senders.configured() {
@@ -43,6 +48,12 @@ pub async fn run(
                 })
                 .inc_by(0);
         }
+        metrics
+            .template_errors
+            .get_or_create(&metrics::ChannelLabels {
+                channel: channel.as_str(),
+            })
+            .inc_by(0);
     }
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -8,11 +8,15 @@ use llmchat_receiver::Cli;
 use llmchat_common::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let cli = match llmchat_common::parse_cli_with(|| Cli::parse_from_args(std::env::args_os())) {
+    let mut cli = match llmchat_common::parse_cli_with(|| Cli::parse_from_args(std::env::args_os()))
+    {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     let check_only = cli.config_check;
+    if let Some(llmchat_receiver::config::Command::Render(args)) = cli.command.take() {
+        return render(cli, &args);
+    }
     let config = match cli.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -23,7 +27,7 @@ fn main() -> ExitCode {
     if check_only {
         // Building the channels is part of the check: an unreadable CA
         // file or a malformed sender address is a configuration error.
-        let senders = match llmchat_receiver::channels::Senders::new(&config) {
+        let senders = match llmchat_receiver::channels::Senders::new(&config, Default::default()) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!(
@@ -84,6 +88,28 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("llmchat-receiver: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `llmchat-receiver render`: prints the messages; 64 for a bad
+/// configuration or template, 1 for an unreadable payload.
+fn render(cli: Cli, args: &llmchat_receiver::render::RenderArgs) -> ExitCode {
+    let config = match cli.resolve_for_render() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("llmchat-receiver: invalid configuration: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match llmchat_receiver::render::render(config, args) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("llmchat-receiver: {}", llmchat_common::error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub duplicates: Counter,
     pub recovery_actions: Family<ActionLabels, Counter>,
     pub recovery_duration: Family<ActionNameLabels, Histogram>,
+    /// Templates that failed to render, by channel (the built-in one was
+    /// sent instead).
+    pub template_errors: Family<ChannelLabels, Counter>,
     /// Owned by the store, which sets them; registered here.
     pub store: crate::store::StoreMetrics,
 }
@@ -68,6 +71,12 @@ impl Metrics {
         let outbox_pending = Gauge::default();
         let outbox_dead = Gauge::default();
         let duplicates = Counter::default();
+        let template_errors = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "template_errors",
+            "Templates that failed to render, by channel; the built-in template was used instead",
+            template_errors.clone(),
+        );
         registry.register(
             "alerts_received",
             "Alerts received from Alertmanager, by status and severity",
@@ -135,6 +144,7 @@ impl Metrics {
             store,
             recovery_actions,
             recovery_duration,
+            template_errors,
             alerts,
             notifications,
             send_duration,

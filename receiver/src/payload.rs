@@ -183,6 +183,18 @@ impl Notice {
         }
     }
 
+    /// The outbox's deduplication key of this alert's notification in one
+    /// state to one channel: a repeated post of it is a no-op.
+    pub fn dedup_key(&self, status: Status, channel: crate::channels::ChannelKind) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.fingerprint,
+            status.as_str(),
+            self.starts_at,
+            channel.as_str()
+        )
+    }
+
     /// `[LLMChat][CRITICAL] LLMChatHighErrorRate`, or `[RESOLVED]`.
     pub fn subject(&self) -> String {
         let tag = match self.status {
@@ -190,6 +202,48 @@ impl Notice {
             Status::Firing => self.severity.to_uppercase(),
         };
         format!("[LLMChat][{tag}] {}", self.alertname)
+    }
+}
+
+/// What one outbox row delivers: one alert, or one group's alerts for a
+/// channel that groups them (email); `route` is the index of the route
+/// whose templates and language apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    #[serde(default)]
+    pub route: Option<usize>,
+    pub notices: Vec<Notice>,
+}
+
+impl Delivery {
+    pub fn one(notice: Notice, route: Option<usize>) -> Self {
+        Delivery {
+            route,
+            notices: vec![notice],
+        }
+    }
+
+    /// A stored payload: a delivery, or a single notice as receivers
+    /// before 0.2 stored it.
+    pub fn parse(payload: &str) -> Result<Delivery, String> {
+        let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        let delivery = if value.get("notices").is_some() {
+            serde_json::from_value::<Delivery>(value).map_err(|e| e.to_string())?
+        } else {
+            Delivery::one(
+                serde_json::from_value::<Notice>(value).map_err(|e| e.to_string())?,
+                None,
+            )
+        };
+        if delivery.notices.is_empty() {
+            return Err("no alerts".into());
+        }
+        Ok(delivery)
+    }
+
+    /// The first alert (there is always one).
+    pub fn first(&self) -> &Notice {
+        &self.notices[0]
     }
 }
 
@@ -205,6 +259,23 @@ mod tests {
         let n = Notice::new(&hook, &hook.alerts[0], "critical");
         assert_eq!(n.subject(), "[LLMChat][CRITICAL] LLMChatHighErrorRate");
         assert_eq!(n.ends_at, None);
+    }
+
+    #[test]
+    fn stored_payloads_of_both_shapes_parse() {
+        let hook = parse(SAMPLE.as_bytes()).unwrap();
+        let n = Notice::new(&hook, &hook.alerts[0], "critical");
+        let legacy = serde_json::to_string(&n).unwrap();
+        assert_eq!(
+            Delivery::parse(&legacy).unwrap(),
+            Delivery::one(n.clone(), None)
+        );
+        let d = Delivery::one(n, Some(2));
+        assert_eq!(
+            Delivery::parse(&serde_json::to_string(&d).unwrap()).unwrap(),
+            d
+        );
+        assert!(Delivery::parse(r#"{"notices":[]}"#).is_err());
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //! match its labels (by default the guide's getNotificationChannels by
 //! severity); an alert without a known severity gets the default one.
 
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::channels::Senders;
 use crate::config::{Channel, RoutingConfig};
-use crate::payload::Alert;
+use crate::payload::{Alert, Delivery, Notice, Status, Webhook};
 
 /// The severity used for routing, email recipients and subjects.
 pub fn severity(alert: &Alert, config: &RoutingConfig) -> String {
@@ -13,28 +18,115 @@ pub fn severity(alert: &Alert, config: &RoutingConfig) -> String {
     }
 }
 
-pub fn channels(alert: &Alert, severity: &str, config: &RoutingConfig) -> Vec<Channel> {
-    config
-        .routes
-        .iter()
-        .find(|r| {
-            r.matchers.iter().all(|(k, v)| {
-                let value = if k == "severity" {
-                    Some(severity)
-                } else {
-                    alert.labels.get(k).map(String::as_str)
-                };
-                value == Some(v.as_str())
-            })
+/// The channels of the first matching route, and that route's index
+/// (whose templates and language apply).
+pub fn route(
+    alert: &Alert,
+    severity: &str,
+    config: &RoutingConfig,
+) -> (Option<usize>, Vec<Channel>) {
+    match config.routes.iter().position(|r| {
+        r.matchers.iter().all(|(k, v)| {
+            let value = if k == "severity" {
+                Some(severity)
+            } else {
+                alert.labels.get(k).map(String::as_str)
+            };
+            value == Some(v.as_str())
         })
-        .map(|r| r.channels.clone())
-        .unwrap_or_default()
+    }) {
+        Some(i) => (Some(i), config.routes[i].channels.clone()),
+        None => (None, Vec::new()),
+    }
+}
+
+pub fn channels(alert: &Alert, severity: &str, config: &RoutingConfig) -> Vec<Channel> {
+    route(alert, severity, config).1
+}
+
+/// One message a post makes: to one channel, one alert or one group.
+#[derive(Debug)]
+pub struct Planned {
+    pub channel: Channel,
+    pub delivery: Delivery,
+    pub dedup_key: String,
+    pub severity: String,
+    pub status: &'static str,
+}
+
+/// The messages of one post: per alert and routed channel that wants it,
+/// except that a channel that groups (email) gets one message per route
+/// and group key with all of that group's alerts. `only` sends every
+/// alert to that one channel, whatever the routes say (`render`).
+pub fn plan(
+    hook: &Webhook,
+    config: &RoutingConfig,
+    senders: &Senders,
+    only: Option<Channel>,
+) -> Vec<Planned> {
+    let mut out = Vec::new();
+    let mut groups: BTreeMap<(Channel, Option<usize>, String), Vec<Notice>> = BTreeMap::new();
+    for alert in &hook.alerts {
+        let severity = severity(alert, config);
+        let notice = Notice::new(hook, alert, &severity);
+        let (route_index, mut channels) = route(alert, &severity, config);
+        if let Some(c) = only {
+            channels = vec![c];
+        }
+        for channel in channels {
+            let Some(sender) = senders.get(channel) else {
+                continue;
+            };
+            if only.is_none() && !sender.wants(&notice) {
+                continue;
+            }
+            if let Some(key) = sender.group(&notice) {
+                groups
+                    .entry((channel, route_index, key))
+                    .or_default()
+                    .push(notice.clone());
+                continue;
+            }
+            out.push(Planned {
+                channel,
+                dedup_key: notice.dedup_key(alert.status, channel),
+                severity: severity.clone(),
+                status: alert.status.as_str(),
+                delivery: Delivery::one(notice.clone(), route_index),
+            });
+        }
+    }
+    for ((channel, route, key), notices) in groups {
+        // The same alerts in the same states are the same message: a
+        // repeated post (Alertmanager's retry, an HA pair) is a duplicate.
+        let mut states: Vec<String> = notices
+            .iter()
+            .map(|n| format!("{}|{}|{}", n.fingerprint, n.status.as_str(), n.starts_at))
+            .collect();
+        states.sort();
+        let digest = hex::encode(Sha256::digest(
+            format!(
+                "{}\0{key}\0{route:?}\0{}",
+                hook.group_key,
+                states.join("\0")
+            )
+            .as_bytes(),
+        ));
+        let firing = notices.iter().any(|n| n.status == Status::Firing);
+        out.push(Planned {
+            channel,
+            dedup_key: format!("group|{digest}|{}", channel.as_str()),
+            severity: notices[0].severity.clone(),
+            status: if firing { "firing" } else { "resolved" },
+            delivery: Delivery { route, notices },
+        });
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
         Alert {

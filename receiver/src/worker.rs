@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::channels::{SendError, Senders};
 use crate::config::{Channel, DeliveryConfig};
 use crate::metrics::{ChannelLabels, Metrics, NotificationLabels};
-use crate::payload::Notice;
+use crate::payload::Delivery;
 use crate::store::{now_ms, Notification, Store};
 
 /// What the worker remembers of one channel between passes.
@@ -28,6 +28,9 @@ struct ChannelState {
     /// The last send, for Slack's spacing.
     last_sent: Option<Instant>,
 }
+
+/// How long a sent message can still be updated or replied to.
+const THREAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub struct Worker {
     pub store: Arc<Store>,
@@ -85,6 +88,12 @@ impl Worker {
                 let cutoff = now_ms() - self.config.dedup_window.as_millis() as i64;
                 if let Err(e) = self.store.purge(cutoff).await {
                     tracing::debug!(error = %e, "outbox purge failed");
+                }
+                // Where messages went is kept for as long as an alert may
+                // fire before its resolve (or a recovery outcome) arrives.
+                let threads_cutoff = now_ms() - THREAD_RETENTION.as_millis() as i64;
+                if let Err(e) = self.store.purge_threads(threads_cutoff).await {
+                    tracing::debug!(error = %e, "message thread purge failed");
                 }
                 last_purge = Instant::now();
             }
@@ -174,7 +183,7 @@ impl Worker {
         if !self.store.claim(&n, lease).await? {
             return Ok(None); // another worker or replica has it
         }
-        let notice: Notice = match serde_json::from_str(&n.payload) {
+        let delivery = match Delivery::parse(&n.payload) {
             Ok(v) => v,
             Err(e) => {
                 return self
@@ -185,7 +194,8 @@ impl Worker {
             }
         };
         let started = Instant::now();
-        let result = self.senders.send(channel, &notice).await;
+        let notice = delivery.first();
+        let result = self.senders.send(channel, &delivery, &self.store).await;
         self.metrics
             .send_duration
             .get_or_create(&ChannelLabels {

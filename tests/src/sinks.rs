@@ -101,6 +101,104 @@ impl Target {
     }
 }
 
+/// How the Slack Web API stand-in answers one call.
+#[derive(Debug, Clone, Copy)]
+pub enum SlackAnswer {
+    /// `{"ok": true, "channel": …, "ts": …}` with a new ts.
+    Ok,
+    /// HTTP 429 with `Retry-After` (seconds).
+    RateLimited(u32),
+    /// HTTP 200 with `{"ok": false, "error": code}`.
+    Error(&'static str),
+}
+
+/// A stand-in for Slack's Web API (`chat.postMessage`, `chat.update`):
+/// records every call, answers from a script, then `ok` with a fresh `ts`
+/// for each posted message (an update keeps its message's ts).
+pub struct SlackApi {
+    pub port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// The channel id the stand-in says messages went to.
+pub const SLACK_CHANNEL_ID: &str = "C0ALERTS";
+
+impl SlackApi {
+    pub fn start(script: Vec<SlackAnswer>) -> SlackApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            let mut script = script.into_iter();
+            let mut posted = 0u32;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Some(req) = read_request(&stream) else {
+                    continue;
+                };
+                let update = req.path.ends_with("/chat.update");
+                let asked: serde_json::Value =
+                    serde_json::from_slice(&req.body).unwrap_or_default();
+                log.lock().unwrap().push(req);
+                let (status, extra, body) = match script.next().unwrap_or(SlackAnswer::Ok) {
+                    SlackAnswer::Ok => {
+                        let ts = if update {
+                            asked["ts"].as_str().unwrap_or_default().to_string()
+                        } else {
+                            posted += 1;
+                            format!("1700000000.{posted:06}")
+                        };
+                        (
+                            200,
+                            String::new(),
+                            serde_json::json!({"ok": true, "channel": SLACK_CHANNEL_ID, "ts": ts})
+                                .to_string(),
+                        )
+                    }
+                    SlackAnswer::RateLimited(secs) => (
+                        429,
+                        format!("retry-after: {secs}\r\n"),
+                        r#"{"ok":false,"error":"ratelimited"}"#.to_string(),
+                    ),
+                    SlackAnswer::Error(code) => (
+                        200,
+                        String::new(),
+                        serde_json::json!({"ok": false, "error": code}).to_string(),
+                    ),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        SlackApi { port, received }
+    }
+
+    /// The API's base URL (`api_url`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/api", self.port)
+    }
+
+    /// Every call: (method, JSON body, Authorization header).
+    pub fn calls(&self) -> Vec<(String, serde_json::Value, String)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.path.rsplit('/').next().unwrap_or_default().to_string(),
+                    serde_json::from_slice(&r.body).unwrap_or_default(),
+                    r.header("authorization").unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
 fn read_request(stream: &TcpStream) -> Option<Received> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream);

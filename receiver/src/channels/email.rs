@@ -1,6 +1,13 @@
 //! Email over SMTP (lettre): STARTTLS, implicit TLS or plain for a local
-//! relay, optional authentication; a multipart text+HTML body; recipients
-//! per severity, as the guide's getAlertEmails.
+//! relay, optional authentication; recipients per severity, as the guide's
+//! getAlertEmails.
+//!
+//! By default the alerts of one Alertmanager group that share a recipient
+//! list go out as one email (the count in the subject); `per_alert = true`
+//! sends one per alert. Each email is multipart text and HTML from the
+//! templates. Emails about one group thread in mail clients: the group's
+//! first email is the thread's root (its `Message-ID` kept in the store),
+//! later ones, the resolve among them, carry `In-Reply-To`/`References`.
 
 use std::time::Duration;
 
@@ -18,7 +25,12 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
-use crate::payload::{Notice, Status};
+use crate::payload::{Delivery, Notice, Status};
+use crate::store::{Store, Thread};
+use crate::templates::context::{cut, one_line};
+use crate::templates::{TemplateName, Templates};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +53,9 @@ pub struct EmailConfig {
     pub to: BTreeMap<String, Vec<String>>,
     #[serde(default = "crate::config::yes")]
     pub send_resolved: bool,
+    /// One email per alert instead of one per group and recipient list.
+    #[serde(default)]
+    pub per_alert: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -86,7 +101,11 @@ pub fn build(
     shared: &Shared,
 ) -> Result<Option<Box<dyn Channel>>, ChannelError> {
     match &config.email {
-        Some(c) => Ok(Some(Box::new(Email::new(c, shared.timeout)?))),
+        Some(c) => Ok(Some(Box::new(Email::new(
+            c,
+            shared.timeout,
+            shared.templates.clone(),
+        )?))),
         None => Ok(None),
     }
 }
@@ -100,12 +119,31 @@ impl Channel for Email {
         self.config.send_resolved
     }
 
-    fn render(&self, notice: &Notice) -> Result<String, SendError> {
-        Ok(Self::bodies(notice).0)
+    fn group(&self, notice: &Notice) -> Option<String> {
+        if self.config.per_alert {
+            return None;
+        }
+        Some(
+            self.recipients(&notice.severity)
+                .map(|l| l.join(","))
+                .unwrap_or_default(),
+        )
     }
 
-    fn send<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(Email::send(self, notice))
+    fn render(&self, d: &Delivery) -> Result<String, SendError> {
+        let m = self.compose(d);
+        Ok(format!(
+            "Subject: {}\n\n--- text/plain ---\n{}\n--- text/html ---\n{}",
+            m.subject, m.text, m.html
+        ))
+    }
+
+    fn send<'a>(
+        &'a self,
+        d: &'a Delivery,
+        store: &'a Store,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(Email::send(self, d, store))
     }
 }
 
@@ -113,13 +151,38 @@ pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     config: EmailConfig,
+    templates: Arc<Templates>,
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// One email's rendered parts.
+pub struct Composed {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The longest subject sent; mail clients show far less.
+const MAX_SUBJECT: usize = 250;
+
+/// A subject on one line, whatever the template or the alert put in it.
+fn subject_line(s: &str) -> String {
+    let line = one_line(s);
+    cut(
+        line.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .as_str(),
+        MAX_SUBJECT,
+    )
+}
+
+fn hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..12])
 }
 
 /// TLS that trusts the public roots and the certificates of `ca_file`.
@@ -140,7 +203,11 @@ fn tls_with_ca(host: &str, ca_file: &std::path::Path) -> Result<TlsParameters, E
 }
 
 impl Email {
-    pub fn new(c: &EmailConfig, timeout: Duration) -> Result<Self, EmailError> {
+    pub fn new(
+        c: &EmailConfig,
+        timeout: Duration,
+        templates: Arc<Templates>,
+    ) -> Result<Self, EmailError> {
         let mut builder = match (c.tls, &c.ca_file) {
             (SmtpTls::Starttls, None) => {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
@@ -177,89 +244,116 @@ impl Email {
             transport: builder.timeout(Some(timeout)).build(),
             from,
             config: c.clone(),
+            templates,
         })
     }
 
-    fn bodies(notice: &Notice) -> (String, String) {
-        let state = match notice.status {
-            Status::Firing => "FIRING",
-            Status::Resolved => "RESOLVED",
-        };
-        let labels: Vec<String> = notice
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let text = format!(
-            "{state}: {}\nSeverity: {}\nSummary: {}\n\n{}\n\nLabels: {}\nStarted: {}\n{}Source: {}\n",
-            notice.alertname,
-            notice.severity,
-            notice.summary,
-            notice.description,
-            labels.join(", "),
-            notice.starts_at,
-            notice.ends_at.as_ref().map(|e| format!("Ended: {e}\n")).unwrap_or_default(),
-            notice.generator_url,
-        );
-        let rows: String = notice
-            .labels
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "<tr><td>{}</td><td>{}</td></tr>",
-                    html_escape(k),
-                    html_escape(v)
-                )
-            })
-            .collect();
-        let html = format!(
-            "<html><body><h2>{state}: {}</h2><p><b>Severity:</b> {}</p><p><b>{}</b></p><p>{}</p>\
-             <table>{rows}</table><p><a href=\"{}\">Source</a></p></body></html>",
-            html_escape(&notice.alertname),
-            html_escape(&notice.severity),
-            html_escape(&notice.summary),
-            html_escape(&notice.description),
-            html_escape(&notice.generator_url),
-        );
-        (text, html)
-    }
-
-    async fn send(&self, notice: &Notice) -> Result<(), SendError> {
-        let to = self
-            .config
+    fn recipients(&self, severity: &str) -> Option<&Vec<String>> {
+        self.config
             .to
-            .get(&notice.severity)
+            .get(severity)
             .or_else(|| self.config.to.get("default"))
             .filter(|list| !list.is_empty())
-            .ok_or_else(|| {
-                SendError::Permanent(format!("no recipients for severity {}", notice.severity))
-            })?;
+    }
+
+    /// Subject, text and HTML from the templates (the built-in ones when
+    /// a file fails).
+    pub fn compose(&self, d: &Delivery) -> Composed {
+        let ctx = self.templates.context(&d.notices, d.route);
+        let render = |name| {
+            self.templates
+                .render(name, d.route, "email", &ctx, |_| Ok(()))
+                .unwrap_or_default()
+        };
+        let mut subject = subject_line(&render(TemplateName::EmailSubject));
+        if subject.is_empty() {
+            subject = subject_line(&format!("[LLMChat] {}", d.first().alertname));
+        }
+        Composed {
+            subject,
+            text: render(TemplateName::EmailText),
+            html: render(TemplateName::EmailHtml),
+        }
+    }
+
+    /// The thread an email belongs to: its group (or alert) and recipients.
+    fn thread_key(&self, d: &Delivery, to: &[String]) -> String {
+        let n = d.first();
+        let what = if self.config.per_alert {
+            format!("{}|{}", n.fingerprint, n.starts_at)
+        } else {
+            n.group_key.clone()
+        };
+        format!(
+            "email|{}",
+            hash(&[
+                &what,
+                &to.join(","),
+                &d.route.map(|r| r.to_string()).unwrap_or_default()
+            ])
+        )
+    }
+
+    async fn send(&self, d: &Delivery, store: &Store) -> Result<(), SendError> {
+        let severity = &d.first().severity;
+        let to = self.recipients(severity).ok_or_else(|| {
+            SendError::Permanent(format!("no recipients for severity {severity}"))
+        })?;
+        let m = self.compose(d);
+        // The same outbox row gets the same Message-ID on every attempt, so
+        // a root that failed once and was retried is still the root.
+        let domain = self.from.email.domain().to_string();
+        let payload = serde_json::to_string(d).unwrap_or_default();
+        let message_id = format!("<{}@{domain}>", hash(&[&payload]));
+        let key = self.thread_key(d, to);
+        let all_resolved = d.notices.iter().all(|n| n.status == Status::Resolved);
+        // Threading is a courtesy: a store that fails here must not hold
+        // the email back.
+        let root = match store.thread(&key).await {
+            Ok(Some(t)) => Some(t.message_ref),
+            Ok(None) if !all_resolved => {
+                let mine = Thread {
+                    target: String::new(),
+                    message_ref: message_id.clone(),
+                };
+                store
+                    .put_thread_once(&key, &mine)
+                    .await
+                    .ok()
+                    .map(|t| t.message_ref)
+            }
+            _ => None,
+        }
+        .filter(|root| *root != message_id);
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .subject(notice.subject());
+            .subject(m.subject)
+            .message_id(Some(message_id));
+        if let Some(root) = root {
+            builder = builder.in_reply_to(root.clone()).references(root);
+        }
         for addr in to {
             let mailbox: Mailbox = addr
                 .parse()
                 .map_err(|e| SendError::Permanent(format!("recipient {addr:?}: {e}")))?;
             builder = builder.to(mailbox);
         }
-        let (text, html) = Self::bodies(notice);
         let message = builder
             .multipart(
                 MultiPart::alternative()
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_PLAIN)
-                            .body(text),
+                            .body(m.text),
                     )
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_HTML)
-                            .body(html),
+                            .body(m.html),
                     ),
             )
             .map_err(|e| SendError::Permanent(e.to_string()))?;
-        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+        self.transport.send(message).await.map_err(|e| {
             if e.is_permanent() {
                 SendError::Permanent(e.to_string())
             } else {
@@ -268,6 +362,11 @@ impl Email {
                     after: None,
                 }
             }
-        })
+        })?;
+        if all_resolved {
+            // The group is over: its next firing starts a new thread.
+            let _ = store.delete_thread(&key).await;
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! The channels of the guide's `NotificationService`, behind one
 //! [`Channel`] trait. Each channel is one file holding its config section,
 //! its rendering and its sending; [`ALL`] is the one list that builds the
-//! configured ones. Each send either succeeds, fails for now (retried,
+//! configured ones. Each renders its messages through the shared
+//! [`Templates`]. Each send either succeeds, fails for now (retried,
 //! honouring `Retry-After`), or fails for good (a 4xx other than 408/429:
 //! the message itself is wrong).
 
@@ -14,7 +15,15 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::payload::{Notice, Status};
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::ChannelLabels;
+use crate::payload::{Delivery, Notice, Status};
+use crate::store::Store;
+use crate::templates::{RouteTemplates, TemplateError, Templates};
 
 /// Every channel: its kind and how it is built from `[channels]`. Adding a
 /// channel is its file, its `ChannelKind` variant, its `[channels]` field
@@ -69,6 +78,8 @@ pub struct Shared {
     pub timeout: Duration,
     /// `delivery.slack_interval`.
     pub slack_interval: Duration,
+    /// Every channel's templates, compiled once.
+    pub templates: Arc<Templates>,
 }
 
 /// One way to notify people.
@@ -83,11 +94,23 @@ pub trait Channel: Send + Sync {
         notice.status != Status::Resolved || self.send_resolved()
     }
 
-    /// The message as this channel sends it (the email's text part, the
-    /// JSON body of Slack or the webhook).
-    fn render(&self, notice: &Notice) -> Result<String, SendError>;
+    /// Alerts this channel sends in one message share a key (email: one
+    /// message per recipient list and group); `None` is one per alert.
+    fn group(&self, _notice: &Notice) -> Option<String> {
+        None
+    }
 
-    fn send<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), SendError>>;
+    /// The message as this channel would send it, for people
+    /// (`llmchat-receiver render`).
+    fn render(&self, delivery: &Delivery) -> Result<String, SendError>;
+
+    /// Sends one outbox row's message. The store is there for what must
+    /// outlive the send: where a message went, to update or thread under it.
+    fn send<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        store: &'a Store,
+    ) -> BoxFuture<'a, Result<(), SendError>>;
 
     /// The least time between two sends (Slack allows about one message a
     /// second per webhook).
@@ -103,6 +126,8 @@ pub enum ChannelError {
     Http(#[source] reqwest::Error),
     #[error("channels.email.{0}")]
     Email(#[from] email::EmailError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +196,25 @@ pub struct Senders {
 }
 
 impl Senders {
-    pub fn new(config: &crate::config::Config) -> Result<Self, ChannelError> {
+    /// Builds the configured channels and compiles every template; a
+    /// template's render failures are counted in `template_errors`.
+    pub fn new(
+        config: &crate::config::Config,
+        template_errors: Family<ChannelLabels, Counter>,
+    ) -> Result<Self, ChannelError> {
+        let templates = Templates::new(
+            &config.notify,
+            &route_templates(config),
+            &config
+                .channels
+                .webhook
+                .as_ref()
+                .map(|w| w.header_templates.clone())
+                .unwrap_or_default(),
+            template_errors,
+        )?;
         let shared = Shared {
+            templates: Arc::new(templates),
             http: reqwest::Client::builder()
                 .timeout(config.delivery.timeout)
                 .connect_timeout(Duration::from_secs(5))
@@ -218,12 +260,30 @@ impl Senders {
         }
     }
 
-    pub async fn send(&self, kind: ChannelKind, notice: &Notice) -> Result<(), SendError> {
+    pub async fn send(
+        &self,
+        kind: ChannelKind,
+        delivery: &Delivery,
+        store: &Store,
+    ) -> Result<(), SendError> {
         match self.get(kind) {
-            Some(c) => c.send(notice).await,
+            Some(c) => c.send(delivery, store).await,
             None => Err(SendError::NotConfigured(kind.as_str())),
         }
     }
+}
+
+/// Each route's language and template files, by route index.
+pub fn route_templates(config: &crate::config::Config) -> Vec<RouteTemplates> {
+    config
+        .routing
+        .routes
+        .iter()
+        .map(|r| RouteTemplates {
+            language: r.language,
+            templates: r.templates.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

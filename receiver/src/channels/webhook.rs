@@ -1,6 +1,9 @@
-//! Generic webhook: the normalised alert document as JSON, with configured
-//! headers and, given a shared secret, an HMAC-SHA256 signature of the body
-//! in `X-LLMChat-Signature: sha256=<hex>`.
+//! Generic webhook: the normalised alert document as JSON (with its
+//! `links`), with configured headers and, given a shared secret, an
+//! HMAC-SHA256 signature of the body in `X-LLMChat-Signature: sha256=<hex>`.
+//! Optionally the body is a template (`webhook_body` under
+//! `[notify.templates]` or a route's templates, JSON-escaped) and headers
+//! are templates too (`header_templates`, one line each).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -12,7 +15,10 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
-use crate::payload::Notice;
+use crate::payload::Delivery;
+use crate::store::Store;
+use crate::templates::{TemplateName, Templates};
+use std::sync::Arc;
 
 pub const SIGNATURE_HEADER: &str = "X-LLMChat-Signature";
 
@@ -33,6 +39,30 @@ pub struct WebhookConfig {
     pub hmac_secret: Option<String>,
     #[serde(default = "crate::config::yes")]
     pub send_resolved: bool,
+    /// Headers whose values are templates, e.g.
+    /// `{ "X-Alert" = "{{ alerts[0].alertname }}" }`.
+    #[serde(default)]
+    pub header_templates: BTreeMap<String, String>,
+    /// The Content-Type of a templated body.
+    #[serde(default = "json_type")]
+    pub body_content_type: String,
+}
+
+fn json_type() -> String {
+    "application/json".into()
+}
+
+impl WebhookConfig {
+    pub fn new(url: String) -> Self {
+        WebhookConfig {
+            url,
+            headers: BTreeMap::new(),
+            hmac_secret: None,
+            send_resolved: true,
+            header_templates: BTreeMap::new(),
+            body_content_type: json_type(),
+        }
+    }
 }
 
 /// The channel's line in [`super::ALL`].
@@ -44,6 +74,7 @@ pub fn build(
         Box::new(Webhook {
             http: shared.http.clone(),
             config: c.clone(),
+            templates: shared.templates.clone(),
         }) as Box<dyn Channel>
     }))
 }
@@ -51,6 +82,35 @@ pub fn build(
 pub struct Webhook {
     http: reqwest::Client,
     config: WebhookConfig,
+    templates: Arc<Templates>,
+}
+
+impl Webhook {
+    /// The body and its Content-Type: the route's or global template when
+    /// there is one that renders, else the alert document with its links.
+    pub fn body(&self, d: &Delivery) -> Result<(Vec<u8>, String), SendError> {
+        let ctx = self.templates.context(&d.notices, d.route);
+        if self
+            .templates
+            .has_override(TemplateName::WebhookBody, d.route)
+        {
+            if let Some(body) =
+                self.templates
+                    .render(TemplateName::WebhookBody, d.route, "webhook", &ctx, |_| {
+                        Ok(())
+                    })
+            {
+                return Ok((body.into_bytes(), self.config.body_content_type.clone()));
+            }
+        }
+        let mut doc =
+            serde_json::to_value(d.first()).map_err(|e| SendError::Permanent(e.to_string()))?;
+        if let Some(a) = ctx.alerts.first() {
+            doc["links"] = serde_json::to_value(&a.links).unwrap_or_default();
+        }
+        let body = serde_json::to_vec(&doc).map_err(|e| SendError::Permanent(e.to_string()))?;
+        Ok((body, json_type()))
+    }
 }
 
 impl Channel for Webhook {
@@ -62,30 +122,54 @@ impl Channel for Webhook {
         self.config.send_resolved
     }
 
-    fn render(&self, notice: &Notice) -> Result<String, SendError> {
-        serde_json::to_string(notice).map_err(|e| SendError::Permanent(e.to_string()))
+    fn render(&self, d: &Delivery) -> Result<String, SendError> {
+        let (body, content_type) = self.body(d)?;
+        let ctx = self.templates.context(&d.notices, d.route);
+        let names: Vec<String> = self.config.header_templates.keys().cloned().collect();
+        let mut out = format!("Content-Type: {content_type}\n");
+        for (k, v) in self.templates.headers(&names, &ctx) {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out.push('\n');
+        out.push_str(&String::from_utf8_lossy(&body));
+        Ok(out)
     }
 
-    fn send<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(send(&self.http, &self.config, notice))
+    fn send<'a>(
+        &'a self,
+        d: &'a Delivery,
+        _store: &'a Store,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(self.send_one(d))
     }
 }
 
-pub async fn send(
-    http: &reqwest::Client,
-    c: &WebhookConfig,
-    notice: &Notice,
-) -> Result<(), SendError> {
-    let body = serde_json::to_vec(notice).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let mut req = http
-        .post(&c.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
-    for (k, v) in &c.headers {
-        req = req.header(k, v);
+impl Webhook {
+    async fn send_one(&self, d: &Delivery) -> Result<(), SendError> {
+        let c = &self.config;
+        let (body, content_type) = self.body(d)?;
+        let mut req = self
+            .http
+            .post(&c.url)
+            .header(reqwest::header::CONTENT_TYPE, content_type);
+        for (k, v) in &c.headers {
+            req = req.header(k, v);
+        }
+        if !c.header_templates.is_empty() {
+            let ctx = self.templates.context(&d.notices, d.route);
+            let names: Vec<String> = c.header_templates.keys().cloned().collect();
+            for (k, v) in self.templates.headers(&names, &ctx) {
+                // Control characters are gone already; a value reqwest
+                // still refuses is left out rather than failing the send.
+                if let Ok(value) = reqwest::header::HeaderValue::from_str(&v) {
+                    req = req.header(k, value);
+                }
+            }
+        }
+        if let Some(secret) = &c.hmac_secret {
+            req = req.header(SIGNATURE_HEADER, signature(secret, &body));
+        }
+        let resp = req.body(body).send().await.map_err(transport_error)?;
+        http_outcome(&resp)
     }
-    if let Some(secret) = &c.hmac_secret {
-        req = req.header(SIGNATURE_HEADER, signature(secret, &body));
-    }
-    let resp = req.body(body).send().await.map_err(transport_error)?;
-    http_outcome(&resp)
 }

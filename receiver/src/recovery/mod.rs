@@ -40,6 +40,9 @@ use crate::store::Store;
 /// How much of an action's output the audit keeps.
 pub const OUTPUT_LIMIT: usize = 4096;
 
+/// The alertname of the notice that reports a recovery outcome.
+pub const NOTICE_ALERTNAME: &str = "LLMChatRecoveryAction";
+
 /// How one run ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {

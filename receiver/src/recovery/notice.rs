@@ -38,7 +38,7 @@ impl Recovery {
         }
         description.push_str(" Full output: GET /actions.");
         let labels = BTreeMap::from([
-            ("alertname".to_string(), "LLMChatRecoveryAction".to_string()),
+            ("alertname".to_string(), super::NOTICE_ALERTNAME.to_string()),
             ("severity".to_string(), "info".to_string()),
             ("action".to_string(), r.action.clone()),
             ("result".to_string(), r.result.clone()),
@@ -46,7 +46,7 @@ impl Recovery {
             ("trigger_fingerprint".to_string(), r.fingerprint.clone()),
         ]);
         let notice = Notice {
-            alertname: "LLMChatRecoveryAction".into(),
+            alertname: super::NOTICE_ALERTNAME.into(),
             status: Status::Firing,
             severity: "info".into(),
             summary,
@@ -61,7 +61,9 @@ impl Recovery {
             truncated_alerts: 0,
             external_url: String::new(),
         };
-        let Ok(payload) = serde_json::to_string(&notice) else {
+        let Ok(payload) =
+            serde_json::to_string(&crate::payload::Delivery::one(notice.clone(), None))
+        else {
             return;
         };
         let mut channels = vec![Channel::Webhook];

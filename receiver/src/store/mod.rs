@@ -21,6 +21,7 @@ pub mod audit;
 mod coordination;
 mod health;
 pub mod outbox;
+mod threads;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,6 +32,7 @@ use sqlx::{AnyPool, Executor};
 pub use audit::{AuditRecord, IntFlag};
 pub use health::{StoreHealth, StoreMetrics};
 pub use outbox::{NewNotification, Notification};
+pub use threads::Thread;
 
 /// What went wrong with a store statement, for the error counter's
 /// `kind` label and for deciding what a fault means. Bounded on purpose.

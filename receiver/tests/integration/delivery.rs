@@ -77,7 +77,19 @@ fn severities_route_to_their_channels_and_email_is_multipart() {
     assert!(names.contains(&"[LLMChat][WARNING] LLMChatSlowResponses".to_string()));
     let att = &slack.requests()[0].json()["attachments"][0];
     assert!(att["color"].as_str().unwrap().starts_with('#'));
-    assert_eq!(att["title_link"], "http://prometheus:9090/graph?g0.expr=x");
+    // The links are buttons; the graph link is Prometheus' generatorURL.
+    let buttons: Vec<String> = att["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .map(|e| e["url"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        buttons.contains(&"http://prometheus:9090/graph?g0.expr=x".to_string()),
+        "{buttons:?}"
+    );
     for req in hook.requests() {
         assert_eq!(req.path, "/hook");
         assert_eq!(req.header("X-Team"), Some("sre"));

@@ -7,6 +7,7 @@ mod delivery;
 mod helpers;
 mod recovery;
 mod requests;
+mod slack_api;
 mod store_faults;
 mod store_migrations;
 mod tls;

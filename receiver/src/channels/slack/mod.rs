@@ -1,0 +1,202 @@
+//! Slack: Block Kit messages in a coloured attachment (red, amber or blue
+//! by severity, green when resolved), the links as buttons.
+//!
+//! Two ways in:
+//! - an incoming webhook (`webhook_url`): each notification is a new
+//!   message, as Slack allows nothing else there;
+//! - the Web API with a bot token (`bot_token`, `channel`):
+//!   `chat.postMessage`, then on resolve `chat.update` of that message
+//!   (green, "resolved after 12 min") and a one-line reply in its thread;
+//!   recovery outcomes are replies in the thread of the alert that
+//!   triggered them. The message's channel and `ts` are kept in the store
+//!   ([`crate::store::Thread`]) so any replica can update it.
+
+mod api;
+pub mod limits;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{http_outcome, transport_error, SendError};
+use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
+use crate::payload::Delivery;
+use crate::store::Store;
+use crate::templates::{MessageContext, TemplateName, Templates};
+use std::sync::Arc;
+
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+fn default_api_url() -> String {
+    DEFAULT_API_URL.into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// An incoming webhook's URL (a secret: the path is the credential).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// A bot token (`xoxb-…`) for the Web API; with `channel`.
+    #[serde(default)]
+    pub bot_token: Option<String>,
+    /// The channel the bot posts to (`#alerts` or an id).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// The Web API's base URL.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    #[serde(default = "crate::config::yes")]
+    pub send_resolved: bool,
+}
+
+impl SlackConfig {
+    pub fn with_webhook(url: String) -> Self {
+        SlackConfig {
+            webhook_url: Some(url),
+            bot_token: None,
+            channel: None,
+            api_url: default_api_url(),
+            send_resolved: true,
+        }
+    }
+
+    /// Exactly one way in, and what it needs; the key that is wrong.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        match (&self.webhook_url, &self.bot_token) {
+            (Some(_), Some(_)) => Err((
+                "channels.slack.bot_token",
+                "set either webhook_url or bot_token (with channel), not both",
+            )),
+            (None, None) => Err((
+                "channels.slack.webhook_url",
+                "set webhook_url, or bot_token and channel",
+            )),
+            (Some(url), None) if !is_http(url) => {
+                Err(("channels.slack.webhook_url", "expected an http(s) URL"))
+            }
+            (None, Some(_)) if self.channel.as_deref().is_none_or(str::is_empty) => Err((
+                "channels.slack.channel",
+                "the Web API needs the channel to post to",
+            )),
+            (None, Some(_)) if !is_http(&self.api_url) => {
+                Err(("channels.slack.api_url", "expected an http(s) URL"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// The channel's line in [`super::ALL`].
+pub fn build(
+    config: &ChannelsConfig,
+    shared: &Shared,
+) -> Result<Option<Box<dyn Channel>>, ChannelError> {
+    Ok(config.slack.as_ref().map(|c| {
+        Box::new(Slack {
+            http: shared.http.clone(),
+            config: c.clone(),
+            pace: shared.slack_interval,
+            templates: shared.templates.clone(),
+        }) as Box<dyn Channel>
+    }))
+}
+
+pub struct Slack {
+    http: reqwest::Client,
+    config: SlackConfig,
+    pace: Duration,
+    templates: Arc<Templates>,
+}
+
+/// The message when even the built-in template failed: the subject line.
+fn minimal(ctx: &MessageContext) -> Value {
+    let a = ctx.alerts.first();
+    json!({
+        "text": crate::templates::context::slack_escape(&format!(
+            "[LLMChat][{}] {}",
+            ctx.status.to_uppercase(),
+            a.map(|a| a.alertname.as_str()).unwrap_or("alert")
+        )),
+        "mrkdwn": false,
+    })
+}
+
+fn is_json(s: &str) -> Result<(), String> {
+    serde_json::from_str::<Value>(s)
+        .map(|_| ())
+        .map_err(|e| format!("the Slack template's output is not JSON: {e}"))
+}
+
+impl Slack {
+    /// The message for a delivery (always one alert), within Slack's limits.
+    pub fn message(&self, d: &Delivery) -> Value {
+        let ctx = self.templates.context(&d.notices, d.route);
+        let mut message = self
+            .templates
+            .render(TemplateName::Slack, d.route, "slack", &ctx, is_json)
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| minimal(&ctx));
+        limits::enforce(&mut message);
+        message
+    }
+
+    /// The one-line thread reply to a resolved alert's message.
+    fn reply(&self, d: &Delivery) -> String {
+        let ctx = self.templates.context(&d.notices, d.route);
+        let text = self
+            .templates
+            .render(TemplateName::SlackReply, d.route, "slack", &ctx, |_| Ok(()))
+            .unwrap_or_default();
+        crate::templates::context::cut(text.trim(), limits::MAX_TEXT)
+    }
+
+    async fn send(&self, d: &Delivery, store: &Store) -> Result<(), SendError> {
+        match &self.config.webhook_url {
+            Some(url) => {
+                let resp = self
+                    .http
+                    .post(url)
+                    .json(&self.message(d))
+                    .send()
+                    .await
+                    .map_err(transport_error)?;
+                http_outcome(&resp)
+            }
+            None => api::Api::new(self).send(d, store).await,
+        }
+    }
+}
+
+impl Channel for Slack {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Slack
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.config.send_resolved
+    }
+
+    fn render(&self, d: &Delivery) -> Result<String, SendError> {
+        serde_json::to_string_pretty(&self.message(d))
+            .map_err(|e| SendError::Permanent(e.to_string()))
+    }
+
+    fn send<'a>(
+        &'a self,
+        d: &'a Delivery,
+        store: &'a Store,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(Slack::send(self, d, store))
+    }
+
+    fn pace(&self) -> Duration {
+        self.pace
+    }
+}

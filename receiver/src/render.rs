@@ -1,0 +1,118 @@
+//! `llmchat-receiver render`: what the receiver would send for an
+//! Alertmanager webhook payload, through the configured templates, routes
+//! and links, without sending anything. For template authors, as
+//! `amtool template render` is for Alertmanager's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::channels::email::{EmailConfig, SmtpTls};
+use crate::channels::slack::SlackConfig;
+use crate::channels::webhook::WebhookConfig;
+use crate::channels::{ChannelError, ChannelKind, Senders};
+use crate::config::Config;
+use crate::payload::{self, PayloadError};
+use crate::templates::Language;
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The Alertmanager webhook payload (JSON, version 4).
+    #[arg(long, value_name = "FILE")]
+    pub payload: PathBuf,
+    /// email, slack or webhook.
+    #[arg(long, value_name = "CHANNEL", value_parser = ["email", "slack", "webhook"])]
+    pub channel: String,
+    /// zh or en: every message in this language, whatever the
+    /// configuration says.
+    #[arg(long, value_name = "LANGUAGE", value_parser = ["zh", "en"])]
+    pub language: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("--payload {path}: cannot read it")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--payload {path}: {source}")]
+    Payload {
+        path: PathBuf,
+        #[source]
+        source: PayloadError,
+    },
+    #[error("cannot build the channel")]
+    Channel(#[source] ChannelError),
+}
+
+/// A channel that is not configured is rendered with placeholders for
+/// what only sending needs (a relay, a URL): the templates are the same.
+fn with_placeholder(config: &mut Config, channel: ChannelKind) {
+    let c = &mut config.channels;
+    match channel {
+        ChannelKind::Email if c.email.is_none() => {
+            c.email = Some(EmailConfig {
+                smtp_host: "localhost".into(),
+                smtp_port: None,
+                tls: SmtpTls::None,
+                ca_file: None,
+                username: None,
+                password: None,
+                from: "llmchat-receiver@localhost".into(),
+                to: BTreeMap::from([("default".into(), vec!["oncall@localhost".into()])]),
+                send_resolved: true,
+                per_alert: false,
+            })
+        }
+        ChannelKind::Slack if c.slack.is_none() => {
+            c.slack = Some(SlackConfig::with_webhook("http://localhost/".into()))
+        }
+        ChannelKind::Webhook if c.webhook.is_none() => {
+            c.webhook = Some(WebhookConfig::new("http://localhost/".into()))
+        }
+        _ => {}
+    }
+}
+
+/// Every message the payload makes on the channel, each under a header
+/// line naming it.
+pub fn render(mut config: Config, args: &RenderArgs) -> Result<String, RenderError> {
+    let body = std::fs::read(&args.payload).map_err(|source| RenderError::Read {
+        path: args.payload.clone(),
+        source,
+    })?;
+    let hook = payload::parse(&body).map_err(|source| RenderError::Payload {
+        path: args.payload.clone(),
+        source,
+    })?;
+    let channel = ChannelKind::parse(&args.channel).unwrap_or(ChannelKind::Webhook);
+    if let Some(language) = args.language.as_deref().and_then(Language::parse) {
+        config.notify.language = language;
+        for route in &mut config.routing.routes {
+            route.language = None;
+        }
+    }
+    with_placeholder(&mut config, channel);
+    let senders = Senders::new(&config, Default::default()).map_err(RenderError::Channel)?;
+    let Some(sender) = senders.get(channel) else {
+        return Ok(String::new());
+    };
+    let planned = crate::routing::plan(&hook, &config.routing, &senders, Some(channel));
+    let total = planned.len();
+    let mut out = String::new();
+    for (i, p) in planned.iter().enumerate() {
+        let text = sender
+            .render(&p.delivery)
+            .unwrap_or_else(|e| format!("(cannot render: {e})"));
+        out.push_str(&format!(
+            "=== {} message {} of {total}: {} alert(s), {} ===\n{}\n",
+            channel.as_str(),
+            i + 1,
+            p.delivery.notices.len(),
+            p.status,
+            text.trim_end()
+        ));
+    }
+    Ok(out)
+}

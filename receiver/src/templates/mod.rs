@@ -1,0 +1,495 @@
+//! Message templates: the email's subject, text and HTML, the Slack
+//! message and thread reply, and the generic webhook's optional body and
+//! headers, rendered with minijinja.
+//!
+//! Why minijinja: it is Jinja2, which Ansible- and Helm-era operators
+//! already write; it is maintained by the author of Jinja2 itself (Armin
+//! Ronacher), has no unsafe dependencies worth naming, reports a syntax
+//! error with its line, and lets each template choose its escaping, which
+//! is the part that matters here: an alert's text is untrusted input.
+//!
+//! Built-in templates exist in English and Chinese (`[notify] language`).
+//! Any of them can be replaced from a file, for every message
+//! (`[notify.templates]`) or for the alerts of one route
+//! (`routing.routes[i].templates`, with its own `language`). A template
+//! that does not compile stops the start (exit 64, naming the file and the
+//! line); one that fails while rendering is replaced by the built-in one
+//! for that message and counted in
+//! `llmchat_receiver_template_errors_total{channel}`. The message goes out
+//! either way.
+//!
+//! Escaping is chosen by the template's kind, never left to the author:
+//! HTML for the HTML email, JSON for the webhook body, Slack's escaping of
+//! `&`, `<` and `>` (then JSON) for Slack. `|safe` opts out.
+
+pub mod context;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use minijinja::{AutoEscape, Environment, Value};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde::Deserialize;
+
+pub use context::{AlertContext, MessageContext};
+
+use crate::metrics::ChannelLabels;
+use crate::payload::Notice;
+
+/// `[notify] language`: the language of the built-in templates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    Zh,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Zh => "zh",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Language> {
+        match s {
+            "en" => Some(Language::En),
+            "zh" => Some(Language::Zh),
+            _ => None,
+        }
+    }
+}
+
+/// Each template a channel renders; the key under `[notify.templates]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateName {
+    EmailSubject,
+    EmailText,
+    EmailHtml,
+    Slack,
+    SlackReply,
+    WebhookBody,
+}
+
+impl TemplateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateName::EmailSubject => "email_subject",
+            TemplateName::EmailText => "email_text",
+            TemplateName::EmailHtml => "email_html",
+            TemplateName::Slack => "slack",
+            TemplateName::SlackReply => "slack_reply",
+            TemplateName::WebhookBody => "webhook_body",
+        }
+    }
+
+    /// The suffix that picks the escaping (see [`escaping`]).
+    fn suffix(self) -> &'static str {
+        match self {
+            TemplateName::EmailHtml => "html",
+            TemplateName::Slack => "slack.json",
+            TemplateName::SlackReply => "slack",
+            TemplateName::WebhookBody => "json",
+            TemplateName::EmailSubject | TemplateName::EmailText => "txt",
+        }
+    }
+}
+
+/// The built-in templates: one line per (name, language). The webhook's
+/// body has none: by default it is the alert document itself.
+const BUILTIN: &[(TemplateName, Language, &str)] = &[
+    (
+        TemplateName::EmailSubject,
+        Language::En,
+        include_str!("../../templates/en/email_subject.txt"),
+    ),
+    (
+        TemplateName::EmailText,
+        Language::En,
+        include_str!("../../templates/en/email_text.txt"),
+    ),
+    (
+        TemplateName::EmailHtml,
+        Language::En,
+        include_str!("../../templates/en/email.html"),
+    ),
+    (
+        TemplateName::Slack,
+        Language::En,
+        include_str!("../../templates/en/slack.json"),
+    ),
+    (
+        TemplateName::SlackReply,
+        Language::En,
+        include_str!("../../templates/en/slack_reply.txt"),
+    ),
+    (
+        TemplateName::EmailSubject,
+        Language::Zh,
+        include_str!("../../templates/zh/email_subject.txt"),
+    ),
+    (
+        TemplateName::EmailText,
+        Language::Zh,
+        include_str!("../../templates/zh/email_text.txt"),
+    ),
+    (
+        TemplateName::EmailHtml,
+        Language::Zh,
+        include_str!("../../templates/zh/email.html"),
+    ),
+    (
+        TemplateName::Slack,
+        Language::Zh,
+        include_str!("../../templates/zh/slack.json"),
+    ),
+    (
+        TemplateName::SlackReply,
+        Language::Zh,
+        include_str!("../../templates/zh/slack_reply.txt"),
+    ),
+];
+
+/// `[notify]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub language: Language,
+    /// Where the rules' relative `runbook_url`s point, e.g.
+    /// `https://git.example.com/ops/llmchat-monitor/blob/main/`.
+    pub runbook_base_url: String,
+    /// Grafana's base URL; with a rule's `dashboard` annotation (a
+    /// dashboard uid) it makes the dashboard link.
+    pub grafana_url: String,
+    /// Files replacing built-in templates for every message.
+    pub templates: BTreeMap<TemplateName, PathBuf>,
+}
+
+/// The configured base URLs the links are made from.
+#[derive(Debug, Clone, Default)]
+pub struct LinkConfig {
+    pub runbook_base_url: String,
+    pub grafana_url: String,
+}
+
+/// Per-route choices: `routing.routes[i]`'s language and template files.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTemplates {
+    pub language: Option<Language>,
+    pub templates: BTreeMap<TemplateName, PathBuf>,
+}
+
+/// A template that cannot be used; the key and file it came from, and the
+/// line where minijinja found the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{key}: cannot read {path}")]
+    Read {
+        key: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{key}: {path}, line {line}: {detail}")]
+    Compile {
+        key: String,
+        path: String,
+        line: usize,
+        detail: String,
+        #[source]
+        source: minijinja::Error,
+    },
+}
+
+impl TemplateError {
+    pub fn key(&self) -> &str {
+        match self {
+            TemplateError::Read { key, .. } | TemplateError::Compile { key, .. } => key,
+        }
+    }
+}
+
+/// The escaping of a template, from its name's suffix.
+fn escaping(name: &str) -> AutoEscape {
+    if name.ends_with(".html") {
+        AutoEscape::Html
+    } else if name.ends_with(".slack.json") {
+        AutoEscape::Custom("slack_json")
+    } else if name.ends_with(".slack") {
+        AutoEscape::Custom("slack")
+    } else if name.ends_with(".json") {
+        AutoEscape::Json
+    } else {
+        AutoEscape::None
+    }
+}
+
+/// Writes a value under its template's escaping; Slack's escapings are
+/// ours, the rest minijinja's.
+fn format_value(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    let slack = match state.auto_escape() {
+        AutoEscape::Custom("slack") => false,
+        AutoEscape::Custom("slack_json") => true,
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    if value.is_safe() || value.is_undefined() || value.is_none() && !slack {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let write = |out: &mut minijinja::Output<'_>, s: &str| {
+        out.write_str(s)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+    };
+    match (slack, value.as_str()) {
+        (false, Some(s)) => write(out, &context::slack_escape(s)),
+        (false, None) => write(out, &context::slack_escape(&value.to_string())),
+        (true, Some(s)) => write(
+            out,
+            &serde_json::to_string(&context::slack_escape(s)).unwrap_or_default(),
+        ),
+        (true, None) => write(out, &serde_json::to_string(value).unwrap_or_default()),
+    }
+}
+
+/// The compiled templates and what picks one for a message.
+pub struct Templates {
+    env: Environment<'static>,
+    language: Language,
+    routes: Vec<Option<Language>>,
+    links: LinkConfig,
+    errors: Family<ChannelLabels, Counter>,
+}
+
+fn new_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(escaping);
+    env.set_formatter(format_value);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.add_filter("cut", |s: String, n: usize| context::cut(&s, n));
+    // An attribute value (a link's href) escaped as HTML needs it, and
+    // no more: `/` stays `/`, so links read as links in the source too.
+    env.add_filter("attr", |s: String| {
+        Value::from_safe_string(
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;"),
+        )
+    });
+    env
+}
+
+/// Adds one template from a file as `{scope}/{name}.{suffix}`.
+fn add_file(
+    env: &mut Environment<'static>,
+    key: String,
+    scope: &str,
+    name: TemplateName,
+    path: &PathBuf,
+) -> Result<(), TemplateError> {
+    let source = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        key: key.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    add_source(
+        env,
+        key,
+        &format!("{scope}/{}.{}", name.as_str(), name.suffix()),
+        &path.display().to_string(),
+        source,
+    )
+}
+
+fn add_source(
+    env: &mut Environment<'static>,
+    key: String,
+    id: &str,
+    shown_path: &str,
+    source: String,
+) -> Result<(), TemplateError> {
+    env.add_template_owned(id.to_string(), source)
+        .map_err(|source| TemplateError::Compile {
+            key,
+            path: shown_path.to_string(),
+            line: source.line().unwrap_or(0),
+            detail: source
+                .detail()
+                .unwrap_or(&source.kind().to_string())
+                .to_string(),
+            source,
+        })
+}
+
+impl Templates {
+    /// Compiles the built-in templates, the `[notify.templates]` files,
+    /// each route's files and the webhook's header templates.
+    pub fn new(
+        notify: &NotifyConfig,
+        routes: &[RouteTemplates],
+        webhook_headers: &BTreeMap<String, String>,
+        errors: Family<ChannelLabels, Counter>,
+    ) -> Result<Self, TemplateError> {
+        let mut env = new_env();
+        for (name, language, source) in BUILTIN {
+            add_source(
+                &mut env,
+                format!("builtin {}", name.as_str()),
+                &format!(
+                    "builtin.{}/{}.{}",
+                    language.as_str(),
+                    name.as_str(),
+                    name.suffix()
+                ),
+                &format!("templates/{}/{}", language.as_str(), name.as_str()),
+                source.to_string(),
+            )?;
+        }
+        for (name, path) in &notify.templates {
+            add_file(
+                &mut env,
+                format!("notify.templates.{}", name.as_str()),
+                "global",
+                *name,
+                path,
+            )?;
+        }
+        for (i, route) in routes.iter().enumerate() {
+            for (name, path) in &route.templates {
+                add_file(
+                    &mut env,
+                    format!("routing.routes[{i}].templates.{}", name.as_str()),
+                    &format!("route{i}"),
+                    *name,
+                    path,
+                )?;
+            }
+        }
+        for (header, source) in webhook_headers {
+            add_source(
+                &mut env,
+                format!("channels.webhook.header_templates.{header}"),
+                &format!("header/{header}.txt"),
+                "(inline)",
+                source.clone(),
+            )?;
+        }
+        Ok(Templates {
+            env,
+            language: notify.language,
+            routes: routes.iter().map(|r| r.language).collect(),
+            links: LinkConfig {
+                runbook_base_url: notify.runbook_base_url.clone(),
+                grafana_url: notify.grafana_url.clone(),
+            },
+            errors,
+        })
+    }
+
+    /// The language of a route's messages.
+    pub fn language(&self, route: Option<usize>) -> Language {
+        route
+            .and_then(|i| self.routes.get(i).copied().flatten())
+            .unwrap_or(self.language)
+    }
+
+    /// The context of a message in its route's language.
+    pub fn context(&self, notices: &[Notice], route: Option<usize>) -> MessageContext {
+        MessageContext::new(notices, self.language(route), &self.links)
+    }
+
+    /// The same, in a given language (`llmchat-receiver render`).
+    pub fn context_in(&self, notices: &[Notice], language: Language) -> MessageContext {
+        MessageContext::new(notices, language, &self.links)
+    }
+
+    /// Whether a file replaces `name` for this route (or for all).
+    pub fn has_override(&self, name: TemplateName, route: Option<usize>) -> bool {
+        self.candidates(name, route, Language::En)
+            .iter()
+            .take(2)
+            .any(|id| !id.starts_with("builtin.") && self.env.get_template(id).is_ok())
+    }
+
+    fn candidates(
+        &self,
+        name: TemplateName,
+        route: Option<usize>,
+        language: Language,
+    ) -> Vec<String> {
+        let file = format!("{}.{}", name.as_str(), name.suffix());
+        let mut ids = Vec::with_capacity(3);
+        if let Some(i) = route {
+            ids.push(format!("route{i}/{file}"));
+        }
+        ids.push(format!("global/{file}"));
+        ids.push(format!("builtin.{}/{file}", language.as_str()));
+        ids
+    }
+
+    /// Renders `name` for a message: the route's file, else the global
+    /// file, else the built-in one. A file that fails to render (or whose
+    /// output `check` refuses) is counted and the built-in one used
+    /// instead. `None` only when no template exists (the webhook body).
+    pub fn render(
+        &self,
+        name: TemplateName,
+        route: Option<usize>,
+        channel: &'static str,
+        ctx: &MessageContext,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let language = Language::parse(ctx.language).unwrap_or(self.language);
+        for id in self.candidates(name, route, language) {
+            let Ok(template) = self.env.get_template(&id) else {
+                continue;
+            };
+            match template
+                .render(ctx)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|out| check(&out).map(|()| out))
+            {
+                Ok(out) => return Some(out),
+                Err(error) => {
+                    self.errors.get_or_create(&ChannelLabels { channel }).inc();
+                    tracing::warn!(template = %id, channel, %error, "template failed; using the built-in one");
+                }
+            }
+        }
+        None
+    }
+
+    /// The webhook's header templates, rendered; a header that fails is
+    /// counted and left out.
+    pub fn headers(&self, names: &[String], ctx: &MessageContext) -> Vec<(String, String)> {
+        names
+            .iter()
+            .filter_map(|h| {
+                let id = format!("header/{h}.txt");
+                match self.env.get_template(&id).and_then(|t| t.render(ctx)) {
+                    // A header value is one line, whatever the alert held.
+                    Ok(v) => Some((h.clone(), context::cut(&context::one_line(&v), 1000))),
+                    Err(error) => {
+                        self.errors
+                            .get_or_create(&ChannelLabels { channel: "webhook" })
+                            .inc();
+                        tracing::warn!(header = %h, error = %format!("{error:#}"), "webhook header template failed; header left out");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
