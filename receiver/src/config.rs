@@ -523,22 +523,7 @@ impl Config {
                 .map_err(|(key, reason)| invalid(key, "(not shown)", reason))?;
         }
         if let Some(w) = &self.channels.webhook {
-            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return Err(invalid(
-                    "channels.webhook.url",
-                    "(not shown)",
-                    "expected an http(s) URL",
-                ));
-            }
-            for name in w.header_templates.keys() {
-                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    return Err(invalid(
-                        "channels.webhook.header_templates",
-                        name,
-                        "not a header name",
-                    ));
-                }
-            }
+            w.check()?;
         }
         for (key, url) in [
             ("notify.runbook_base_url", &self.notify.runbook_base_url),

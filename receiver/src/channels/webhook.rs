@@ -53,6 +53,28 @@ fn json_type() -> String {
 }
 
 impl WebhookConfig {
+    /// An http(s) URL, and header names that are header names.
+    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+        use llmchat_common::invalid;
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(invalid(
+                "channels.webhook.url",
+                "(not shown)",
+                "expected an http(s) URL",
+            ));
+        }
+        for name in self.header_templates.keys() {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    "channels.webhook.header_templates",
+                    name,
+                    "not a header name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(url: String) -> Self {
         WebhookConfig {
             url,

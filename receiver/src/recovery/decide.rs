@@ -203,7 +203,7 @@ impl Recovery {
         if dry_run {
             self.count(name, Decision::DryRun);
             tracing::info!(action = %name, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action: dry run");
-            self.notify(&record, to_slack, None).await;
+            self.notify(&record, alert, to_slack, None).await;
             return;
         }
         tracing::info!(action = %name, kind = record.kind, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action started");
@@ -230,6 +230,6 @@ impl Recovery {
         if let Err(e) = self.store.audit_finish(&record).await {
             tracing::error!(action = %name, error = %e, "cannot write the recovery audit");
         }
-        self.notify(&record, to_slack, Some(took)).await;
+        self.notify(&record, alert, to_slack, Some(took)).await;
     }
 }

@@ -13,8 +13,15 @@ use crate::store::{AuditRecord, NewNotification};
 impl Recovery {
     /// The outcome as an `info` event: to the webhook, and to Slack when
     /// the alert that triggered it went there. Through the outbox, so it
-    /// is retried and deduplicated like any notification.
-    pub(super) async fn notify(&self, r: &AuditRecord, to_slack: bool, took: Option<Duration>) {
+    /// is retried and deduplicated like any notification. It carries the
+    /// triggering alert's runbook, dashboard and graph links.
+    pub(super) async fn notify(
+        &self,
+        r: &AuditRecord,
+        trigger: &crate::payload::Alert,
+        to_slack: bool,
+        took: Option<Duration>,
+    ) {
         let summary = if *r.dry_run {
             format!(
                 "Dry run: recovery action {} would run for {}",
@@ -52,10 +59,15 @@ impl Recovery {
             summary,
             description,
             labels,
-            annotations: BTreeMap::new(),
+            annotations: trigger
+                .annotations
+                .iter()
+                .filter(|(k, _)| matches!(k.as_str(), "runbook_url" | "dashboard"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             starts_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             ends_at: None,
-            generator_url: String::new(),
+            generator_url: trigger.generator_url.clone(),
             fingerprint: format!("recovery-{}", r.id),
             group_key: format!("recovery:{}", r.action),
             truncated_alerts: 0,

@@ -4,10 +4,12 @@
 
 mod claims;
 mod delivery;
+mod email_format;
 mod helpers;
 mod recovery;
 mod requests;
 mod slack_api;
 mod store_faults;
 mod store_migrations;
+mod templates;
 mod tls;

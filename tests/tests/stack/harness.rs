@@ -556,7 +556,8 @@ impl Stack {
         let subject = |s: &str| -> Option<(String, String)> {
             let rest = s.strip_prefix("[LLMChat][")?;
             let (tag, name) = rest.split_once("] ")?;
-            let status = if tag == "RESOLVED" {
+            // `RESOLVED`, or `RESOLVED:3` for an email of a group.
+            let status = if tag.split(':').next() == Some("RESOLVED") {
                 "resolved"
             } else {
                 "firing"

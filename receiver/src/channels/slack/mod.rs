@@ -200,3 +200,40 @@ impl Channel for Slack {
         self.pace
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_one_way_in_and_what_it_needs() {
+        let hook = SlackConfig::with_webhook("https://hooks.slack.com/services/T/B/X".into());
+        assert_eq!(hook.check(), Ok(()));
+        let both = SlackConfig {
+            bot_token: Some("xoxb-1".into()),
+            ..hook.clone()
+        };
+        assert_eq!(both.check().unwrap_err().0, "channels.slack.bot_token");
+        let bot = SlackConfig {
+            webhook_url: None,
+            bot_token: Some("xoxb-1".into()),
+            ..hook.clone()
+        };
+        assert_eq!(bot.check().unwrap_err().0, "channels.slack.channel");
+        let bot = SlackConfig {
+            channel: Some("#alerts".into()),
+            ..bot
+        };
+        assert_eq!(bot.check(), Ok(()));
+        let neither = SlackConfig {
+            webhook_url: None,
+            ..hook.clone()
+        };
+        assert_eq!(neither.check().unwrap_err().0, "channels.slack.webhook_url");
+        let not_http = SlackConfig::with_webhook("file:///etc/passwd".into());
+        assert_eq!(
+            not_http.check().unwrap_err().0,
+            "channels.slack.webhook_url"
+        );
+    }
+}
