@@ -327,3 +327,41 @@ fn the_webhook_body_template_is_json_escaped() {
     assert_eq!(v["n"], 1);
     assert!(v.get("x").is_none());
 }
+
+/// The tags of an HTML document, in order (names only).
+fn tags(html: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"<(/?[a-zA-Z!][a-zA-Z0-9]*)").unwrap();
+    re.captures_iter(html).map(|c| c[1].to_string()).collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever an alert carries, the HTML email has the same markup as
+    /// for a harmless alert, the Slack message is JSON without a `<`, and
+    /// the subject is one line.
+    #[test]
+    fn no_alert_text_changes_the_markup(
+        name in "\\PC{1,40}",
+        value in "[\\PC\\r\\n<>&\"'`*_~\\[\\]()|!@]{1,200}",
+        summary in "[\\PC\\r\\n<>&\"'`*_~\\[\\]()|!@]{1,200}",
+    ) {
+        let (t, errors) = templates(&NotifyConfig::default(), &[]);
+        let render = |n: Notice, name| {
+            let ctx = t.context(&[n], None);
+            t.render(name, None, "email", &ctx, |_| Ok(())).unwrap()
+        };
+        let evil = notice(&[("alertname", &name), ("job", &value)], &[("summary", &summary), ("description", &value)]);
+        let plain = notice(&[("alertname", "a"), ("job", "b")], &[("summary", "c"), ("description", "d")]);
+        proptest::prop_assert_eq!(
+            tags(&render(evil.clone(), TemplateName::EmailHtml)),
+            tags(&render(plain, TemplateName::EmailHtml))
+        );
+        let slack = render(evil.clone(), TemplateName::Slack);
+        proptest::prop_assert!(serde_json::from_str::<serde_json::Value>(&slack).is_ok(), "{}", slack);
+        proptest::prop_assert!(!slack.contains('<'), "{}", slack);
+        let subject = render(evil, TemplateName::EmailSubject);
+        proptest::prop_assert!(!subject.trim().contains(['\r', '\n']), "{:?}", subject);
+        proptest::prop_assert_eq!(errors.get_or_create(&ChannelLabels { channel: "email" }).get(), 0);
+    }
+}

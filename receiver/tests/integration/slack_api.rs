@@ -35,15 +35,24 @@ fn resolved() -> String {
     payload(&[("LLMChatSlowResponses", "warning", "resolved")])
 }
 
-/// The successful calls' (method, body), in order, skipping calls the
-/// script refused (those answered 429 or ok:false are retried).
+/// Every call's (method, body), in order (refused ones included).
 fn calls(api: &SlackApi) -> Vec<(String, Value)> {
     api.calls().into_iter().map(|(m, b, _)| (m, b)).collect()
 }
 
 /// Waits for the firing post, then posts the resolve, and checks the
 /// update in place and the thread reply; `post_resolve` sends it.
+/// `refused` updates are answered 429 or ok:false by the script first.
 fn assert_updated_in_place(api: &SlackApi, first_calls: usize, post_resolve: impl FnOnce()) {
+    assert_updated_in_place_after(api, first_calls, 0, post_resolve)
+}
+
+fn assert_updated_in_place_after(
+    api: &SlackApi,
+    first_calls: usize,
+    refused: usize,
+    post_resolve: impl FnOnce(),
+) {
     wait_until(Duration::from_secs(20), "the firing message", || {
         calls(api).len() >= first_calls
     });
@@ -55,9 +64,14 @@ fn assert_updated_in_place(api: &SlackApi, first_calls: usize, post_resolve: imp
     let ts = "1700000000.000001";
     post_resolve();
     wait_until(Duration::from_secs(20), "the update and the reply", || {
-        calls(api).len() >= first_calls + 2
+        calls(api).len() >= first_calls + refused + 2
     });
     let after = calls(api);
+    for (method, refused) in &after[first_calls..first_calls + refused] {
+        assert_eq!(method, "chat.update");
+        assert_eq!(refused["ts"], "1700000000.000001");
+    }
+    let first_calls = first_calls + refused;
     let (method, update) = &after[first_calls];
     assert_eq!(method, "chat.update", "{after:?}");
     assert_eq!(update["channel"], SLACK_CHANNEL_ID);
@@ -117,7 +131,8 @@ fn resolve_updates_the_message_in_place_also_after_429_and_ok_false() {
 #[test]
 fn resolve_after_a_restart_updates_the_message_posted_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let api = SlackApi::start(vec![]);
+    // The first update is rate limited, and retried after Retry-After.
+    let api = SlackApi::start(vec![SlackAnswer::Ok, SlackAnswer::RateLimited(1)]);
     let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
     let cfg = slack_config(dir.path(), &store, &api, "");
     let first = Receiver::start(&cfg);
@@ -127,7 +142,7 @@ fn resolve_after_a_restart_updates_the_message_posted_before_it() {
     });
     first.kill();
     let second = Receiver::start(&cfg);
-    assert_updated_in_place(&api, 1, || {
+    assert_updated_in_place_after(&api, 1, 1, || {
         assert_eq!(second.post(&resolved(), Some(TOKEN)).status(), 200);
     });
 }
@@ -137,12 +152,13 @@ fn resolve_posted_to_the_other_receiver_of_a_pair_updates_the_message() {
     let pg = llmchat_tests::services::Postgres::start();
     pg.psql_db("postgres", "CREATE DATABASE receiver");
     let store = format!("postgres://postgres@127.0.0.1:{}/receiver", pg.port);
-    let api = SlackApi::start(vec![]);
+    // The first update gets ok:false ratelimited, and is retried.
+    let api = SlackApi::start(vec![SlackAnswer::Ok, SlackAnswer::Error("ratelimited")]);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Receiver::start(&slack_config(dir_a.path(), &store, &api, ""));
     let b = Receiver::start(&slack_config(dir_b.path(), &store, &api, ""));
     assert_eq!(a.post(&firing(), Some(TOKEN)).status(), 200);
-    assert_updated_in_place(&api, 1, || {
+    assert_updated_in_place_after(&api, 1, 1, || {
         assert_eq!(b.post(&resolved(), Some(TOKEN)).status(), 200);
     });
 }
