@@ -245,6 +245,17 @@ pub struct Cli {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub disable_defaults: Option<bool>,
 
+    /// Which collectors run by default: host (this host's logs, host
+    /// metrics and backend probe), services (the shared PostgreSQL, Redis
+    /// and backups) or all.
+    #[arg(
+        long = "role",
+        value_name = "ROLE",
+        value_enum,
+        env = "LLMCHAT_EXPORTER_ROLE"
+    )]
+    pub role: Option<collectors::Role>,
+
     #[command(flatten)]
     pub sections: SectionFlags,
 
@@ -326,10 +337,14 @@ impl Cli {
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             collectors: &'a BTreeMap<String, bool>,
         }
-        let mut defaults = Config::default();
-        if self.disable_defaults == Some(true) {
-            defaults.collectors = CollectorsConfig::none();
-        }
+        let defaults = Config {
+            collectors: if self.disable_defaults == Some(true) {
+                CollectorsConfig::none()
+            } else {
+                CollectorsConfig::for_role(self.role.unwrap_or_default())
+            },
+            ..Config::default()
+        };
         let layer = FlagLayer {
             sections: &self.sections,
             collectors: &self.collector_switches,
@@ -458,6 +473,40 @@ mod tests {
         assert_eq!(c.enabled_collectors(), vec!["redis"]);
         let e = resolve(&[], Some("[collectors]\nnope = true\n")).unwrap_err();
         assert_eq!(e.key(), Some("collectors.nope"), "{e}");
+    }
+
+    #[test]
+    fn roles_choose_the_defaults_and_flags_still_decide() {
+        let all = resolve(&[], None).unwrap().enabled_collectors();
+        let host = resolve(&["--role", "host"], None).unwrap();
+        assert_eq!(
+            host.enabled_collectors(),
+            vec!["host", "logs", "chat", "access", "app"]
+        );
+        let services = resolve(&["--role", "services"], None).unwrap();
+        assert_eq!(
+            services.enabled_collectors(),
+            vec!["database", "redis", "backup"]
+        );
+        assert_eq!(
+            resolve(&["--role", "all"], None)
+                .unwrap()
+                .enabled_collectors(),
+            all
+        );
+        // An explicit flag or file key still wins over the role.
+        let c = resolve(
+            &["--role", "host", "--collector.backup", "--no-collector.app"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.enabled_collectors(),
+            vec!["host", "logs", "chat", "access", "backup"]
+        );
+        let c = resolve(&["--role", "services"], Some("[collectors]\nhost = true\n")).unwrap();
+        assert!(c.collectors.is_enabled("host"));
+        assert!(Cli::parse_from_args(["llmchat-exporter", "--role", "nope"]).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::{RefreshError, Source};
 /// The collector's line in [`crate::collectors::ALL`].
 pub const ENTRY: super::Entry = super::Entry {
     name: "app",
+    role: crate::collectors::Role::Host,
     enabled_by_default: true,
     help: "the backend's /health, /health/db and /health/redis (app.url)",
     start: |config, ctx| {

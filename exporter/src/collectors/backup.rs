@@ -19,6 +19,7 @@ use super::{RefreshError, Source};
 /// The collector's line in [`crate::collectors::ALL`].
 pub const ENTRY: super::Entry = super::Entry {
     name: "backup",
+    role: crate::collectors::Role::Services,
     enabled_by_default: true,
     help: "the newest file of each kind backup.sh writes to backup.dir",
     start: |config, ctx| {

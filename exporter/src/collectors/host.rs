@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 /// The collector's line in [`crate::collectors::ALL`].
 pub const ENTRY: super::Entry = super::Entry {
     name: "host",
+    role: crate::collectors::Role::Host,
     enabled_by_default: true,
     help: "memory, swap, filesystems, CPU, load and the backend process",
     start: |config, ctx| {

@@ -52,6 +52,8 @@ pub struct Entry {
     /// The `collector` label, the `--collector.<name>` flag, the
     /// `collectors.<name>` key.
     pub name: &'static str,
+    /// Which `--role` runs it by default.
+    pub role: Role,
     pub enabled_by_default: bool,
     /// What it reads, for `--help`.
     pub help: &'static str,
@@ -61,6 +63,31 @@ pub struct Entry {
 }
 
 pub type StartFn = fn(&Config, &mut Context<'_>) -> Result<Option<Arc<dyn Source>>, StartError>;
+
+/// `--role`: which collectors run by default on this machine. On many
+/// hosts, each runs `host` (its own logs, host and backend probe) and one
+/// machine runs `services` (the shared PostgreSQL, Redis and backups), so
+/// the shared services are queried once and exported once, not once per
+/// host. `all` is one machine doing both. Explicit `--collector.<name>`
+/// flags and `[collectors]` still decide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    All,
+    Host,
+    Services,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Host => "host",
+            Role::Services => "services",
+        }
+    }
+}
 
 /// The entry named `name`.
 pub fn entry(name: &str) -> Option<&'static Entry> {
@@ -138,6 +165,18 @@ impl Default for CollectorsConfig {
 }
 
 impl CollectorsConfig {
+    /// The defaults of a role: those on by default that the role runs.
+    pub fn for_role(role: Role) -> Self {
+        Self(
+            ALL.iter()
+                .map(|e| {
+                    let runs = role == Role::All || e.role == role;
+                    (e.name.to_string(), e.enabled_by_default && runs)
+                })
+                .collect(),
+        )
+    }
+
     /// Every collector off: the defaults under `--collector.disable-defaults`.
     pub fn none() -> Self {
         Self(ALL.iter().map(|e| (e.name.to_string(), false)).collect())

@@ -30,6 +30,7 @@ use super::{RefreshError, Source};
 /// The collector's line in [`crate::collectors::ALL`].
 pub const ENTRY: super::Entry = super::Entry {
     name: "redis",
+    role: crate::collectors::Role::Services,
     enabled_by_default: true,
     help: "Redis: reachability, clients, memory, keyspace, keys per cache namespace",
     start: |config, ctx| {

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 /// The collector's line in [`crate::collectors::ALL`].
 pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
     name: "access",
+    role: crate::collectors::Role::Host,
     enabled_by_default: true,
     help: "HTTP requests from the access logs (logs.access)",
     start: |config, ctx| {

@@ -32,6 +32,7 @@ use crate::logs::LogsConfig;
 /// enabled, its tailer also records chat events.
 pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
     name: "logs",
+    role: crate::collectors::Role::Host,
     enabled_by_default: true,
     help: "application log files (logs.app): lines by level, errors, last write",
     start: |config, ctx| {

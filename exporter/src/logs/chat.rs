@@ -24,6 +24,7 @@ use llmchat_common::{invalid, ConfigError};
 /// this is enabled); chat has no per-scrape work of its own.
 pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
     name: "chat",
+    role: crate::collectors::Role::Host,
     enabled_by_default: true,
     help: "chat events from the app logs (needs the logs collector)",
     start: |_, _| Ok(None),

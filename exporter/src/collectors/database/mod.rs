@@ -33,6 +33,7 @@ use rows::{column_f64, table_stats};
 /// The collector's line in [`crate::collectors::ALL`].
 pub const ENTRY: super::Entry = super::Entry {
     name: "database",
+    role: crate::collectors::Role::Services,
     enabled_by_default: true,
     help: "PostgreSQL: reachability, connections, sizes, table statistics, LLMChat's gauges",
     start: |config, ctx| {
