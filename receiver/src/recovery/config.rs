@@ -32,6 +32,11 @@ pub struct RecoveryConfig {
     /// as `abandoned`.
     #[serde(with = "duration")]
     pub maintenance_interval: Duration,
+    /// The instance this receiver acts for, as a matcher
+    /// (`instance="host-b:9842"`, `instance=~"host-b:.*"`): actions run
+    /// only for alerts it matches; the rest are audited as
+    /// `skipped_other_instance`. Unset: every alert.
+    pub instance: Option<Matcher>,
 }
 
 impl Default for RecoveryConfig {
@@ -42,6 +47,7 @@ impl Default for RecoveryConfig {
             triggers: None,
             actions: BTreeMap::new(),
             maintenance_interval: Duration::from_secs(60),
+            instance: None,
         }
     }
 }
@@ -302,6 +308,16 @@ mod tests {
                 "[actions.x.http]\nurl = \"http://a\"\n[actions.x]\ncancel_on_resolve = true\n",
                 "does not apply to http actions",
             ),
+            ("[actions.x.http]\nmethod = \"POST\"\n", "http.url (or http.url_by_instance) is required"),
+            (
+                "[actions.x.http]\nurl = \"http://a\"\nurl_by_instance = { \"h:1\" = \"http://b\" }\n",
+                "not both",
+            ),
+            (
+                "[actions.x.http]\nurl_by_instance = { \"h:1\" = \"file:///etc/passwd\" }\n",
+                "must be http(s)",
+            ),
+            ("instance = 'instance=\"a'\n", "instance"),
         ] {
             let e = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(needle), "{text:?}: {e:?}");

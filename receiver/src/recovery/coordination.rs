@@ -136,12 +136,14 @@ impl Coordinator {
         }
     }
 
-    /// Checks the hourly cap and takes the cooldown, atomically where the
-    /// backend allows (Redis); a decision that cannot be made is an error,
-    /// and the caller does not run the action.
+    /// Checks the hourly cap (per action) and takes the cooldown (per
+    /// scope: the action, or the action on one instance), atomically where
+    /// the backend allows (Redis); a decision that cannot be made is an
+    /// error, and the caller does not run the action.
     pub async fn admit(
         &self,
         action: &str,
+        scope: &str,
         dry_run: bool,
         cooldown: Duration,
         cap: u32,
@@ -159,7 +161,7 @@ impl Coordinator {
                     return Ok(Admission::RateLimited);
                 }
                 if !cooldown.is_zero() {
-                    let key = format!("{mode}:{action}");
+                    let key = format!("{mode}:{scope}");
                     let until = now + cooldown.as_millis() as i64;
                     if !store.take_cooldown(&key, now, until).await? {
                         return Ok(Admission::Cooldown);
@@ -171,7 +173,7 @@ impl Coordinator {
                 let member = format!("{now}-{:016x}", fastrand::u64(..));
                 let mut invocation = gate.script.prepare_invoke();
                 invocation
-                    .key(format!("llmchat:recovery:{mode}:{action}:cooldown"))
+                    .key(format!("llmchat:recovery:{mode}:{scope}:cooldown"))
                     .key(format!("llmchat:recovery:{mode}:{action}:runs"))
                     .arg(now)
                     .arg(cooldown.as_millis() as u64)
@@ -190,15 +192,16 @@ impl Coordinator {
         }
     }
 
-    /// Takes the action's run lock for `ttl` (the longest a run can take,
-    /// so that a crashed holder's lock expires); None when another run
-    /// (here or in another replica) holds it.
+    /// Takes the run lock of a scope (the action, or the action on one
+    /// instance) for `ttl` (the longest a run can take, so that a crashed
+    /// holder's lock expires); None when another run (here or in another
+    /// replica) holds it.
     pub async fn lock(
         &self,
-        action: &str,
+        scope: &str,
         ttl: Duration,
     ) -> Result<Option<RunLock>, CoordinationError> {
-        let key = format!("llmchat:recovery:live:{action}:lock");
+        let key = format!("llmchat:recovery:live:{scope}:lock");
         let holder = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
         let taken = match self {
             Coordinator::Store(store) => {

@@ -3,12 +3,11 @@
 //! run), the run, its result, and the outcome notice. Every way out is a
 //! [`Decision`], counted and audited.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::coordination::Admission;
-use super::{alertname, Action, BusyGuard, Decision, Recovery, DECISION_BUDGET};
+use super::{alertname, Action, Decision, Recovery, DECISION_BUDGET};
 use crate::payload::Alert;
 use crate::store::{now_ms, AuditRecord, IntFlag};
 
@@ -43,21 +42,57 @@ impl Recovery {
         }
     }
 
+    /// What one run lock, cooldown and busy mark cover: the action, or
+    /// the action on one instance when each instance is its own target
+    /// (`recovery.instance`, or an `http` action's `url_by_instance`), so
+    /// that host-a's restart does not hold back host-b's.
+    fn scope(&self, action: &Action, alert: &Alert) -> String {
+        if self.instance.is_some() || action.effect.per_instance() {
+            let instance = alert
+                .labels
+                .get("instance")
+                .map(String::as_str)
+                .unwrap_or("");
+            format!("{}@{instance}", action.name)
+        } else {
+            action.name.clone()
+        }
+    }
+
     pub(super) async fn decide_and_run(&self, name: &str, alert: &Alert, to_slack: bool) {
         let Some(action) = self.actions.get(name).cloned() else {
             return;
         };
         let dry_run = self.dry_run || action.config.dry_run;
-        if action
-            .busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        // Another host's alert: recorded, never run here.
+        let not_ours = match &self.instance {
+            Some(m) if !m.matches(&alert.labels) => Some(format!(
+                "the alert's instance {:?} does not match recovery.instance {m}",
+                alert
+                    .labels
+                    .get("instance")
+                    .map(String::as_str)
+                    .unwrap_or("")
+            )),
+            _ => action.effect.serves(alert).err(),
+        };
+        if let Some(detail) = not_ours {
+            return self
+                .record_skip(
+                    &action,
+                    alert,
+                    dry_run,
+                    Decision::SkippedOtherInstance,
+                    Some(detail),
+                )
+                .await;
+        }
+        let scope = self.scope(&action, alert);
+        let Some(_busy) = super::BusyGuard::take(&action.busy, &scope) else {
             return self
                 .record_skip(&action, alert, dry_run, Decision::SkippedRunning, None)
                 .await;
-        }
-        let _busy = BusyGuard(&action.busy);
+        };
         // The run must start by then: the lock taken below lives for the
         // budget plus the longest run.
         let start_by = Instant::now() + DECISION_BUDGET;
@@ -65,7 +100,7 @@ impl Recovery {
         let lock = if dry_run {
             None
         } else {
-            match self.coordinator.lock(name, action.longest_run()).await {
+            match self.coordinator.lock(&scope, action.longest_run()).await {
                 Ok(Some(lock)) => Some(lock),
                 Ok(None) => {
                     return self
@@ -92,7 +127,7 @@ impl Recovery {
                 }
             }
         };
-        self.gate_and_run(&action, alert, to_slack, dry_run, start_by)
+        self.gate_and_run(&action, &scope, alert, to_slack, dry_run, start_by)
             .await;
         if let Some(lock) = lock {
             self.coordinator.release(lock).await;
@@ -103,6 +138,7 @@ impl Recovery {
     async fn gate_and_run(
         &self,
         action: &Arc<Action>,
+        scope: &str,
         alert: &Alert,
         to_slack: bool,
         dry_run: bool,
@@ -113,6 +149,7 @@ impl Recovery {
             .coordinator
             .admit(
                 name,
+                scope,
                 dry_run,
                 action.config.cooldown,
                 action.config.max_runs_per_hour,

@@ -17,13 +17,16 @@ pub enum Decision {
     SkippedRateLimit,
     SkippedRunning,
     SkippedUnavailable,
+    /// The alert is for an instance this receiver does not act for
+    /// (`recovery.instance`), or one the action has no target for.
+    SkippedOtherInstance,
     /// The receiver stopped during the run (found by the maintenance loop).
     Abandoned,
 }
 
 impl Decision {
     /// Every final result: the metric's label values, each started at 0.
-    pub const FINAL: [Decision; 10] = [
+    pub const FINAL: [Decision; 11] = [
         Decision::Succeeded,
         Decision::Failed,
         Decision::TimedOut,
@@ -33,6 +36,7 @@ impl Decision {
         Decision::SkippedRateLimit,
         Decision::SkippedRunning,
         Decision::SkippedUnavailable,
+        Decision::SkippedOtherInstance,
         Decision::Abandoned,
     ];
 
@@ -60,6 +64,7 @@ impl Decision {
             Decision::SkippedRateLimit => "skipped_rate_limit",
             Decision::SkippedRunning => "skipped_running",
             Decision::SkippedUnavailable => "skipped_unavailable",
+            Decision::SkippedOtherInstance => "skipped_other_instance",
             Decision::Abandoned => "abandoned",
         }
     }

@@ -47,6 +47,19 @@ pub trait Effect: Send + Sync {
 
     /// Runs once. Never fails: a failure is an [`Outcome`] to audit.
     fn run<'a>(&'a self, ctx: RunContext<'a>) -> BoxFuture<'a, Outcome>;
+
+    /// Whether it can act for this alert at all (an `http` action with
+    /// `url_by_instance` has no URL for an unknown instance); the reason
+    /// when not, audited as `skipped_other_instance`.
+    fn serves(&self, _alert: &Alert) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether each instance is a separate target (its own run lock and
+    /// cooldown).
+    fn per_instance(&self) -> bool {
+        false
+    }
 }
 
 /// The outcome of a run that failed before or while acting.

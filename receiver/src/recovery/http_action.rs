@@ -2,6 +2,11 @@
 //! and body (the backend's admin GC endpoint, say). The answer's status
 //! decides: one of `expect_status`, or any 2xx when none is listed. URLs
 //! and header values may hold tokens, so errors name neither.
+//!
+//! A central receiver acting for many hosts gives `url_by_instance`: the
+//! URL for the alert's `instance` comes from that configured map, never
+//! from a label (an alert must not choose where the receiver sends a
+//! request); an instance not in the map is skipped.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,13 +19,19 @@ use super::config::RecoveryConfig;
 use super::effect::{failed, BuildError, Effect, RunContext, Spec};
 
 use super::{Decision, Outcome, OUTPUT_LIMIT};
+use crate::payload::Alert;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
     #[serde(default = "default_method")]
     pub method: String,
-    pub url: String,
+    /// The URL; or, instead, `url_by_instance`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The URL for each value of the alert's `instance` label.
+    #[serde(default)]
+    pub url_by_instance: BTreeMap<String, String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -44,8 +55,15 @@ impl Spec for HttpSpec {
         let _ = recovery;
         let bad = |reason: &str| reason.to_string();
         let h = self;
-        if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-            return Err(bad("http.url must be an http(s) URL"));
+        let is_http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        match (&h.url, h.url_by_instance.is_empty()) {
+            (Some(_), false) => return Err(bad("set http.url or http.url_by_instance, not both")),
+            (None, true) => return Err(bad("http.url (or http.url_by_instance) is required")),
+            (Some(u), true) if !is_http(u) => return Err(bad("http.url must be an http(s) URL")),
+            _ => {}
+        }
+        if h.url_by_instance.values().any(|u| !is_http(u)) {
+            return Err(bad("every http.url_by_instance URL must be http(s)"));
         }
         if reqwest::Method::from_bytes(h.method.as_bytes()).is_err() {
             return Err(bad("http.method is not an HTTP method"));
@@ -71,8 +89,21 @@ impl Effect for HttpAction {
         self.spec.timeout
     }
 
-    fn run<'a>(&'a self, _: RunContext<'a>) -> BoxFuture<'a, super::Outcome> {
-        Box::pin(async move { self.call().await.unwrap_or_else(failed) })
+    fn run<'a>(&'a self, ctx: RunContext<'a>) -> BoxFuture<'a, super::Outcome> {
+        Box::pin(async move {
+            match self.url_for(ctx.alert) {
+                Ok(url) => self.call(url).await.unwrap_or_else(failed),
+                Err(e) => failed(e),
+            }
+        })
+    }
+
+    fn serves(&self, alert: &Alert) -> Result<(), String> {
+        self.url_for(alert).map(|_| ())
+    }
+
+    fn per_instance(&self) -> bool {
+        !self.spec.url_by_instance.is_empty()
     }
 }
 
@@ -102,10 +133,27 @@ impl HttpAction {
         })
     }
 
-    pub async fn call(&self) -> Result<Outcome, HttpActionError> {
+    /// The URL for this alert: the fixed one, or its instance's.
+    fn url_for(&self, alert: &Alert) -> Result<&str, String> {
+        if let Some(url) = &self.spec.url {
+            return Ok(url);
+        }
+        let instance = alert
+            .labels
+            .get("instance")
+            .map(String::as_str)
+            .unwrap_or("");
+        self.spec
+            .url_by_instance
+            .get(instance)
+            .map(String::as_str)
+            .ok_or_else(|| format!("no URL for instance {instance:?} in http.url_by_instance"))
+    }
+
+    pub async fn call(&self, url: &str) -> Result<Outcome, HttpActionError> {
         let method = reqwest::Method::from_bytes(self.spec.method.as_bytes())
             .map_err(|_| HttpActionError::Request("method".into()))?;
-        let mut req = self.client.request(method, &self.spec.url);
+        let mut req = self.client.request(method, url);
         for (k, v) in &self.spec.headers {
             req = req.header(k, v);
         }

@@ -21,8 +21,7 @@ mod notice;
 pub mod redis_cleanup;
 pub mod signal;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,7 +75,8 @@ struct Action {
     /// Cooldown, cap, dry run; what it does is in `effect`.
     config: ActionConfig,
     effect: Box<dyn effect::Effect>,
-    busy: AtomicBool,
+    /// The scopes (see [`Recovery::scope`]) with a run under way here.
+    busy: Mutex<HashSet<String>>,
 }
 
 impl Action {
@@ -93,12 +93,29 @@ impl Action {
 /// store made the decision.
 const DECISION_BUDGET: Duration = Duration::from_secs(10);
 
-/// Clears an action's busy flag however its run ends.
-struct BusyGuard<'a>(&'a AtomicBool);
+/// Clears a scope's busy mark however its run ends.
+struct BusyGuard<'a> {
+    busy: &'a Mutex<HashSet<String>>,
+    scope: String,
+}
+
+impl<'a> BusyGuard<'a> {
+    /// Marks the scope busy; `None` when a run of it is already under way.
+    fn take(busy: &'a Mutex<HashSet<String>>, scope: &str) -> Option<Self> {
+        let mut set = busy.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(scope.to_string()).then(|| BusyGuard {
+            busy,
+            scope: scope.to_string(),
+        })
+    }
+}
 
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.scope);
     }
 }
 
@@ -126,6 +143,8 @@ pub struct Recovery {
     wake: Arc<tokio::sync::Notify>,
     /// How often interrupted runs are looked for.
     maintenance_interval: Duration,
+    /// `recovery.instance`: the instance(s) this receiver acts for.
+    instance: Option<matcher::Matcher>,
     /// Running commands that cancel when their alert resolves, by
     /// (action, fingerprint).
     cancellable: Mutex<HashMap<(String, String), tokio::sync::watch::Sender<bool>>>,
@@ -156,7 +175,7 @@ impl Recovery {
                     name: name.clone(),
                     config: c.clone(),
                     effect,
-                    busy: AtomicBool::new(false),
+                    busy: Mutex::new(HashSet::new()),
                 }),
             );
         }
@@ -183,6 +202,7 @@ impl Recovery {
             metrics,
             wake,
             maintenance_interval: config.maintenance_interval,
+            instance: config.instance.clone(),
             cancellable: Mutex::new(HashMap::new()),
         })
     }
@@ -280,7 +300,7 @@ impl Recovery {
                     "max_runs_per_hour": a.config.max_runs_per_hour,
                     "dry_run": self.dry_run || a.config.dry_run,
                     "cancel_on_resolve": a.config.cancel_on_resolve,
-                    "running": a.busy.load(Ordering::Acquire),
+                    "running": !a.busy.lock().unwrap_or_else(|e| e.into_inner()).is_empty(),
                 })
             })
             .collect();
@@ -296,6 +316,7 @@ impl Recovery {
             .collect();
         json!({
             "dry_run": self.dry_run,
+            "instance": self.instance.as_ref().map(|m| m.to_string()),
             "cooldown_backend": self.coordinator.backend(),
             "actions": actions,
             "triggers": triggers,

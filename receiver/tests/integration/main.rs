@@ -7,6 +7,7 @@ mod delivery;
 mod email_format;
 mod helpers;
 mod recovery;
+mod recovery_instances;
 mod requests;
 mod slack_api;
 mod store_faults;

@@ -49,7 +49,7 @@ fn recovery_config(dir: &Path, hook: &Target, slack: &Target, recovery: &str) ->
 }
 
 /// One alert with the given labels.
-fn alert(status: &str, fingerprint: &str, labels: &[(&str, &str)]) -> String {
+pub(crate) fn alert(status: &str, fingerprint: &str, labels: &[(&str, &str)]) -> String {
     let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
     json!({
         "version": "4",
@@ -74,7 +74,7 @@ fn alert(status: &str, fingerprint: &str, labels: &[(&str, &str)]) -> String {
     .to_string()
 }
 
-fn actions(r: &Receiver) -> Value {
+pub(crate) fn actions(r: &Receiver) -> Value {
     reqwest::blocking::Client::new()
         .get(format!("{}/actions", r.base))
         .bearer_auth(TOKEN)
@@ -85,7 +85,7 @@ fn actions(r: &Receiver) -> Value {
 }
 
 /// The audit records of one action, oldest first.
-fn audit(r: &Receiver, action: &str) -> Vec<Value> {
+pub(crate) fn audit(r: &Receiver, action: &str) -> Vec<Value> {
     let mut v: Vec<Value> = actions(r)["audit"]
         .as_array()
         .unwrap()
@@ -98,7 +98,7 @@ fn audit(r: &Receiver, action: &str) -> Vec<Value> {
 }
 
 /// Waits for an action's audit record to leave `running` and returns it.
-fn finished(r: &Receiver, action: &str, count: usize) -> Vec<Value> {
+pub(crate) fn finished(r: &Receiver, action: &str, count: usize) -> Vec<Value> {
     wait_until(
         Duration::from_secs(30),
         &format!("{count} finished {action} records"),
