@@ -104,14 +104,26 @@ fn every_alert_has_severity_annotations_and_its_runbook_section() {
             "{name} missing from rules/README.md"
         );
     }
+    // Each of the guide's faults has one fleet alert (and may have one
+    // per-instance alert, for recovery on the faulty host).
     for fault in ["high_error_rate", "slow_response", "high_memory_usage"] {
         assert_eq!(
             alerts
-                .values()
-                .filter(|b| b.contains(&format!("fault: {fault}")))
+                .iter()
+                .filter(|(name, _)| !name.starts_with("LLMChatInstance"))
+                .filter(|(_, b)| b.contains(&format!("fault: {fault}")))
                 .count(),
             1,
             "fault {fault}"
+        );
+    }
+    for (name, body) in alerts
+        .iter()
+        .filter(|(n, _)| n.starts_with("LLMChatInstance"))
+    {
+        assert!(
+            body.contains("instance"),
+            "{name} must keep the instance label"
         );
     }
 }
