@@ -20,7 +20,7 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 # Exporter series of the selected job and instance.
 SEL = 'job=~"$job", instance=~"$instance"'
 # Receiver series of the selected receiver instance.
-RSEL = 'job=~"$receiver_job", instance=~"$receiver"'
+RSEL = SEL
 RI = "$__rate_interval"
 
 
@@ -65,18 +65,20 @@ UPDOWN = [(0, "down", "red"), (1, "up", "green")]
 def variables(receiver=False):
     ds = {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
           "current": {}, "hide": 0, "refresh": 1}
-    def query_var(name, label, query):
+    def query_var(name, label, query, all_value=".+"):
         return {"name": name, "label": label, "type": "query", "datasource": DS,
                 "query": {"query": query, "refId": name}, "definition": query,
-                "refresh": 2, "includeAll": True, "multi": True, "allValue": ".+",
+                "refresh": 2, "includeAll": True, "multi": True, "allValue": all_value,
                 "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 1, "hide": 0}
     if receiver:
         return [ds,
-                query_var("receiver_job", "Job", "label_values(llmchat_receiver_outbox_pending, job)"),
-                query_var("receiver", "Receiver", 'label_values(llmchat_receiver_outbox_pending{job=~"$receiver_job"}, instance)')]
+                query_var("job", "Job", "label_values(llmchat_receiver_outbox_pending, job)"),
+                query_var("instance", "Receiver", 'label_values(llmchat_receiver_outbox_pending{job=~"$job"}, instance)', all_value=".*")]
     return [ds,
             query_var("job", "Job", "label_values(llmchat_exporter_build_info, job)"),
-            query_var("instance", "Instance", 'label_values(llmchat_exporter_build_info{job=~"$job"}, instance)')]
+            # ".*": "All" also matches series without an instance (the
+            # fleet alerts in ALERTS).
+            query_var("instance", "Instance", 'label_values(llmchat_exporter_build_info{job=~"$job"}, instance)', all_value=".*")]
 
 
 def dashboard(uid, title, description, panels, receiver=False):
@@ -133,19 +135,27 @@ overview = dashboard("llmchat-overview", "LLMChat / Overview",
           "short", [(f"sum(llmchat_active_sessions{{{SEL}}})", "sessions")], w=6),
     panel("stat", "Backend health", "The backend's /health probe: up (answered 2xx) or down, as the daily check's curl -f.",
           "none", [(f"min(llmchat_app_up{{{SEL}}})", "backend")], w=6, mappings=UPDOWN),
+    panel("timeseries", "5xx ratio by instance", "Share of each backend instance's requests answered 5xx (LLMChatInstanceHighErrorRate above 5% while the fleet is below).",
+          "percentunit", [(f'sum by (instance) (rate(llmchat_http_requests_total{{{SEL}, status_code=~"5.."}}[{RI}])) / sum by (instance) (rate({HTTP}[{RI}]))', "{{instance}}")],
+          min=0, thresholds=[(0.05, "red")]),
+    panel("timeseries", "Mean latency by instance", "Mean response time of each backend instance (LLMChatInstanceSlowResponses above 2 s).",
+          "s", [(f"sum by (instance) (rate(llmchat_http_request_duration_seconds_sum{{{SEL}}}[{RI}])) / sum by (instance) (rate(llmchat_http_request_duration_seconds_count{{{SEL}}}[{RI}]))", "{{instance}}")],
+          thresholds=[(2, "red")]),
+    panel("timeseries", "Backend up by instance", "Each instance's /health probe (LLMChatInstanceDown for one, LLMChatAppDown for all).",
+          "none", [(f"min by (instance) (llmchat_app_up{{{SEL}}})", "{{instance}}")], min=0, max=1),
     panel("timeseries", "Backend health status", "What the backend's /health says: healthy, degraded (fewer than half of its checks fail; LLMChatAppDegraded after 5 minutes) or unhealthy.",
           "none", [(f"max by (status) (llmchat_app_health_status{{{SEL}}})", "{{status}}")], min=0, max=1),
     panel("timeseries", "Exporter and collectors", "Whether Prometheus reaches the exporter (up; LLMChatExporterDown) and whether each collector's last scrape worked (LLMChatCollectorFailing).",
           "none", [(f"min(up{{{SEL}}})", "exporter up"),
                    (f"min by (collector) (llmchat_exporter_collector_success{{{SEL}}})", "{{collector}}")], min=0, max=1),
     panel("timeseries", "Firing alerts", "Alerts firing in Prometheus, by name and severity.",
-          "short", [('sum by (alertname, severity) (ALERTS{alertstate="firing", alertname=~"LLMChat.*"})', "{{alertname}} ({{severity}})")]),
+          "short", [(f'sum by (alertname, severity) (ALERTS{{alertstate="firing", alertname=~"LLMChat.*", {SEL}}})', "{{alertname}} ({{severity}})")]),
 ])
 
 database = dashboard("llmchat-database", "LLMChat / PostgreSQL",
     "LLMChat's PostgreSQL: connections, sizes, dead tuples, latency and the weekly maintenance backlog.", [
     panel("timeseries", "Connections by state", "Backends in pg_stat_activity by state, against max_connections (alert above 80%).",
-          "short", [(f"sum by (state) (llmchat_database_connections{{{SEL}}})", "{{state}}"),
+          "short", [(f"max by (state) (llmchat_database_connections{{{SEL}}})", "{{state}}"),
                     (f"max(llmchat_database_connections_max{{{SEL}}})", "max_connections")]),
     panel("stat", "PostgreSQL up", "1 when SELECT 1 answered in the last scrape (the daily check's /health/db).",
           "none", [(f"min(llmchat_database_up{{{SEL}}})", "up")], w=6, mappings=UPDOWN),
@@ -163,7 +173,9 @@ database = dashboard("llmchat-database", "LLMChat / PostgreSQL",
     panel("timeseries", "Background query durations", "How long each background query's latest run took (row counts, sizes, backlogs, custom queries); a line reaching its timeout is being cancelled (LLMChatBackgroundQueryFailing).",
           "s", [(f"max by (query) (llmchat_database_query_duration_seconds{{{SEL}}})", "{{query}}")]),
     panel("timeseries", "Background query failures", "Background query runs that timed out or failed, per hour.",
-          "short", [(f"sum by (query, reason) (increase(llmchat_database_query_errors_total{{{SEL}}}[1h]))", "{{query}} {{reason}}")]),
+          "short", [(f"max by (query, reason) (increase(llmchat_database_query_errors_total{{{SEL}}}[1h]))", "{{query}} {{reason}}")]),
+    panel("timeseries", "Reachable from each exporter", "Whether each services exporter reached PostgreSQL (LLMChatDatabaseDown fires only when none does).",
+          "none", [(f"min by (instance) (llmchat_database_up{{{SEL}}})", "{{instance}}")], min=0, max=1, w=24),
 ])
 
 redis = dashboard("llmchat-redis", "LLMChat / Redis",
@@ -179,13 +191,15 @@ redis = dashboard("llmchat-redis", "LLMChat / Redis",
           "bytes", [(f"max(llmchat_redis_memory_used_bytes{{{SEL}}})", "used"),
                     (f"max(llmchat_redis_memory_max_bytes{{{SEL}}})", "maxmemory")]),
     panel("timeseries", "Hit ratio", "keyspace_hits / (hits + misses) over the interval: how often the caches answer.",
-          "percentunit", [(f"sum(rate(llmchat_redis_keyspace_hits_total{{{SEL}}}[{RI}])) / (sum(rate(llmchat_redis_keyspace_hits_total{{{SEL}}}[{RI}])) + sum(rate(llmchat_redis_keyspace_misses_total{{{SEL}}}[{RI}])))", "hit ratio")],
+          "percentunit", [(f"max(rate(llmchat_redis_keyspace_hits_total{{{SEL}}}[{RI}])) / (max(rate(llmchat_redis_keyspace_hits_total{{{SEL}}}[{RI}])) + max(rate(llmchat_redis_keyspace_misses_total{{{SEL}}}[{RI}])))", "hit ratio")],
           min=0, max=1),
     panel("timeseries", "Evictions and expirations", "Keys evicted under maxmemory and keys expired by TTL, per second.",
-          "ops", [(f"sum(rate(llmchat_redis_evicted_keys_total{{{SEL}}}[{RI}]))", "evicted"),
-                  (f"sum(rate(llmchat_redis_expired_keys_total{{{SEL}}}[{RI}]))", "expired")]),
+          "ops", [(f"max(rate(llmchat_redis_evicted_keys_total{{{SEL}}}[{RI}]))", "evicted"),
+                  (f"max(rate(llmchat_redis_expired_keys_total{{{SEL}}}[{RI}]))", "expired")]),
     panel("timeseries", "Keys per cache namespace", "Keys under each of the guide's cache namespaces (agents, sessions, messages), counted by a bounded SCAN.",
-          "short", [(f"max by (namespace) (llmchat_redis_namespace_keys{{{SEL}}})", "{{namespace}}")], w=24),
+          "short", [(f"max by (namespace) (llmchat_redis_namespace_keys{{{SEL}}})", "{{namespace}}")]),
+    panel("timeseries", "Reachable from each exporter", "Whether each services exporter reached Redis (LLMChatRedisDown fires only when none does).",
+          "none", [(f"min by (instance) (llmchat_redis_up{{{SEL}}})", "{{instance}}")], min=0, max=1),
 ])
 
 host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
@@ -228,6 +242,8 @@ alerts = dashboard("llmchat-alerts-recovery", "LLMChat / Alerts & recovery",
           "s", [(f"histogram_quantile(0.95, sum by (channel, le) (rate(llmchat_receiver_send_duration_seconds_bucket{{{RSEL}}}[{RI}])))", "{{channel}}")]),
     panel("timeseries", "Webhook requests by status", "POST /webhook answers per second by HTTP status (401: wrong credentials; 503: store unavailable).",
           "reqps", [(f"sum by (code) (rate(llmchat_receiver_webhook_requests_total{{{RSEL}}}[{RI}]))", "{{code}}")]),
+    panel("timeseries", "Outbox by receiver", "Notifications waiting in each receiver's outbox (replicas on one PostgreSQL store show the same rows).",
+          "short", [(f"max by (instance) (llmchat_receiver_outbox_pending{{{RSEL}}})", "{{instance}}")]),
     panel("timeseries", "Store writable", "Whether each receiver's outbox store took its latest write (0: Alertmanager's posts get 503; LLMChatReceiverStoreNotWritable).",
           "none", [(f"min by (instance) (llmchat_receiver_store_writable{{{RSEL}}})", "{{instance}}")], min=0, max=1),
     panel("timeseries", "Template errors", "Message templates that failed to render, by channel; the built-in template was sent instead.",

@@ -33,13 +33,131 @@ fn panels(d: &Value) -> Vec<&Value> {
 }
 
 /// A panel query as Prometheus runs it: Grafana's variables replaced as
-/// "All" selects them, and $__rate_interval as four scrapes of the test.
+/// "All" selects them (each variable's allValue), and $__rate_interval as
+/// four scrapes of the test.
 fn as_prometheus(expr: &str) -> String {
     expr.replace("$__rate_interval", "10s")
         .replace("\"$job\"", "\".+\"")
-        .replace("\"$instance\"", "\".+\"")
-        .replace("\"$receiver_job\"", "\".+\"")
-        .replace("\"$receiver\"", "\".+\"")
+        .replace("\"$instance\"", "\".*\"")
+}
+
+/// Grafana's unit ids these dashboards may use (from Grafana's
+/// valueFormats, as dashboard-linter's panel-units rule checks them), or
+/// a custom `suffix:`/`prefix:` unit.
+const VALID_UNITS: &[&str] = &[
+    "none",
+    "short",
+    "percent",
+    "percentunit",
+    "bytes",
+    "decbytes",
+    "bits",
+    "s",
+    "ms",
+    "µs",
+    "ns",
+    "m",
+    "h",
+    "d",
+    "dtdurations",
+    "reqps",
+    "rps",
+    "ops",
+    "wps",
+    "rpm",
+    "opm",
+    "Bps",
+    "binBps",
+    "bps",
+    "cps",
+    "dateTimeAsIso",
+    "celsius",
+    "hertz",
+];
+
+/// The rules of grafana/dashboard-linter that the issue names, checked
+/// offline: template-datasource, template-job, template-instance,
+/// panel-units, target-rate-interval, target-job, target-instance and
+/// target-counter-agg. Plus per-instance panels beside the fleet ones.
+#[test]
+fn dashboards_pass_the_dashboard_linter_rules() {
+    let selector =
+        regex::Regex::new(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}(\[[^\]]*\])?").unwrap();
+    let mut problems = Vec::new();
+    for (file, d) in dashboards() {
+        let vars = d["templating"]["list"].as_array().unwrap();
+        let var = |name: &str| vars.iter().find(|v| v["name"] == name);
+        match var("datasource") {
+            Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
+            _ => problems.push(format!("{file}: template-datasource")),
+        }
+        for name in ["job", "instance"] {
+            match var(name) {
+                Some(v)
+                    if v["type"] == "query"
+                        && v["datasource"]["uid"] == "${datasource}"
+                        && v["multi"] == true
+                        && v["includeAll"] == true => {}
+                _ => problems.push(format!("{file}: template-{name}")),
+            }
+        }
+        let mut per_instance = false;
+        for p in panels(&d) {
+            let title = p["title"].as_str().unwrap();
+            let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+            if !(VALID_UNITS.contains(&unit)
+                || unit.starts_with("suffix:")
+                || unit.starts_with("prefix:"))
+            {
+                problems.push(format!("{file} / {title}: panel-units ({unit:?})"));
+            }
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                if expr.contains("by (instance")
+                    || t["legendFormat"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("{{instance}}")
+                {
+                    per_instance = true;
+                }
+                let mut selectors = 0;
+                for c in selector.captures_iter(expr) {
+                    selectors += 1;
+                    let (metric, matchers) = (&c[1], &c[2]);
+                    let start = c.get(0).unwrap().start();
+                    if expr[..start].ends_with("rate(")
+                        && c.get(3).map(|r| r.as_str()) != Some("[$__rate_interval]")
+                    {
+                        problems.push(format!("{file} / {title}: target-rate-interval ({metric})"));
+                    }
+                    if !matchers.contains("job=~\"$job\"") {
+                        problems.push(format!("{file} / {title}: target-job ({metric})"));
+                    }
+                    if !matchers.contains("instance=~\"$instance\"") {
+                        problems.push(format!("{file} / {title}: target-instance ({metric})"));
+                    }
+                    let counter = ["_total", "_count", "_sum", "_bucket"]
+                        .iter()
+                        .any(|s| metric.ends_with(s));
+                    if counter && c.get(3).is_none() {
+                        problems.push(format!(
+                            "{file} / {title}: target-counter-agg ({metric} used raw)"
+                        ));
+                    }
+                }
+                if selectors == 0 {
+                    problems.push(format!(
+                        "{file} / {title}: a query without a selector: {expr}"
+                    ));
+                }
+            }
+        }
+        if !per_instance {
+            problems.push(format!("{file}: no per-instance panel"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 #[test]
