@@ -47,6 +47,7 @@ pub fn compose_copy() -> tempfile::TempDir {
     for f in [
         "docker-compose.yml",
         "docker-compose.tls.yml",
+        "docker-compose.longterm.yml",
         ".env.example",
         "Dockerfile",
     ] {

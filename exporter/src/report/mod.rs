@@ -43,6 +43,11 @@ pub struct ReportArgs {
     /// Time budget of each Prometheus query.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub timeout: String,
+    /// When the server holds less than the period (a Prometheus keeping
+    /// 15 days, asked for 30), report on the span it holds, and say so,
+    /// instead of failing.
+    #[arg(long = "allow-partial")]
+    pub allow_partial: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +73,14 @@ pub enum ReportError {
     Query { query: String, reason: String },
     #[error("no LLMChat data between {from} and {to}: is Prometheus scraping llmchat-exporter?")]
     NoData { from: String, to: String },
+    #[error("{server} holds LLMChat data from {found_from} to {found_to}, not the whole period {from} to {to}: a shorter --range, a server that keeps more (long-term storage such as VictoriaMetrics), or --allow-partial to report on what there is")]
+    Partial {
+        server: String,
+        from: String,
+        to: String,
+        found_from: String,
+        found_to: String,
+    },
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
 }
@@ -110,11 +123,31 @@ pub struct DailyPoint {
     pub p95_seconds: Option<f64>,
 }
 
+/// Where the figures come from: the server, and the span of data it held
+/// for the requested period.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    /// The server's URL (credentials, if any, are not in it: the report
+    /// takes none).
+    pub server: String,
+    pub version: Option<String>,
+    pub requested_from: f64,
+    pub requested_to: f64,
+    /// The first and last time the server had LLMChat data in the period.
+    pub data_from: f64,
+    pub data_to: f64,
+    /// The data covers less than the period (`--allow-partial`).
+    pub partial: bool,
+}
+
 /// Everything the report says, in base units (seconds, ratios 0-1).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The span reported on: the period, or with `--allow-partial` the
+    /// part of it the server holds.
     pub from: f64,
     pub to: f64,
+    pub source: Source,
     pub mean_response_seconds: Option<f64>,
     pub p95_response_seconds: Option<f64>,
     pub p99_response_seconds: Option<f64>,
@@ -179,7 +212,8 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
     let timeout = humantime::parse_duration(&args.timeout)
         .map_err(|e| ReportError::Argument("--timeout", e.to_string()))?;
     let client = Client::new(&args.prometheus_url, timeout)?;
-    let report = build(&client, from, to).await?;
+    let source = data_span(&client, from, to, args.allow_partial).await?;
+    let report = build(&client, source).await?;
     let chart_name = args
         .output
         .as_ref()
@@ -214,8 +248,60 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
     }
 }
 
-/// Asks Prometheus for every figure of the period ending at `to`.
-pub async fn build(client: &Client, from: f64, to: f64) -> Result<Report, ReportError> {
+/// Series every exporter role has one of: traffic or the host.
+const PRESENCE: &str = "count(llmchat_http_requests_total or llmchat_host_memory_total_bytes)";
+
+/// Finds the span of data the server holds in the period. A period that
+/// starts (or ends) more than one step plus an hour away from the data is
+/// an error, unless `allow_partial`: a report over 15 days must not call
+/// itself monthly.
+pub async fn data_span(
+    client: &Client,
+    from: f64,
+    to: f64,
+    allow_partial: bool,
+) -> Result<Source, ReportError> {
+    // At most ~2,000 points whatever the period (Prometheus allows 11,000).
+    let step = ((to - from) / 2000.0).max(60.0).ceil();
+    let (points, version) = tokio::join!(client.range(PRESENCE, from, to, step), client.version());
+    let points = points?;
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Err(ReportError::NoData {
+            from: rfc3339(from),
+            to: rfc3339(to),
+        });
+    };
+    let (data_from, data_to) = (first.0.max(from), last.0.min(to));
+    let slack = step + 3600.0;
+    let partial = data_from - from > slack || to - data_to > slack;
+    if partial && !allow_partial {
+        return Err(ReportError::Partial {
+            server: client.url().to_string(),
+            from: rfc3339(from),
+            to: rfc3339(to),
+            found_from: rfc3339(data_from),
+            found_to: rfc3339(data_to),
+        });
+    }
+    Ok(Source {
+        server: client.url().to_string(),
+        version,
+        requested_from: from,
+        requested_to: to,
+        data_from,
+        data_to,
+        partial,
+    })
+}
+
+/// Asks the server for every figure of the span `source` found (the
+/// period, or with `--allow-partial` the part of it the server holds).
+pub async fn build(client: &Client, source: Source) -> Result<Report, ReportError> {
+    let (from, to) = if source.partial {
+        (source.data_from, source.data_to)
+    } else {
+        (source.requested_from, source.requested_to)
+    };
     let d = format!("{}s", (to - from).round() as i64);
     let step = "5m";
     let q = |expr: String| async move { client.scalar(&expr, to).await };
@@ -327,6 +413,7 @@ pub async fn build(client: &Client, from: f64, to: f64) -> Result<Report, Report
     let mut report = Report {
         from,
         to,
+        source,
         mean_response_seconds: mean.filter(|v| v.is_finite()),
         p95_response_seconds: p95.filter(|v| v.is_finite()),
         p99_response_seconds: p99.filter(|v| v.is_finite()),

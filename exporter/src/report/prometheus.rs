@@ -86,6 +86,32 @@ impl Client {
         Ok(body.data.map(|d| d.result).unwrap_or_default())
     }
 
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// What the server says it is (`/api/v1/status/buildinfo`: Prometheus,
+    /// and VictoriaMetrics, which answers it too), when it says.
+    pub async fn version(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Build {
+            data: BuildData,
+        }
+        #[derive(Deserialize)]
+        struct BuildData {
+            version: String,
+        }
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/status/buildinfo", self.base))
+            .send()
+            .await
+            .ok()?;
+        let b: Build = resp.json().await.ok()?;
+        Some(b.data.version).filter(|v| !v.is_empty())
+    }
+
     /// An instant query whose result is one number (or nothing).
     pub async fn scalar(&self, query: &str, time: f64) -> Result<Option<f64>, ReportError> {
         let series = self.vector(query, time).await?;

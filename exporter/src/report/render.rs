@@ -35,6 +35,8 @@ struct Text {
     none: &'static str,
     advice: &'static str,
     no_data: &'static str,
+    source: &'static str,
+    partial: &'static str,
 }
 
 const EN: Text = Text {
@@ -66,6 +68,8 @@ const EN: Text = Text {
     none: "No threshold crossed.",
     advice: "Recommendations",
     no_data: "no data",
+    source: "Data",
+    partial: "Partial: the server holds data only for this span of the requested period",
 };
 
 const ZH: Text = Text {
@@ -97,6 +101,8 @@ const ZH: Text = Text {
     none: "没有超过阈值的指标。",
     advice: "建议",
     no_data: "无数据",
+    source: "数据来源",
+    partial: "部分数据：服务器只保存了所请求时段中的这一段",
 };
 
 fn ms(v: Option<f64>, t: &Text) -> String {
@@ -189,6 +195,28 @@ pub fn markdown(r: &Report, lang: Lang, chart: &str) -> String {
         rfc3339(r.from),
         rfc3339(r.to)
     );
+    let src = &r.source;
+    let _ = writeln!(
+        s,
+        "{}: {}{}, {} – {}\n",
+        t.source,
+        src.server,
+        src.version
+            .as_deref()
+            .map(|v| format!(" ({v})"))
+            .unwrap_or_default(),
+        rfc3339(src.data_from),
+        rfc3339(src.data_to)
+    );
+    if src.partial {
+        let _ = writeln!(
+            s,
+            "> **{}** ({} – {}).\n",
+            t.partial,
+            rfc3339(src.requested_from),
+            rfc3339(src.requested_to)
+        );
+    }
     let _ = writeln!(s, "## {}\n", t.response);
     let _ = writeln!(s, "- {}: {}", t.mean, ms(r.mean_response_seconds, t));
     let _ = writeln!(s, "- P95: {}", ms(r.p95_response_seconds, t));

@@ -10,5 +10,6 @@ mod host;
 mod http;
 mod logs;
 mod report;
+mod report_storage;
 mod tls;
 mod traffic;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crate::helpers::{free_port, BIN};
 
 /// 2026-10-01T00:00:00Z and 2026-10-31T00:00:00Z.
-const FROM: i64 = 1_790_812_800;
-const TO: i64 = FROM + 30 * 86_400;
+pub(crate) const FROM: i64 = 1_790_812_800;
+pub(crate) const TO: i64 = FROM + 30 * 86_400;
 const STEP: i64 = 300;
 /// 2026-10-15T20:00:00Z, the one hour at 60 requests/s.
 const PEAK: i64 = FROM + 14 * 86_400 + 20 * 3600;
@@ -37,17 +37,21 @@ fn busy(t: i64) -> bool {
 const DURATIONS: [(f64, f64); 4] = [(0.5, 0.05), (0.3, 0.3), (0.15, 1.5), (0.05, 4.0)];
 const BOUNDS: [&str; 7] = ["0.1", "0.5", "1.0", "2.0", "5.0", "10.0", "+Inf"];
 
-struct Series {
-    name: String,
-    labels: String,
-    points: Vec<(i64, f64)>,
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) labels: String,
+    pub(crate) points: Vec<(i64, f64)>,
 }
 
 /// Counters that start at 0 one day before FROM and grow by `inc(t)` for
 /// the step starting at `t`; gauges that take `value(t)`.
 fn generate() -> Vec<Series> {
-    let start = FROM - 86_400;
-    let end = TO + 3600;
+    generate_between(FROM - 86_400, TO + 3600)
+}
+
+/// The same series between `start` and `end` (a server that keeps less,
+/// or more, than the month).
+pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
     let job = r#"job="llmchat-exporter",instance="a:9842""#;
     let mut out = Vec::new();
     let mut counter = |name: &str, labels: String, inc: &dyn Fn(i64) -> f64| {
@@ -153,7 +157,7 @@ fn generate() -> Vec<Series> {
     out
 }
 
-fn openmetrics(series: &[Series]) -> String {
+pub(crate) fn openmetrics(series: &[Series]) -> String {
     let mut text = String::new();
     let mut names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     names.dedup();
@@ -171,12 +175,12 @@ fn openmetrics(series: &[Series]) -> String {
 }
 
 /// What the generator says the month holds, step by step.
-struct Expected {
-    requests: f64,
+pub(crate) struct Expected {
+    pub(crate) requests: f64,
     busiest_hour: (i64, f64),
 }
 
-fn expected() -> Expected {
+pub(crate) fn expected() -> Expected {
     let mut requests = 0.0;
     let mut hours = std::collections::BTreeMap::new();
     let mut t = FROM;
@@ -195,9 +199,9 @@ fn expected() -> Expected {
     }
 }
 
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -209,9 +213,15 @@ impl Drop for Prometheus {
 }
 
 fn prometheus_with_a_month() -> Prometheus {
+    prometheus_with(&generate(), "100y")
+}
+
+/// A real Prometheus holding `series` (backfilled with promtool) and
+/// keeping `retention`.
+pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("month.om");
-    std::fs::write(&input, openmetrics(&generate())).unwrap();
+    std::fs::write(&input, openmetrics(series)).unwrap();
     let data = dir.path().join("data");
     let out = Command::new("promtool")
         .args(["tsdb", "create-blocks-from", "openmetrics"])
@@ -230,7 +240,7 @@ fn prometheus_with_a_month() -> Prometheus {
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg("--storage.tsdb.retention.time=100y")
+        .arg(format!("--storage.tsdb.retention.time={retention}"))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -252,11 +262,11 @@ fn prometheus_with_a_month() -> Prometheus {
     prom
 }
 
-fn report(args: &[&str]) -> std::process::Output {
+pub(crate) fn report(args: &[&str]) -> std::process::Output {
     Command::new(BIN).arg("report").args(args).output().unwrap()
 }
 
-fn close(got: f64, want: f64, what: &str) {
+pub(crate) fn close(got: f64, want: f64, what: &str) {
     assert!(
         (got - want).abs() <= 1e-6 * want.abs().max(1.0),
         "{what}: got {got}, want {want}"
@@ -287,6 +297,11 @@ fn monthly_report_from_a_real_prometheus() {
     };
     let exp = expected();
     let seconds = (TO - FROM) as f64;
+    // The report names its server and the span it covered: all of it.
+    assert_eq!(r["source"]["server"], prom.url.as_str());
+    assert_eq!(r["source"]["partial"], false);
+    assert!(r["source"]["version"].is_string(), "{}", r["source"]);
+    close(f("from"), FROM as f64, "from");
 
     close(f("requests"), exp.requests, "requests");
     close(f("client_errors"), exp.requests * 0.01, "4xx");

@@ -400,3 +400,67 @@ fn receiver_accepts_the_stack_config(extra: &[&str]) {
         .unwrap();
     assert!(out.status.success(), "{}", said(&out));
 }
+
+/// The long-term switch (docker-compose.longterm.yml): VictoriaMetrics
+/// beside the stack, and Prometheus' config replaced by the same file plus
+/// a remote_write to it.
+#[test]
+fn the_long_term_switch_adds_victoriametrics_and_remote_write_only() {
+    let copy = llmchat_tests::compose_copy();
+    let out = llmchat_tests::run_in(
+        copy.path(),
+        "docker-compose",
+        &[
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "docker-compose.longterm.yml",
+            "config",
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let merged: Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    let vm = &merged["services"]["victoriametrics"];
+    assert!(
+        vm["image"].as_str().unwrap().contains(':'),
+        "pinned: {vm:?}"
+    );
+    // `config` writes ports in the long syntax.
+    assert!(
+        vm["ports"]
+            .as_sequence()
+            .is_some_and(|ports| ports.iter().any(|p| p["target"].as_u64() == Some(8428))),
+        "{vm:?}"
+    );
+    let mounts = strings(&merged["services"]["prometheus"]["volumes"]);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.contains("stack/prometheus-longterm.yml:/etc/prometheus/prometheus.yml")),
+        "{mounts:?}"
+    );
+    assert!(
+        !mounts.iter().any(|m| m.contains("stack/prometheus.yml:")),
+        "the default config is replaced, not mounted twice: {mounts:?}"
+    );
+    let base = std::fs::read_to_string(repo_root().join("stack/prometheus.yml")).unwrap();
+    let long = std::fs::read_to_string(repo_root().join("stack/prometheus-longterm.yml")).unwrap();
+    let extra = long
+        .strip_prefix(base.as_str())
+        .expect("stack/prometheus-longterm.yml must start with stack/prometheus.yml, unchanged");
+    let extra: Value = serde_yaml_ng::from_str(extra).unwrap();
+    assert_eq!(
+        extra["remote_write"][0]["url"],
+        "http://victoriametrics:8428/api/v1/write"
+    );
+    let out = run(
+        "promtool",
+        &[
+            "check",
+            "config",
+            "--syntax-only",
+            "stack/prometheus-longterm.yml",
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+}
