@@ -112,7 +112,7 @@ impl Drop for Proc {
     }
 }
 
-fn ready(url: &str, what: &str) {
+pub fn ready(url: &str, what: &str) {
     wait_until(Duration::from_secs(30), &format!("{what} ready"), || {
         reqwest::blocking::get(url).is_ok_and(|r| r.status().is_success())
     });
@@ -120,7 +120,7 @@ fn ready(url: &str, what: &str) {
 
 /// Replaces `from` with `to` in `text`, insisting that it is there: the
 /// test must notice when the stack's files change under it.
-fn substitute(text: &mut String, file: &str, from: &str, to: &str) {
+pub fn substitute(text: &mut String, file: &str, from: &str, to: &str) {
     assert!(
         text.contains(from),
         "{file} no longer contains {from:?}; update the test"
@@ -544,51 +544,7 @@ impl Stack {
 
     /// Every notification the sinks received.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        let mut out = Vec::new();
-        for r in self.hook.requests() {
-            let j = r.json();
-            out.push(Delivery {
-                alertname: j["alertname"].as_str().unwrap_or_default().into(),
-                status: j["status"].as_str().unwrap_or_default().into(),
-                channel: "webhook",
-            });
-        }
-        let subject = |s: &str| -> Option<(String, String)> {
-            let rest = s.strip_prefix("[LLMChat][")?;
-            let (tag, name) = rest.split_once("] ")?;
-            // `RESOLVED`, or `RESOLVED:3` for an email of a group.
-            let status = if tag.split(':').next() == Some("RESOLVED") {
-                "resolved"
-            } else {
-                "firing"
-            };
-            Some((name.trim().to_string(), status.to_string()))
-        };
-        for r in self.slack.requests() {
-            if let Some((alertname, status)) = r.json()["text"].as_str().and_then(subject) {
-                out.push(Delivery {
-                    alertname,
-                    status,
-                    channel: "slack",
-                });
-            }
-        }
-        for m in self.smtp.mails() {
-            let line = m
-                .data
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: "))
-                .unwrap_or_default();
-            if let Some((alertname, status)) = subject(line) {
-                out.push(Delivery {
-                    alertname,
-                    status,
-                    channel: "email",
-                });
-            }
-        }
-        out.sort();
-        out
+        deliveries(&self.hook, &self.slack, &self.smtp)
     }
 
     /// The channels that got (alertname, status), with repeats.
@@ -646,9 +602,58 @@ impl Stack {
     }
 }
 
+/// Every notification the sinks received, as (alertname, status, channel).
+pub fn deliveries(hook: &Target, slack: &Target, smtp: &SmtpSink) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    for r in hook.requests() {
+        let j = r.json();
+        out.push(Delivery {
+            alertname: j["alertname"].as_str().unwrap_or_default().into(),
+            status: j["status"].as_str().unwrap_or_default().into(),
+            channel: "webhook",
+        });
+    }
+    let subject = |s: &str| -> Option<(String, String)> {
+        let rest = s.strip_prefix("[LLMChat][")?;
+        let (tag, name) = rest.split_once("] ")?;
+        // `RESOLVED`, or `RESOLVED:3` for an email of a group.
+        let status = if tag.split(':').next() == Some("RESOLVED") {
+            "resolved"
+        } else {
+            "firing"
+        };
+        Some((name.trim().to_string(), status.to_string()))
+    };
+    for r in slack.requests() {
+        if let Some((alertname, status)) = r.json()["text"].as_str().and_then(subject) {
+            out.push(Delivery {
+                alertname,
+                status,
+                channel: "slack",
+            });
+        }
+    }
+    for m in smtp.mails() {
+        let line = m
+            .data
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_default();
+        if let Some((alertname, status)) = subject(line) {
+            out.push(Delivery {
+                alertname,
+                status,
+                channel: "email",
+            });
+        }
+    }
+    out.sort();
+    out
+}
+
 /// nginx traffic (20 requests/s, `error_percent` of them 500) and chat
 /// events in app.log (2/s), until `stop`.
-fn spawn_traffic(logs: &Path, stop: Arc<AtomicBool>, error_percent: Arc<AtomicU32>) {
+pub fn spawn_traffic(logs: &Path, stop: Arc<AtomicBool>, error_percent: Arc<AtomicU32>) {
     use std::io::Write;
     let access = logs.join("access.log");
     let app = logs.join("app.log");

@@ -6,6 +6,7 @@
 
 mod compose;
 mod dashboards;
+mod fleet;
 mod ha;
 mod harness;
 mod scenarios;
