@@ -78,6 +78,8 @@ scrape_configs:
     static_configs: [{targets: [$(IFS=,; echo "${TARGETS[*]}")]}]
   - job_name: node-exporter
     static_configs: [{targets: ["127.0.0.1:$NODE"]}]
+  - job_name: prometheus
+    static_configs: [{targets: ["127.0.0.1:$PROM"]}]
 EOF
 prometheus --config.file "$WORK/prometheus.yml" --storage.tsdb.path "$WORK/tsdb" \
   --web.listen-address "127.0.0.1:$PROM" >/dev/null 2>&1 & PIDS+=($!)
