@@ -117,6 +117,12 @@ value = "n"
     assert_eq!(s("llmchat_active_sessions", &[]), Some(7.0));
     assert_eq!(s("llmchat_expired_sessions", &[]), Some(3.0));
     assert_eq!(s("llmchat_orphaned_messages", &[]), Some(4.0));
+    // The oldest of each backlog: 40 days idle, 100 days old.
+    let days = |v: Option<f64>| v.map(|s| s / 86_400.0);
+    let sessions = days(s("llmchat_expired_sessions_oldest_age_seconds", &[])).unwrap();
+    assert!((sessions - 40.0).abs() < 0.01, "{sessions}");
+    let messages = days(s("llmchat_orphaned_messages_oldest_age_seconds", &[])).unwrap();
+    assert!((messages - 100.0).abs() < 0.01, "{messages}");
     assert_eq!(
         s(
             "llmchat_agents",

@@ -79,9 +79,11 @@ pub struct Queries {
     pub active_sessions: String,
     /// Rows of (provider text, active bool, count).
     pub agents: String,
-    /// One number: sessions the weekly job would delete.
+    /// Sessions the weekly job would delete, and (an optional second
+    /// column) the age in seconds of the oldest of them.
     pub expired_sessions: String,
-    /// One number: messages the weekly job would delete.
+    /// Messages the weekly job would delete, and (optional) the age in
+    /// seconds of the oldest.
     pub orphaned_messages: String,
 }
 
@@ -90,8 +92,8 @@ impl Default for Queries {
         Self {
             active_sessions: "SELECT count(*) FROM chat_sessions WHERE updated_at > now() - make_interval(secs => $1)".into(),
             agents: "SELECT coalesce(provider, 'unknown') AS provider, coalesce(is_active, false) AS active, count(*) AS n FROM agents GROUP BY 1, 2".into(),
-            expired_sessions: "SELECT count(*) FROM chat_sessions WHERE updated_at < now() - interval '30 days'".into(),
-            orphaned_messages: "SELECT count(*) FROM messages m WHERE m.created_at < now() - interval '90 days' AND NOT EXISTS (SELECT 1 FROM chat_sessions s WHERE s.id = m.session_id)".into(),
+            expired_sessions: "SELECT count(*), coalesce(extract(epoch FROM now() - min(updated_at)), 0)::float8 FROM chat_sessions WHERE updated_at < now() - interval '30 days'".into(),
+            orphaned_messages: "SELECT count(*), coalesce(extract(epoch FROM now() - min(m.created_at)), 0)::float8 FROM messages m WHERE m.created_at < now() - interval '90 days' AND NOT EXISTS (SELECT 1 FROM chat_sessions s WHERE s.id = m.session_id)".into(),
         }
     }
 }

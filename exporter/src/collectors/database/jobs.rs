@@ -121,6 +121,26 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
             Ok(s)
         })
     };
+    // A backlog and the age of its oldest row: the weekly job running on a
+    // busy system never brings the count to 0, but keeps the oldest row
+    // younger than its cut-off plus a week.
+    let backlog = |name: &'static str,
+                   help: &'static str,
+                   age_name: &'static str,
+                   age_help: &'static str|
+     -> Build {
+        Box::new(move |rows: &[PgRow]| {
+            let row = rows.first().ok_or("no row")?;
+            let n =
+                column_f64(row, 0).ok_or("the first column of the first row is not a number")?;
+            let mut s = Snapshot::default();
+            s.gauge(name, help, None).value(n);
+            if let Some(age) = column_f64(row, 1) {
+                s.gauge(age_name, age_help, Some(Unit::Seconds)).value(age);
+            }
+            Ok(s)
+        })
+    };
     let mut specs = vec![
         Spec {
             name: "active_sessions".into(),
@@ -172,10 +192,11 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
             sql: q.expired_sessions.clone(),
             bind: Bind::None,
             target: Target::Guide,
-            build: number(
+            build: backlog(
                 "expired_sessions",
                 "Sessions not updated for 30+ days, which the weekly maintenance deletes, as of the latest background run.",
-                None,
+                "expired_sessions_oldest_age",
+                "How long the oldest of the expired sessions has been idle (0 when there is none); over 38 days, a weekly cleanup was missed.",
             ),
             hint: Some("an index on chat_sessions(updated_at) makes it cheap"),
         },
@@ -185,10 +206,11 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
             sql: q.orphaned_messages.clone(),
             bind: Bind::None,
             target: Target::Guide,
-            build: number(
+            build: backlog(
                 "orphaned_messages",
                 "Messages older than 90 days without a session, which the weekly maintenance deletes, as of the latest background run.",
-                None,
+                "orphaned_messages_oldest_age",
+                "Age of the oldest of the orphaned messages (0 when there is none); over 98 days, a weekly cleanup was missed.",
             ),
             hint: Some("an index on messages(created_at) makes it cheap"),
         },
