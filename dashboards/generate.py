@@ -49,6 +49,9 @@ def panel(kind, title, description, unit, targets, w=12, h=8, **extra):
     if thresholds:
         d["thresholds"] = {"mode": "absolute",
                            "steps": [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, c in thresholds]}
+        if kind == "timeseries":
+            # Drawn: the alert's threshold as a line across the graph.
+            d["custom"]["thresholdsStyle"] = {"mode": "line"}
     mappings = extra.pop("mappings", None)
     if mappings:
         d["mappings"] = [{"type": "value", "options": {str(k): {"text": t, "color": c} for k, t, c in mappings}}]
@@ -65,15 +68,18 @@ UPDOWN = [(0, "down", "red"), (1, "up", "green")]
 def variables(receiver=False):
     ds = {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
           "current": {}, "hide": 0, "refresh": 1}
-    def query_var(name, label, query, all_value=".+"):
+    # ".*": "All" also matches series without the label (alerts without an
+    # instance, the Watchdog without a job).
+    def query_var(name, label, query, all_value=".*"):
         return {"name": name, "label": label, "type": "query", "datasource": DS,
                 "query": {"query": query, "refId": name},
                 "refresh": 2, "includeAll": True, "multi": True, "allValue": all_value,
                 "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 1, "hide": 0}
     if receiver:
         return [ds,
-                query_var("job", "Job", "label_values(llmchat_receiver_outbox_pending, job)"),
-                query_var("instance", "Receiver", 'label_values(llmchat_receiver_outbox_pending{job=~"$job"}, instance)', all_value=".*")]
+                # The receivers and the Alertmanagers: the alert pipeline.
+                query_var("job", "Job", 'label_values(up{job=~"llmchat-receiver|alertmanager"}, job)'),
+                query_var("instance", "Instance", 'label_values(up{job=~"$job"}, instance)', all_value=".*")]
     return [ds,
             query_var("job", "Job", "label_values(llmchat_exporter_build_info, job)"),
             # ".*": "All" also matches series without an instance (the
@@ -81,7 +87,25 @@ def variables(receiver=False):
             query_var("instance", "Instance", 'label_values(llmchat_exporter_build_info{job=~"$job"}, instance)', all_value=".*")]
 
 
+def alerts_of(uid):
+    """The alerts whose `dashboard` annotation names this dashboard."""
+    names, current = [], None
+    with open(os.path.join(HERE, "..", "rules", "llmchat.rules.yml"), encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("- alert: "):
+                current = line[len("- alert: "):]
+            elif line.startswith("dashboard: ") and current and line.split('"')[1] == uid:
+                names.append(current)
+    return names
+
+
 def dashboard(uid, title, description, panels, receiver=False):
+    sel = RSEL if receiver else SEL
+    panels = panels + [panel(
+        "timeseries", "Alerts firing", "The alerts whose dashboard is this one, while they fire (each alert's `dashboard` annotation links here).",
+        "short", [(f'sum by (alertname, severity) (ALERTS{{alertstate="firing", alertname=~"{"|".join(alerts_of(uid))}", {sel}}})', "{{alertname}} ({{severity}})")],
+        w=24)]
     x = y = 0
     row_h = 0
     for i, p in enumerate(panels):
@@ -143,13 +167,13 @@ overview = dashboard("llmchat-overview", "LLMChat / Overview",
           thresholds=[(2, "red")]),
     panel("timeseries", "Backend up by instance", "Each instance's /health probe (LLMChatInstanceDown for one, LLMChatAppDown for all).",
           "none", [(f"min by (instance) (llmchat_app_up{{{SEL}}})", "{{instance}}")], min=0, max=1),
+    panel("timeseries", "Health endpoints", "Each of the backend's health endpoints answering below 400: /health, and the app's own view of PostgreSQL (/health/db) and Redis (/health/redis); LLMChatAppCannotReachDatabase/Redis when the app's view disagrees with the exporter's.",
+          "none", [(f"min by (endpoint) (llmchat_app_endpoint_up{{{SEL}}})", "{{endpoint}}")], min=0, max=1),
     panel("timeseries", "Backend health status", "What the backend's /health says: healthy, degraded (fewer than half of its checks fail; LLMChatAppDegraded after 5 minutes) or unhealthy.",
           "none", [(f"max by (status) (llmchat_app_health_status{{{SEL}}})", "{{status}}")], min=0, max=1),
     panel("timeseries", "Exporter and collectors", "Whether Prometheus reaches the exporter (up; LLMChatExporterDown) and whether each collector's last scrape worked (LLMChatCollectorFailing).",
           "none", [(f"min(up{{{SEL}}})", "exporter up"),
                    (f"min by (collector) (llmchat_exporter_collector_success{{{SEL}}})", "{{collector}}")], min=0, max=1),
-    panel("timeseries", "Firing alerts", "Alerts firing in Prometheus, by name and severity.",
-          "short", [(f'sum by (alertname, severity) (ALERTS{{alertstate="firing", alertname=~"LLMChat.*", {SEL}}})', "{{alertname}} ({{severity}})")]),
 ])
 
 database = dashboard("llmchat-database", "LLMChat / PostgreSQL",
@@ -170,6 +194,10 @@ database = dashboard("llmchat-database", "LLMChat / PostgreSQL",
     panel("timeseries", "Maintenance backlog", "Rows the weekly maintenance deletes: sessions idle over 30 days and orphaned messages over 90 days; they should drop to 0 every week.",
           "short", [(f"max(llmchat_expired_sessions{{{SEL}}})", "expired sessions"),
                     (f"max(llmchat_orphaned_messages{{{SEL}}})", "orphaned messages")]),
+    panel("timeseries", "Oldest backlog rows", "Age of the oldest expired session and of the oldest orphaned message: a weekly cleanup keeps them under 37 and 97 days (LLMChatSessionCleanupOverdue over 38, LLMChatMessageCleanupOverdue over 98).",
+          "s", [(f"max(llmchat_expired_sessions_oldest_age_seconds{{{SEL}}})", "oldest expired session"),
+                (f"max(llmchat_orphaned_messages_oldest_age_seconds{{{SEL}}})", "oldest orphaned message")],
+          thresholds=[(38 * 86400, "orange"), (98 * 86400, "red")]),
     panel("timeseries", "Background query durations", "How long each background query's latest run took (row counts, sizes, backlogs, custom queries); a line reaching its timeout is being cancelled (LLMChatBackgroundQueryFailing).",
           "s", [(f"max by (query) (llmchat_database_query_duration_seconds{{{SEL}}})", "{{query}}")]),
     panel("timeseries", "Background query failures", "Background query runs that timed out or failed, per hour.",
@@ -224,6 +252,8 @@ host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
           thresholds=[(93600, "red")]),
     panel("timeseries", "Backup size", "Size of the newest backup file of each kind (0 bytes: the backup failed).",
           "bytes", [(f"max by (kind) (llmchat_backup_newest_size_bytes{{{SEL}}})", "{{kind}}")]),
+    panel("timeseries", "Backup files", "Backup files of each kind in the folder (none of the database: LLMChatBackupsAbsent).",
+          "short", [(f"max by (kind) (llmchat_backup_files{{{SEL}}})", "{{kind}}")]),
 ])
 
 N = f"llmchat_receiver_notifications_total{{{RSEL}}}"
@@ -246,6 +276,10 @@ alerts = dashboard("llmchat-alerts-recovery", "LLMChat / Alerts & recovery",
           "short", [(f"max by (instance) (llmchat_receiver_outbox_pending{{{RSEL}}})", "{{instance}}")]),
     panel("timeseries", "Store writable", "Whether each receiver's outbox store took its latest write (0: Alertmanager's posts get 503; LLMChatReceiverStoreNotWritable).",
           "none", [(f"min by (instance) (llmchat_receiver_store_writable{{{RSEL}}})", "{{instance}}")], min=0, max=1),
+    panel("timeseries", "Pipeline up", "Whether Prometheus reaches each receiver and Alertmanager (LLMChatReceiverDown, LLMChatAlertmanagerDown; a job with no target at all is LLMChatTargetMissing).",
+          "none", [(f"min by (job, instance) (up{{{RSEL}}})", "{{job}} {{instance}}")], min=0, max=1),
+    panel("timeseries", "Alertmanager failed notifications", "Notifications Alertmanager failed to deliver, per second, by integration (LLMChatAlertmanagerNotificationsFailing).",
+          "ops", [(f"sum by (integration) (rate(alertmanager_notifications_failed_total{{{RSEL}}}[{RI}]))", "{{integration}}")]),
     panel("timeseries", "Template errors", "Message templates that failed to render, by channel; the built-in template was sent instead.",
           "ops", [(f"sum by (channel) (rate(llmchat_receiver_template_errors_total{{{RSEL}}}[{RI}]))", "{{channel}}")]),
 ], receiver=True)

@@ -37,7 +37,7 @@ fn panels(d: &Value) -> Vec<&Value> {
 /// four scrapes of the test.
 fn as_prometheus(expr: &str) -> String {
     expr.replace("$__rate_interval", "10s")
-        .replace("\"$job\"", "\".+\"")
+        .replace("\"$job\"", "\".*\"")
         .replace("\"$instance\"", "\".*\"")
 }
 

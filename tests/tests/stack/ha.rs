@@ -30,8 +30,10 @@ fn an_alertmanager_pair_over_two_receivers_on_one_store_delivers_each_notificati
     std::thread::sleep(Duration::from_secs(6));
     stack.error_percent.store(50, Ordering::Release);
     let all = ["email", "slack", "webhook"];
+    // The burst pages (the error budget) on every channel; the guide's
+    // fixed threshold (a warning) starts the restart.
     stack.expect_channels(
-        "LLMChatHighErrorRate",
+        "LLMChatErrorBudgetBurn",
         "firing",
         &all,
         Duration::from_secs(60),
@@ -54,7 +56,7 @@ fn an_alertmanager_pair_over_two_receivers_on_one_store_delivers_each_notificati
     std::thread::sleep(Duration::from_secs(4));
     stack.error_percent.store(0, Ordering::Release);
     stack.expect_channels(
-        "LLMChatHighErrorRate",
+        "LLMChatErrorBudgetBurn",
         "resolved",
         &all,
         Duration::from_secs(60),
@@ -63,7 +65,11 @@ fn an_alertmanager_pair_over_two_receivers_on_one_store_delivers_each_notificati
     std::thread::sleep(Duration::from_secs(4));
     let mut counts: BTreeMap<(String, String, &str), usize> = BTreeMap::new();
     // (Only the chain's own alerts: host alerts depend on the machine.)
-    let ours = ["LLMChatHighErrorRate", "LLMChatRecoveryAction"];
+    let ours = [
+        "LLMChatErrorBudgetBurn",
+        "LLMChatHighErrorRate",
+        "LLMChatRecoveryAction",
+    ];
     for d in stack
         .deliveries()
         .into_iter()
@@ -80,7 +86,7 @@ fn an_alertmanager_pair_over_two_receivers_on_one_store_delivers_each_notificati
         for channel in all {
             assert!(
                 counts.contains_key(&(
-                    "LLMChatHighErrorRate".to_string(),
+                    "LLMChatErrorBudgetBurn".to_string(),
                     status.to_string(),
                     channel
                 )),
@@ -98,7 +104,7 @@ fn an_alertmanager_pair_over_two_receivers_on_one_store_delivers_each_notificati
     let firing_emails = rows
         .iter()
         .filter(|n| {
-            n["alertname"] == "LLMChatHighErrorRate"
+            n["alertname"] == "LLMChatErrorBudgetBurn"
                 && n["channel"] == "email"
                 && n["status"] == "firing"
         })

@@ -165,6 +165,10 @@ pub struct Stack {
     pub redis: Redis,
     pub logs: PathBuf,
     pub _backend: Target,
+    /// The dead man's switch the Watchdog reaches.
+    pub deadmans_switch: Target,
+    /// Each receiver's process id, to kill one.
+    pub receiver_pids: Vec<u32>,
     pub slack: Target,
     pub hook: Target,
     pub smtp: SmtpSink,
@@ -258,6 +262,8 @@ impl Stack {
             pg.psql_db("postgres", "CREATE DATABASE receiver");
         }
         let mut receiver_urls = Vec::new();
+        let mut receiver_pids = Vec::new();
+        let deadmans_switch = Target::start(vec![]);
         for i in 0..opts.receivers {
             let port = free_port();
             let config = d.join(format!("receiver-{i}.toml"));
@@ -281,12 +287,14 @@ impl Stack {
                 ),
             )
             .unwrap();
-            procs.push(Proc::spawn(
+            let receiver = Proc::spawn(
                 Command::new(bin("llmchat-receiver"))
                     .arg("--config.file")
                     .arg(&config),
                 "llmchat-receiver",
-            ));
+            );
+            receiver_pids.push(receiver.child.id());
+            procs.push(receiver);
             let url = format!("http://127.0.0.1:{port}");
             ready(&format!("{url}/-/ready"), "receiver");
             receiver_urls.push(url);
@@ -330,6 +338,12 @@ impl Stack {
                 &format!("group_interval: {INTERVAL}"),
             );
             substitute(&mut text, f, "repeat_interval: 4h", "repeat_interval: 1h");
+            substitute(
+                &mut text,
+                f,
+                "http://deadmans-switch.invalid/ping",
+                &deadmans_switch.url("/ping"),
+            );
             let config = d.join(format!("alertmanager-{i}.yml"));
             std::fs::write(&config, text).unwrap();
             let mut cmd = Command::new("prometheus-alertmanager");
@@ -469,6 +483,8 @@ impl Stack {
             redis,
             logs,
             _backend: backend,
+            deadmans_switch,
+            receiver_pids,
             slack,
             hook,
             smtp,

@@ -92,13 +92,15 @@ fn four_faults_alert_notify_recover_and_resolve_through_the_real_chain() {
     assert!(early.is_empty(), "alerts before any fault: {early:?}");
     let mut latencies = Vec::new();
 
-    // 1. A 5xx burst: LLMChatHighErrorRate, critical, fault=high_error_rate → restart.
+    // 1. A 5xx burst: the error budget burns (critical, pages) and
+    // LLMChatHighErrorRate (warning, fault=high_error_rate) restarts.
     stack
         .error_percent
         .store(50, std::sync::atomic::Ordering::Release);
     let t0 = Instant::now();
-    stack.expect_channels("LLMChatHighErrorRate", "firing", &ALL, FIRE);
-    latencies.push(email_latency(&stack, "LLMChatHighErrorRate", 2, t0));
+    stack.expect_channels("LLMChatErrorBudgetBurn", "firing", &ALL, FIRE);
+    latencies.push(email_latency(&stack, "LLMChatErrorBudgetBurn", 2, t0));
+    stack.expect_channels("LLMChatHighErrorRate", "firing", &WARNING, FIRE);
     wait_until(Duration::from_secs(20), "the restart action", || {
         std::fs::read_to_string(&stack.restarts).is_ok_and(|t| t.contains("LLMChatHighErrorRate"))
     });
@@ -116,7 +118,8 @@ fn four_faults_alert_notify_recover_and_resolve_through_the_real_chain() {
     stack
         .error_percent
         .store(0, std::sync::atomic::Ordering::Release);
-    stack.expect_channels("LLMChatHighErrorRate", "resolved", &ALL, FIRE);
+    stack.expect_channels("LLMChatHighErrorRate", "resolved", &WARNING, FIRE);
+    stack.expect_channels("LLMChatErrorBudgetBurn", "resolved", &ALL, FIRE);
 
     // 2. An error burst in app.log: LLMChatLogErrorBurst (warning) and the
     // daily digest LLMChatLogErrors (info). Its 1-hour window (a minute
@@ -220,4 +223,38 @@ fn four_faults_alert_notify_recover_and_resolve_through_the_real_chain() {
             l.receiver
         );
     }
+}
+
+/// The alert pipeline watched from outside: the Watchdog reaches its dead
+/// man's switch, and a dead receiver is reported by a route that does not
+/// pass through it (Alertmanager's own fallback email).
+#[test]
+fn the_watchdog_reaches_its_switch_and_a_dead_receiver_is_reported_around_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = Stack::start(Options {
+        receivers: 1,
+        alertmanagers: 1,
+    });
+    wait_until(FIRE, "the Watchdog at the dead man's switch", || {
+        stack.deadmans_switch.requests().iter().any(|r| {
+            r.json()["alerts"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|a| a["labels"]["alertname"] == "LLMChatWatchdog")
+            })
+        })
+    });
+    assert!(
+        stack.channels("LLMChatWatchdog", "firing").is_empty(),
+        "the Watchdog never reaches people"
+    );
+    let out = std::process::Command::new("kill")
+        .args(["-9", &stack.receiver_pids[0].to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_until(FIRE, "LLMChatReceiverDown by the fallback email", || {
+        stack.smtp.mails().iter().any(|m| {
+            m.from.contains("alertmanager@llmchat.local") && m.data.contains("LLMChatReceiverDown")
+        })
+    });
 }
