@@ -17,6 +17,14 @@ pub struct Thread {
     pub message_ref: String,
 }
 
+/// A `(target, message_ref)` row.
+fn thread_of(row: &sqlx::any::AnyRow) -> Result<Thread, sqlx::Error> {
+    Ok(Thread {
+        target: row.try_get(0)?,
+        message_ref: row.try_get(1)?,
+    })
+}
+
 impl Store {
     pub async fn thread(&self, key: &str) -> Result<Option<Thread>, StoreError> {
         let row =
@@ -25,14 +33,9 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| self.fail(e))?;
-        row.map(|r| {
-            Ok(Thread {
-                target: r.try_get(0)?,
-                message_ref: r.try_get(1)?,
-            })
-        })
-        .transpose()
-        .map_err(|e| self.fail(e))
+        row.map(|r| thread_of(&r))
+            .transpose()
+            .map_err(|e| self.fail(e))
     }
 
     /// The newest thread whose key starts with `prefix` (a recovery
@@ -53,14 +56,9 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.fail(e))?;
-        row.map(|r| {
-            Ok(Thread {
-                target: r.try_get(0)?,
-                message_ref: r.try_get(1)?,
-            })
-        })
-        .transpose()
-        .map_err(|e| self.fail(e))
+        row.map(|r| thread_of(&r))
+            .transpose()
+            .map_err(|e| self.fail(e))
     }
 
     /// Remembers a message, replacing what the key held (a new firing of
