@@ -254,10 +254,11 @@ fn durations_parse_as_promtool_writes_them() {
     assert_eq!(seconds("500ms"), 0);
 }
 
-/// Every alert names, in its `dashboard` annotation, a dashboard that
-/// exists and has a panel querying one of the metrics the alert reads
-/// (recording rules followed to their sources): the receiver's dashboard
-/// button must open where the alert's data is.
+/// Every alert names, in its `dashboard` and `dashboard_panel`
+/// annotations, a dashboard that exists and the panel of it that queries
+/// one of the metrics the alert reads (recording rules followed to their
+/// sources): the receiver's dashboard button must open where the alert's
+/// data is.
 #[test]
 fn every_alert_links_a_dashboard_that_shows_its_data() {
     let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(RULES)).unwrap();
@@ -276,6 +277,9 @@ fn every_alert_links_a_dashboard_that_shows_its_data() {
                     rule["annotations"]["dashboard"]
                         .as_str()
                         .map(str::to_string),
+                    rule["annotations"]["dashboard_panel"]
+                        .as_str()
+                        .and_then(|p| p.parse::<u64>().ok()),
                 ));
             }
         }
@@ -291,7 +295,7 @@ fn every_alert_links_a_dashboard_that_shows_its_data() {
         })
         .collect();
     assert_eq!(alerting.len(), alerts().len());
-    for (name, mut expr, dashboard) in alerting {
+    for (name, mut expr, dashboard, panel_id) in alerting {
         let uid = dashboard.unwrap_or_else(|| panic!("{name} has no dashboard annotation"));
         let text = dashboards
             .get(&uid)
@@ -300,17 +304,26 @@ fn every_alert_links_a_dashboard_that_shows_its_data() {
             expr = expr.replace(record, &format!("({source})"));
         }
         let metrics: Vec<&str> = metric.find_iter(&expr).map(|m| m.as_str()).collect();
+        let panel_id = panel_id.unwrap_or_else(|| panic!("{name} has no numeric dashboard_panel"));
+        let board: serde_json::Value = serde_json::from_str(text).unwrap();
+        let panel = board["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"].as_u64() == Some(panel_id))
+            .unwrap_or_else(|| panic!("{name}: {uid} has no panel {panel_id}"))
+            .clone();
         if name == WATCHDOG {
             // vector(1): it reads nothing; its dashboard shows the pipeline.
             assert!(metrics.is_empty());
             continue;
         }
         let queried = |m: &str| {
-            serde_json::from_str::<serde_json::Value>(text).unwrap()["panels"]
+            panel["targets"]
                 .as_array()
-                .unwrap()
+                .cloned()
+                .unwrap_or_default()
                 .iter()
-                .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
                 .any(|t| {
                     let q = t["expr"].as_str().unwrap_or_default();
                     metric.find_iter(q).any(|found| found.as_str() == m)
@@ -318,7 +331,8 @@ fn every_alert_links_a_dashboard_that_shows_its_data() {
         };
         assert!(
             metrics.iter().any(|m| queried(m)),
-            "{name}: dashboard {uid} has no panel querying any of {metrics:?}"
+            "{name}: panel {panel_id} ({}) of {uid} queries none of {metrics:?}",
+            panel["title"]
         );
     }
 }

@@ -62,7 +62,9 @@ impl Recovery {
             annotations: trigger
                 .annotations
                 .iter()
-                .filter(|(k, _)| matches!(k.as_str(), "runbook_url" | "dashboard"))
+                .filter(|(k, _)| {
+                    matches!(k.as_str(), "runbook_url" | "dashboard" | "dashboard_panel")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             starts_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),

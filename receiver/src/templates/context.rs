@@ -23,7 +23,13 @@ use crate::payload::{Notice, Status};
 pub const MAX_VALUE_CHARS: usize = 2000;
 
 /// Annotations the templates show in their own place, not in the list.
-const OWN_PLACE: [&str; 4] = ["summary", "description", "runbook_url", "dashboard"];
+const OWN_PLACE: [&str; 5] = [
+    "summary",
+    "description",
+    "runbook_url",
+    "dashboard",
+    "dashboard_panel",
+];
 
 /// The template context of one message (one alert, or one email's group).
 #[derive(Debug, Clone, Serialize)]
@@ -164,14 +170,25 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// `{grafana_url}/d/{uid}` from the rule's `dashboard` annotation.
-fn dashboard(annotation: Option<&String>, links: &LinkConfig) -> String {
+/// `{grafana_url}/d/{uid}` from the rule's `dashboard` annotation, opened
+/// on the panel its `dashboard_panel` names (`?viewPanel=N`, digits only).
+fn dashboard(annotation: Option<&String>, panel: Option<&String>, links: &LinkConfig) -> String {
     match annotation.map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        Some(uid) if !links.grafana_url.is_empty() => format!(
-            "{}/d/{}",
-            links.grafana_url.trim_end_matches('/'),
-            utf8_percent_encode(uid, COMPONENT)
-        ),
+        Some(uid) if !links.grafana_url.is_empty() => {
+            let mut url = format!(
+                "{}/d/{}",
+                links.grafana_url.trim_end_matches('/'),
+                utf8_percent_encode(uid, COMPONENT)
+            );
+            if let Some(id) = panel
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty() && p.len() < 10 && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                url.push_str("?viewPanel=");
+                url.push_str(id);
+            }
+            url
+        }
         _ => String::new(),
     }
 }
@@ -264,7 +281,11 @@ impl AlertContext {
             .collect();
         let links = Links {
             runbook: runbook(n.annotations.get("runbook_url"), links),
-            dashboard: dashboard(n.annotations.get("dashboard"), links),
+            dashboard: dashboard(
+                n.annotations.get("dashboard"),
+                n.annotations.get("dashboard_panel"),
+                links,
+            ),
             silence: silence(&n.external_url, &n.labels),
             graph: if is_http(&n.generator_url) {
                 n.generator_url.clone()
@@ -397,11 +418,20 @@ mod tests {
         assert_eq!(r("javascript:alert(1)"), "");
         assert_eq!(runbook(Some(&"docs/x".into()), &LinkConfig::default()), "");
         assert_eq!(
-            dashboard(Some(&"llmchat-overview".into()), &links),
+            dashboard(Some(&"llmchat-overview".into()), None, &links),
             "https://grafana.example/d/llmchat-overview"
         );
         assert_eq!(
-            dashboard(Some(&"a/../b?x".into()), &links),
+            dashboard(Some(&"llmchat-overview".into()), Some(&"2".into()), &links),
+            "https://grafana.example/d/llmchat-overview?viewPanel=2"
+        );
+        // Only digits: a panel annotation cannot add to the URL.
+        assert_eq!(
+            dashboard(Some(&"x".into()), Some(&"2&var-job=evil".into()), &links),
+            "https://grafana.example/d/x"
+        );
+        assert_eq!(
+            dashboard(Some(&"a/../b?x".into()), None, &links),
             "https://grafana.example/d/a%2F..%2Fb%3Fx"
         );
     }
