@@ -43,6 +43,10 @@ pub struct ReportArgs {
     /// Time budget of each Prometheus query.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub timeout: String,
+    /// The Prometheus job of the exporters whose data the report reads;
+    /// another job with the same metric names is left out.
+    #[arg(long, value_name = "JOB", default_value = "llmchat-exporter")]
+    pub job: String,
     /// When the server holds less than the period (a Prometheus keeping
     /// 15 days, asked for 30), report on the span it holds, and say so,
     /// instead of failing.
@@ -212,8 +216,9 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
     let timeout = humantime::parse_duration(&args.timeout)
         .map_err(|e| ReportError::Argument("--timeout", e.to_string()))?;
     let client = Client::new(&args.prometheus_url, timeout)?;
-    let source = data_span(&client, from, to, args.allow_partial).await?;
-    let report = build(&client, source).await?;
+    let job = Job::new(&args.job);
+    let source = data_span(&client, &job, from, to, args.allow_partial).await?;
+    let report = build(&client, &job, source).await?;
     let chart_name = args
         .output
         .as_ref()
@@ -222,7 +227,11 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
         .unwrap_or_else(|| "report-chart.svg".into());
     let text = match args.format {
         OutputFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-        OutputFormat::Markdown => render::markdown(&report, args.lang, &chart_name),
+        OutputFormat::Markdown => render::markdown(
+            &report,
+            args.lang,
+            args.output.is_some().then_some(chart_name.as_str()),
+        ),
     };
     match &args.output {
         None => {
@@ -248,8 +257,26 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
     }
 }
 
-/// Series every exporter role has one of: traffic or the host.
-const PRESENCE: &str = "count(llmchat_http_requests_total or llmchat_host_memory_total_bytes)";
+/// The `job` matcher every query carries (`--job`), its value escaped.
+pub struct Job(String);
+
+impl Job {
+    pub fn new(job: &str) -> Self {
+        Job(format!(
+            "job=\"{}\"",
+            job.replace('\\', "\\\\").replace('"', "\\\"")
+        ))
+    }
+
+    /// `metric{job="...",extra}`.
+    pub fn sel(&self, metric: &str, extra: &str) -> String {
+        if extra.is_empty() {
+            format!("{metric}{{{}}}", self.0)
+        } else {
+            format!("{metric}{{{},{extra}}}", self.0)
+        }
+    }
+}
 
 /// Finds the span of data the server holds in the period. A period that
 /// starts (or ends) more than one step plus an hour away from the data is
@@ -257,13 +284,20 @@ const PRESENCE: &str = "count(llmchat_http_requests_total or llmchat_host_memory
 /// itself monthly.
 pub async fn data_span(
     client: &Client,
+    job: &Job,
     from: f64,
     to: f64,
     allow_partial: bool,
 ) -> Result<Source, ReportError> {
     // At most ~2,000 points whatever the period (Prometheus allows 11,000).
     let step = ((to - from) / 2000.0).max(60.0).ceil();
-    let (points, version) = tokio::join!(client.range(PRESENCE, from, to, step), client.version());
+    // Series every exporter role has one of: traffic or the host.
+    let presence = format!(
+        "count({} or {})",
+        job.sel("llmchat_http_requests_total", ""),
+        job.sel("llmchat_host_memory_total_bytes", "")
+    );
+    let (points, version) = tokio::join!(client.range(&presence, from, to, step), client.version());
     let points = points?;
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Err(ReportError::NoData {
@@ -296,7 +330,7 @@ pub async fn data_span(
 
 /// Asks the server for every figure of the span `source` found (the
 /// period, or with `--allow-partial` the part of it the server holds).
-pub async fn build(client: &Client, source: Source) -> Result<Report, ReportError> {
+pub async fn build(client: &Client, job: &Job, source: Source) -> Result<Report, ReportError> {
     let (from, to) = if source.partial {
         (source.data_from, source.data_to)
     } else {
@@ -305,33 +339,47 @@ pub async fn build(client: &Client, source: Source) -> Result<Report, ReportErro
     let d = format!("{}s", (to - from).round() as i64);
     let step = "5m";
     let q = |expr: String| async move { client.scalar(&expr, to).await };
-    let requests_expr = format!("sum(increase(llmchat_http_requests_total[{d}]))");
-    let (requests, client_errors, server_errors) = tokio::try_join!(
-        q(requests_expr.clone()),
-        q(format!(
-            "sum(increase(llmchat_http_requests_total{{status_code=~\"4..\"}}[{d}]))"
-        )),
-        q(format!(
-            "sum(increase(llmchat_http_requests_total{{status_code=~\"5..\"}}[{d}]))"
-        )),
+    let requests = job.sel("llmchat_http_requests_total", "");
+    let requests_4xx = job.sel("llmchat_http_requests_total", r#"status_code=~"4..""#);
+    let requests_5xx = job.sel("llmchat_http_requests_total", r#"status_code=~"5..""#);
+    let duration = |suffix: &str| {
+        job.sel(
+            &format!("llmchat_http_request_duration_seconds_{suffix}"),
+            "",
+        )
+    };
+    let (requests_n, client_errors, server_errors) = tokio::try_join!(
+        q(format!("sum(increase({requests}[{d}]))")),
+        q(format!("sum(increase({requests_4xx}[{d}]))")),
+        q(format!("sum(increase({requests_5xx}[{d}]))")),
     )?;
+    let (bucket, sum, count) = (duration("bucket"), duration("sum"), duration("count"));
     let (mean, p95, p99) = tokio::try_join!(
-        q(format!("sum(increase(llmchat_http_request_duration_seconds_sum[{d}])) / sum(increase(llmchat_http_request_duration_seconds_count[{d}]))")),
-        q(format!("histogram_quantile(0.95, sum by (le) (increase(llmchat_http_request_duration_seconds_bucket[{d}])))")),
-        q(format!("histogram_quantile(0.99, sum by (le) (increase(llmchat_http_request_duration_seconds_bucket[{d}])))")),
+        q(format!(
+            "sum(increase({sum}[{d}])) / sum(increase({count}[{d}]))"
+        )),
+        q(format!(
+            "histogram_quantile(0.95, sum by (le) (increase({bucket}[{d}])))"
+        )),
+        q(format!(
+            "histogram_quantile(0.99, sum by (le) (increase({bucket}[{d}])))"
+        )),
     )?;
-    let mem =
-        "(1 - sum(llmchat_host_memory_available_bytes) / sum(llmchat_host_memory_total_bytes))";
-    let disk =
-        "max(1 - llmchat_host_filesystem_available_bytes / llmchat_host_filesystem_size_bytes)";
-    let conns = "sum(llmchat_database_connections)";
+    let mem = format!(
+        "(1 - sum({}) / sum({}))",
+        job.sel("llmchat_host_memory_available_bytes", ""),
+        job.sel("llmchat_host_memory_total_bytes", "")
+    );
+    let disk = format!(
+        "max(1 - {} / {})",
+        job.sel("llmchat_host_filesystem_available_bytes", ""),
+        job.sel("llmchat_host_filesystem_size_bytes", "")
+    );
+    let conns = format!("sum({})", job.sel("llmchat_database_connections", ""));
+    let cpu = job.sel("llmchat_host_cpu_usage_ratio", "");
     let (cpu_mean, cpu_max, mem_mean, mem_max, disk_mean, disk_max) = tokio::try_join!(
-        q(format!(
-            "avg(avg_over_time(llmchat_host_cpu_usage_ratio[{d}]))"
-        )),
-        q(format!(
-            "max(max_over_time(llmchat_host_cpu_usage_ratio[{d}]))"
-        )),
+        q(format!("avg(avg_over_time({cpu}[{d}]))")),
+        q(format!("max(max_over_time({cpu}[{d}]))")),
         q(format!("avg_over_time({mem}[{d}:{step}])")),
         q(format!("max_over_time({mem}[{d}:{step}])")),
         q(format!("avg_over_time({disk}[{d}:{step}])")),
@@ -341,30 +389,40 @@ pub async fn build(client: &Client, source: Source) -> Result<Report, ReportErro
         q(format!("avg_over_time({conns}[{d}:{step}])")),
         q(format!("max_over_time({conns}[{d}:{step}])")),
         q(format!(
-            "max(max_over_time(llmchat_database_connections_max[{d}]))"
+            "max(max_over_time({}[{d}]))",
+            job.sel("llmchat_database_connections_max", "")
         )),
         q(format!(
-            "avg(avg_over_time(llmchat_database_ping_duration_seconds[{d}]))"
+            "avg(avg_over_time({}[{d}]))",
+            job.sel("llmchat_database_ping_duration_seconds", "")
         )),
     )?;
-    let agents_expr = format!("sum by (agent_id) (increase(llmchat_chat_messages_total[{d}]))");
-    let agent_errors_expr = format!(
-        "sum by (agent_id) (increase(llmchat_chat_messages_total{{status=\"error\"}}[{d}]))"
-    );
+    let messages = job.sel("llmchat_chat_messages_total", "");
+    let message_errors = job.sel("llmchat_chat_messages_total", r#"status="error""#);
+    let agents_expr = format!("sum by (agent_id) (increase({messages}[{d}]))");
+    let agent_errors_expr = format!("sum by (agent_id) (increase({message_errors}[{d}]))");
     let (by_agent, errors_by_agent) = tokio::try_join!(
         client.vector(&agents_expr, to),
         client.vector(&agent_errors_expr, to),
     )?;
+    // Daily points, or hourly ones for a period under two days (a day
+    // would not fit). The busiest hour's search steps at least an hour,
+    // and more over long periods: Prometheus answers at most 11,000 points.
+    let (point, window) = if to - from < 2.0 * 86400.0 {
+        (3600.0, "1h")
+    } else {
+        (86400.0, "1d")
+    };
+    let hour_step = ((to - from) / 10_000.0).max(3600.0).ceil();
+    let hourly_expr = format!("sum(increase({requests}[1h])) / 3600");
+    let rps_expr = format!("sum(increase({requests}[{window}])) / {point}");
+    let p95_expr = format!("histogram_quantile(0.95, sum by (le) (increase({bucket}[{window}])))");
     let (hourly, daily_rps, daily_p95) = tokio::try_join!(
-        client.range("sum(increase(llmchat_http_requests_total[1h])) / 3600", from + 3600.0, to, 3600.0),
-        client.range("sum(increase(llmchat_http_requests_total[1d])) / 86400", from + 86400.0, to, 86400.0),
-        client.range(
-            "histogram_quantile(0.95, sum by (le) (increase(llmchat_http_request_duration_seconds_bucket[1d])))",
-            from + 86400.0,
-            to,
-            86400.0
-        ),
+        client.range(&hourly_expr, from + 3600.0, to, hour_step),
+        client.range(&rps_expr, from + point, to, point),
+        client.range(&p95_expr, from + point, to, point),
     )?;
+    let requests = requests_n;
 
     let has_host = mem_mean.is_some() || cpu_mean.is_some();
     let Some(requests) = requests.filter(|r| *r > 0.0).or(has_host.then_some(0.0)) else {

@@ -182,7 +182,9 @@ fn finding_text(f: &Finding, lang: Lang) -> (String, String) {
     }
 }
 
-pub fn markdown(r: &Report, lang: Lang, chart: &str) -> String {
+/// The report as Markdown; `chart` is the SVG written beside it, if any
+/// (none on stdout: a link to a file that is not there would mislead).
+pub fn markdown(r: &Report, lang: Lang, chart: Option<&str>) -> String {
     let t = match lang {
         Lang::En => &EN,
         Lang::Zh => &ZH,
@@ -249,7 +251,12 @@ pub fn markdown(r: &Report, lang: Lang, chart: &str) -> String {
             rate
         );
     }
-    let _ = writeln!(s, "\n![{}]({chart})\n", t.chart);
+    match chart {
+        Some(chart) => {
+            let _ = writeln!(s, "\n![{}]({chart})\n", t.chart);
+        }
+        None => s.push('\n'),
+    }
     let _ = writeln!(s, "## {}\n", t.resources);
     let _ = writeln!(s, "- {}: {}", t.cpu, usage(&r.cpu, t));
     let _ = writeln!(s, "- {}: {}", t.memory, usage(&r.memory, t));
@@ -265,7 +272,9 @@ pub fn markdown(r: &Report, lang: Lang, chart: &str) -> String {
         t.mean_max.1,
         conn(r.database_connections.max),
         t.limit,
-        conn(r.database_connections_max)
+        // A setting, a whole number: 100, not 100.0.
+        r.database_connections_max
+            .map_or(t.no_data.to_string(), |v| count(v))
     );
     let _ = writeln!(s, "- {}: {}\n", t.ping, ms(r.database_ping_seconds, t));
     if !r.agents.is_empty() {

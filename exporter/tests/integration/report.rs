@@ -77,6 +77,14 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
             &move |t| n(t) * share,
         );
     }
+    // Another job with the same metric names (a staging exporter on the
+    // same Prometheus): ten times the traffic, all of it 5xx. The report
+    // reads --job llmchat-exporter only, so none of it may show.
+    counter(
+        "llmchat_http_requests_total",
+        r#"job="staging-exporter",instance="s:9842",method="GET",route="/api/chat",status_code="503""#.into(),
+        &move |t| n(t) * 10.0,
+    );
     let route = format!(r#"{job},method="GET",route="/api/chat""#);
     for (i, le) in BOUNDS.iter().enumerate() {
         let below: f64 = DURATIONS
@@ -490,4 +498,79 @@ fn unreachable_prometheus_is_exit_1_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unreachable"), "{err}");
     assert!(out.stdout.is_empty());
+}
+
+/// Any period the flags accept makes a report: an hour, twelve hours
+/// (hourly points under two days), three days (daily points); the other
+/// job's series stay out; on stdout the Markdown links no chart it did
+/// not write.
+#[test]
+fn short_periods_one_job_and_no_phantom_chart() {
+    let prom = prometheus_with_a_month();
+    let at = |from: &str, to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--prometheus.url",
+            prom.url.as_str(),
+            "--format",
+            "json",
+            "--from",
+            from,
+            "--to",
+            to,
+        ];
+        args.extend_from_slice(extra);
+        let out = report(&args);
+        assert!(
+            out.status.success(),
+            "{from}..{to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let hour = at("2026-10-10T10:00:00Z", "2026-10-10T11:00:00Z", &[]);
+    assert_eq!(
+        hour["daily"].as_array().unwrap().len(),
+        1,
+        "{}",
+        hour["daily"]
+    );
+    close(
+        hour["requests"].as_f64().unwrap(),
+        10.0 * 3600.0,
+        "requests in the hour",
+    );
+    let half_day = at("2026-10-10T00:00:00Z", "2026-10-10T12:00:00Z", &[]);
+    assert_eq!(half_day["daily"].as_array().unwrap().len(), 12);
+    let three_days = at("2026-10-10T00:00:00Z", "2026-10-13T00:00:00Z", &[]);
+    assert_eq!(three_days["daily"].as_array().unwrap().len(), 3);
+    // The month's own test holds the exact figures of llmchat-exporter's
+    // job; here, the other job is there when asked for, and only then.
+    close(
+        half_day["error_ratio"].as_f64().unwrap(),
+        0.025,
+        "own job's errors only",
+    );
+    let staging = at(
+        "2026-10-10T00:00:00Z",
+        "2026-10-10T12:00:00Z",
+        &["--job", "staging-exporter"],
+    );
+    close(
+        staging["error_ratio"].as_f64().unwrap(),
+        1.0,
+        "the staging job: all 503",
+    );
+    // Markdown on stdout: no link to a chart file that does not exist.
+    let md = report(&[
+        "--prometheus.url",
+        prom.url.as_str(),
+        "--from",
+        "2026-10-10T00:00:00Z",
+        "--to",
+        "2026-10-13T00:00:00Z",
+    ]);
+    let md = String::from_utf8(md.stdout).unwrap();
+    assert!(md.contains("Throughput"), "{md}");
+    assert!(!md.contains(".svg"), "{md}");
+    assert!(md.contains("max_connections 100)"), "{md}");
 }
