@@ -274,7 +274,7 @@ pub fn markdown(r: &Report, lang: Lang, chart: Option<&str>) -> String {
         t.limit,
         // A setting, a whole number: 100, not 100.0.
         r.database_connections_max
-            .map_or(t.no_data.to_string(), |v| count(v))
+            .map_or(t.no_data.to_string(), count)
     );
     let _ = writeln!(s, "- {}: {}\n", t.ping, ms(r.database_ping_seconds, t));
     if !r.agents.is_empty() {
