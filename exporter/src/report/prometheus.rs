@@ -11,6 +11,7 @@ use super::ReportError;
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +54,11 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ReportError::Argument("--prometheus.url", e.to_string()))?;
-        Ok(Client { http, base })
+        Ok(Client {
+            http,
+            base,
+            timeout,
+        })
     }
 
     async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Vec<Series>, ReportError> {
@@ -70,7 +75,7 @@ impl Client {
             .await
             .map_err(|e| ReportError::Unreachable {
                 url: self.base.clone(),
-                reason: e.without_url().to_string(),
+                reason: self.why(e),
             })?;
         let status = resp.status();
         let body: ApiResponse = resp.json().await.map_err(|e| ReportError::Query {
@@ -84,6 +89,30 @@ impl Client {
             });
         }
         Ok(body.data.map(|d| d.result).unwrap_or_default())
+    }
+
+    /// What went wrong, in the words an operator acts on: a timeout (and
+    /// which), a refused connection, a name that does not resolve, or the
+    /// error chain (which says "error sending request" and little else).
+    fn why(&self, e: reqwest::Error) -> String {
+        let timed_out = e.is_timeout();
+        let chain = llmchat_common::error_chain(&e.without_url());
+        let lower = chain.to_lowercase();
+        if timed_out {
+            format!(
+                "no answer within --timeout {} ({chain})",
+                humantime::format_duration(self.timeout)
+            )
+        } else if lower.contains("connection refused") {
+            format!("connection refused: nothing listens there ({chain})")
+        } else if lower.contains("dns")
+            || lower.contains("failed to lookup")
+            || lower.contains("name or service not known")
+        {
+            format!("the host name does not resolve ({chain})")
+        } else {
+            chain
+        }
     }
 
     /// The server's base URL.

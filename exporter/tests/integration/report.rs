@@ -497,7 +497,36 @@ fn unreachable_prometheus_is_exit_1_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unreachable"), "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "the URL: {err}");
     assert!(out.stdout.is_empty());
+
+    // A server that accepts and never answers: the timeout, named.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let out = report(&[
+        "--prometheus.url",
+        &url,
+        "--range",
+        "30d",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no answer within --timeout 1s"), "{err}");
+    assert!(err.contains(&url), "{err}");
+
+    // A name that does not resolve.
+    let out = report(&[
+        "--prometheus.url",
+        "http://prometheus.invalid:9090",
+        "--range",
+        "30d",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not resolve"), "{err}");
 }
 
 /// Any period the flags accept makes a report: an hour, twelve hours
