@@ -19,8 +19,8 @@ use llmchat_tests::{free_port, repo_root};
 use serde_json::Value;
 
 use crate::harness::{
-    bin, deliveries, ready, scaled_rules, spawn_traffic, substitute, wait_until, Delivery, Proc,
-    INTERVAL, ONE_AT_A_TIME, TOKEN,
+    bin, deliveries, ready, spawn_traffic, start_prometheus, substitute, wait_until, Delivery,
+    Proc, Targets, INTERVAL, ONE_AT_A_TIME, TOKEN,
 };
 
 const HOSTS: [&str; 3] = ["host-a", "host-b", "host-c"];
@@ -244,13 +244,6 @@ impl Fleet {
         ready(&format!("{am_url}/-/ready"), "alertmanager");
 
         // Prometheus: the stack's file; the one exporter target made four.
-        let rules_dir = d.join("rules");
-        std::fs::create_dir_all(&rules_dir).unwrap();
-        let rules = std::fs::read_to_string(repo_root().join("rules/llmchat.rules.yml")).unwrap();
-        std::fs::write(rules_dir.join("llmchat.rules.yml"), scaled_rules(&rules)).unwrap();
-        let prom_port = free_port();
-        let f = "stack/prometheus.yml";
-        let mut text = std::fs::read_to_string(repo_root().join(f)).unwrap();
         let exporters: Vec<String> = hosts
             .iter()
             .map(|h| h.instance.clone())
@@ -260,58 +253,17 @@ impl Fleet {
             .iter()
             .map(|h| h.receiver_url.trim_start_matches("http://").to_string())
             .collect();
-        for (from, to) in [
-            (
-                "scrape_interval: 15s".to_string(),
-                format!("scrape_interval: {INTERVAL}"),
-            ),
-            (
-                "scrape_timeout: 10s".to_string(),
-                format!("scrape_timeout: {INTERVAL}"),
-            ),
-            (
-                "evaluation_interval: 15s".to_string(),
-                format!("evaluation_interval: {INTERVAL}"),
-            ),
-            (
-                "/etc/prometheus/rules/".to_string(),
-                format!("{}/", rules_dir.display()),
-            ),
-            (
-                "llmchat-exporter:9842".to_string(),
-                exporters.join("\", \""),
-            ),
-            (
-                "llmchat-receiver:9843".to_string(),
-                receivers.join("\", \""),
-            ),
-            // No node exporter here: its target is simply absent.
-            (
-                "node-exporter:9100".to_string(),
-                format!("127.0.0.1:{}", free_port()),
-            ),
-            (
-                "alertmanager:9093".to_string(),
-                format!("127.0.0.1:{am_port}"),
-            ),
-            (
-                "localhost:9090".to_string(),
-                format!("127.0.0.1:{prom_port}"),
-            ),
-        ] {
-            substitute(&mut text, f, &from, &to);
-        }
-        let prom_config = d.join("prometheus.yml");
-        std::fs::write(&prom_config, text).unwrap();
-        procs.push(Proc::spawn(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", prom_config.display()))
-                .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-            "prometheus",
-        ));
-        let prom_url = format!("http://127.0.0.1:{prom_port}");
-        ready(&format!("{prom_url}/-/ready"), "prometheus");
+        let (prometheus, prom_url) = start_prometheus(
+            &d,
+            &Targets {
+                exporters: &exporters,
+                receivers: &receivers,
+                // No node exporter here: its target is simply absent.
+                node: format!("127.0.0.1:{}", free_port()),
+                alertmanagers: &[format!("127.0.0.1:{am_port}")],
+            },
+        );
+        procs.push(prometheus);
         let fleet = Fleet {
             _dir: dir,
             pg,

@@ -146,6 +146,62 @@ pub fn scaled_rules(text: &str) -> String {
     .into_owned()
 }
 
+/// Where stack/prometheus.yml's targets are, as `host:port` lists.
+pub struct Targets<'a> {
+    pub exporters: &'a [String],
+    pub receivers: &'a [String],
+    pub node: String,
+    pub alertmanagers: &'a [String],
+}
+
+/// Prometheus from the stack's own `stack/prometheus.yml` and the scaled
+/// rules, in `d`, with only intervals, paths and `targets` substituted;
+/// its process and URL, once it is ready.
+pub fn start_prometheus(d: &Path, targets: &Targets<'_>) -> (Proc, String) {
+    let rules_dir = d.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    let rules = std::fs::read_to_string(repo_root().join("rules/llmchat.rules.yml")).unwrap();
+    std::fs::write(rules_dir.join("llmchat.rules.yml"), scaled_rules(&rules)).unwrap();
+    let port = free_port();
+    let f = "stack/prometheus.yml";
+    let mut text = std::fs::read_to_string(repo_root().join(f)).unwrap();
+    let list = |items: &[String]| items.join("\", \"");
+    for (from, to) in [
+        (
+            "scrape_interval: 15s",
+            format!("scrape_interval: {INTERVAL}"),
+        ),
+        ("scrape_timeout: 10s", format!("scrape_timeout: {INTERVAL}")),
+        (
+            "evaluation_interval: 15s",
+            format!("evaluation_interval: {INTERVAL}"),
+        ),
+        (
+            "/etc/prometheus/rules/",
+            format!("{}/", rules_dir.display()),
+        ),
+        ("llmchat-exporter:9842", list(targets.exporters)),
+        ("llmchat-receiver:9843", list(targets.receivers)),
+        ("node-exporter:9100", targets.node.clone()),
+        ("alertmanager:9093", list(targets.alertmanagers)),
+        ("localhost:9090", format!("127.0.0.1:{port}")),
+    ] {
+        substitute(&mut text, f, from, &to);
+    }
+    let config = d.join("prometheus.yml");
+    std::fs::write(&config, text).unwrap();
+    let proc = Proc::spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        "prometheus (apt-get install prometheus)",
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    ready(&format!("{url}/-/ready"), "prometheus");
+    (proc, url)
+}
+
 /// What the sinks received, as (alertname, status, channel) triples.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Delivery {
@@ -393,85 +449,22 @@ impl Stack {
             "prometheus-node-exporter (apt-get install prometheus-node-exporter)",
         ));
 
-        // Prometheus, from stack/prometheus.yml and the scaled rules.
-        let rules_dir = d.join("rules");
-        std::fs::create_dir_all(&rules_dir).unwrap();
-        let rules = std::fs::read_to_string(repo_root().join("rules/llmchat.rules.yml")).unwrap();
-        std::fs::write(rules_dir.join("llmchat.rules.yml"), scaled_rules(&rules)).unwrap();
-        let prom_port = free_port();
-        let mut text = std::fs::read_to_string(repo_root().join("stack/prometheus.yml")).unwrap();
-        let f = "stack/prometheus.yml";
-        let list = |ports: Vec<String>| ports.join("\", \"");
-        substitute(
-            &mut text,
-            f,
-            "scrape_interval: 15s",
-            &format!("scrape_interval: {INTERVAL}"),
+        let receivers: Vec<String> = receiver_urls
+            .iter()
+            .map(|u| u.trim_start_matches("http://").to_string())
+            .collect();
+        let alertmanagers: Vec<String> =
+            am_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let (prometheus, prom_url) = start_prometheus(
+            &d,
+            &Targets {
+                exporters: &[format!("127.0.0.1:{exporter_port}")],
+                receivers: &receivers,
+                node: format!("127.0.0.1:{node_port}"),
+                alertmanagers: &alertmanagers,
+            },
         );
-        substitute(
-            &mut text,
-            f,
-            "scrape_timeout: 10s",
-            &format!("scrape_timeout: {INTERVAL}"),
-        );
-        substitute(
-            &mut text,
-            f,
-            "evaluation_interval: 15s",
-            &format!("evaluation_interval: {INTERVAL}"),
-        );
-        substitute(
-            &mut text,
-            f,
-            "/etc/prometheus/rules/",
-            &format!("{}/", rules_dir.display()),
-        );
-        substitute(
-            &mut text,
-            f,
-            "llmchat-exporter:9842",
-            &format!("127.0.0.1:{exporter_port}"),
-        );
-        substitute(
-            &mut text,
-            f,
-            "llmchat-receiver:9843",
-            &list(
-                receiver_urls
-                    .iter()
-                    .map(|u| u.trim_start_matches("http://").to_string())
-                    .collect(),
-            ),
-        );
-        substitute(
-            &mut text,
-            f,
-            "node-exporter:9100",
-            &format!("127.0.0.1:{node_port}"),
-        );
-        substitute(
-            &mut text,
-            f,
-            "alertmanager:9093",
-            &list(am_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()),
-        );
-        substitute(
-            &mut text,
-            f,
-            "localhost:9090",
-            &format!("127.0.0.1:{prom_port}"),
-        );
-        let prom_config = d.join("prometheus.yml");
-        std::fs::write(&prom_config, text).unwrap();
-        procs.push(Proc::spawn(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", prom_config.display()))
-                .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-            "prometheus (apt-get install prometheus)",
-        ));
-        let prom_url = format!("http://127.0.0.1:{prom_port}");
-        ready(&format!("{prom_url}/-/ready"), "prometheus");
+        procs.push(prometheus);
 
         let stop = Arc::new(AtomicBool::new(false));
         let error_percent = Arc::new(AtomicU32::new(0));
