@@ -107,11 +107,21 @@ pub struct Webhook {
     templates: Arc<Templates>,
 }
 
+/// What one send posts: the body, its Content-Type and the templated headers.
+pub struct Outgoing {
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+}
+
 impl Webhook {
-    /// The body and its Content-Type: the route's or global template when
-    /// there is one that renders, else the alert document with its links.
-    pub fn body(&self, d: &Delivery) -> Result<(Vec<u8>, String), SendError> {
+    /// The request for a delivery, from one template context: the body of
+    /// the route's or global template when there is one that renders, else
+    /// the alert document with its links; and the header templates.
+    pub fn outgoing(&self, d: &Delivery) -> Result<Outgoing, SendError> {
         let ctx = self.templates.context(&d.notices, d.route);
+        let names: Vec<String> = self.config.header_templates.keys().cloned().collect();
+        let headers = self.templates.headers(&names, &ctx);
         if self
             .templates
             .has_override(TemplateName::WebhookBody, d.route)
@@ -122,7 +132,11 @@ impl Webhook {
                         Ok(())
                     })
             {
-                return Ok((body.into_bytes(), self.config.body_content_type.clone()));
+                return Ok(Outgoing {
+                    body: body.into_bytes(),
+                    content_type: self.config.body_content_type.clone(),
+                    headers,
+                });
             }
         }
         let mut doc =
@@ -131,7 +145,11 @@ impl Webhook {
             doc["links"] = serde_json::to_value(&a.links).unwrap_or_default();
         }
         let body = serde_json::to_vec(&doc).map_err(|e| SendError::Permanent(e.to_string()))?;
-        Ok((body, json_type()))
+        Ok(Outgoing {
+            body,
+            content_type: json_type(),
+            headers,
+        })
     }
 }
 
@@ -145,15 +163,13 @@ impl Channel for Webhook {
     }
 
     fn render(&self, d: &Delivery) -> Result<String, SendError> {
-        let (body, content_type) = self.body(d)?;
-        let ctx = self.templates.context(&d.notices, d.route);
-        let names: Vec<String> = self.config.header_templates.keys().cloned().collect();
-        let mut out = format!("Content-Type: {content_type}\n");
-        for (k, v) in self.templates.headers(&names, &ctx) {
+        let o = self.outgoing(d)?;
+        let mut out = format!("Content-Type: {}\n", o.content_type);
+        for (k, v) in &o.headers {
             out.push_str(&format!("{k}: {v}\n"));
         }
         out.push('\n');
-        out.push_str(&String::from_utf8_lossy(&body));
+        out.push_str(&String::from_utf8_lossy(&o.body));
         Ok(out)
     }
 
@@ -169,7 +185,11 @@ impl Channel for Webhook {
 impl Webhook {
     async fn send_one(&self, d: &Delivery) -> Result<(), SendError> {
         let c = &self.config;
-        let (body, content_type) = self.body(d)?;
+        let Outgoing {
+            body,
+            content_type,
+            headers,
+        } = self.outgoing(d)?;
         let mut req = self
             .http
             .post(&c.url)
@@ -177,15 +197,11 @@ impl Webhook {
         for (k, v) in &c.headers {
             req = req.header(k, v);
         }
-        if !c.header_templates.is_empty() {
-            let ctx = self.templates.context(&d.notices, d.route);
-            let names: Vec<String> = c.header_templates.keys().cloned().collect();
-            for (k, v) in self.templates.headers(&names, &ctx) {
-                // Control characters are gone already; a value reqwest
-                // still refuses is left out rather than failing the send.
-                if let Ok(value) = reqwest::header::HeaderValue::from_str(&v) {
-                    req = req.header(k, value);
-                }
+        for (k, v) in headers {
+            // Control characters are gone already; a value reqwest still
+            // refuses is left out rather than failing the send.
+            if let Ok(value) = reqwest::header::HeaderValue::from_str(&v) {
+                req = req.header(k, value);
             }
         }
         if let Some(secret) = &c.hmac_secret {
