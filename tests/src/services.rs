@@ -64,11 +64,18 @@ pub struct Postgres {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// `-c name=value` settings of every start.
+    settings: Vec<String>,
 }
 
 impl Postgres {
     /// initdb into a temp dir and start the server on a free port.
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// The same, with server settings (`"shared_preload_libraries=pg_stat_statements"`).
+    pub fn start_with(settings: &[&str]) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("llmchat-pg")
             .tempdir()
@@ -107,6 +114,7 @@ impl Postgres {
             port: 0,
             dir,
             child: None,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         // The port must stay the same across restarts, so the server cannot
         // bind port 0; if another process took the picked one first, the
@@ -142,6 +150,7 @@ impl Postgres {
             .arg("-k")
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -103,6 +103,7 @@ value = "n"
             && t.contains("llmchat_database_table_size_bytes{")
             && t.contains("llmchat_custom_sessions_by_user_prefix{")
             && errors("custom_broken", "error")(t) >= Some(1.0)
+            && sample(t, "llmchat_database_statements_available", &[]).is_some()
     });
     let s = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
     assert_eq!(s("llmchat_database_up", &[]), Some(1.0));
@@ -232,6 +233,10 @@ value = "n"
         ),
         Some(900.0)
     );
+    // No pg_stat_statements on this server: said, not an error.
+    assert_eq!(s("llmchat_database_statements_available", &[]), Some(0.0));
+    assert_eq!(errors("statements", "error")(&text), Some(0.0));
+    assert!(!text.contains("llmchat_database_slow_queries_total"));
     assert_eq!(e.get("/health/db").status(), 200);
 
     // Crash: the scrape still answers within its deadline, reporting down.
@@ -265,6 +270,49 @@ value = "n"
             && sample(t, "llmchat_active_sessions", &[]) == Some(8.0)
     });
     assert_eq!(e.get("/health/db").status(), 200);
+}
+
+/// With pg_stat_statements loaded and created, the guide's slow-query
+/// count: calls of statements whose mean time is over the threshold, and
+/// the totals the report divides for the statements' mean time.
+#[test]
+fn slow_queries_from_pg_stat_statements() {
+    let pg = Postgres::start_with(&["shared_preload_libraries=pg_stat_statements"]);
+    pg.psql("CREATE EXTENSION pg_stat_statements");
+    // Three calls of one statement at 300 ms each, over a 100 ms threshold;
+    // the fast ones stay out.
+    for _ in 0..3 {
+        pg.psql("SELECT pg_sleep(0.3)");
+    }
+    pg.psql("SELECT 1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("exporter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{}\"\nslow_query_threshold = \"100ms\"\n[database.refresh]\nstatements = {{ interval = \"1s\", timeout = \"5s\" }}\n",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let e = start(&only(
+        "database",
+        &["--config.file", config.to_str().unwrap()],
+    ));
+    let text = e.scrape_when("pg_stat_statements read", |t| {
+        sample(t, "llmchat_database_statements_available", &[]) == Some(1.0)
+    });
+    let s = |name: &str| sample(&text, name, &[]);
+    assert_eq!(
+        s("llmchat_database_slow_queries_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(s("llmchat_database_slow_statements"), Some(1.0));
+    let calls = s("llmchat_database_statement_calls_total").unwrap();
+    let seconds = s("llmchat_database_statement_execution_seconds_total").unwrap();
+    assert!(calls >= 4.0, "{calls}");
+    assert!(seconds >= 0.9, "three 300 ms sleeps: {seconds}");
 }
 
 /// A live PostgreSQL that asks for a password and gets a wrong one: the

@@ -25,6 +25,10 @@ pub struct DatabaseConfig {
     /// A query whose plan reads more rows than this by sequential scan is
     /// reported once at start (log and gauge).
     pub seq_scan_warn_rows: u64,
+    /// A statement whose mean execution time (pg_stat_statements) is over
+    /// this is slow: its calls count in `llmchat_database_slow_queries_total`.
+    #[serde(with = "duration")]
+    pub slow_query_threshold: Duration,
     pub queries: Queries,
     pub refresh: Refresh,
     pub custom_queries: Vec<CustomQuery>,
@@ -42,6 +46,8 @@ pub struct Refresh {
     pub table_sizes: Schedule,
     pub expired_sessions: Schedule,
     pub orphaned_messages: Schedule,
+    /// pg_stat_statements' totals and slow statements.
+    pub statements: Schedule,
 }
 
 impl Default for Refresh {
@@ -53,13 +59,14 @@ impl Default for Refresh {
             table_sizes: Schedule::new(300, 30),
             expired_sessions: Schedule::new(900, 60),
             orphaned_messages: Schedule::new(900, 60),
+            statements: Schedule::new(60, 10),
         }
     }
 }
 
 impl Refresh {
     /// (query label, schedule) of every built-in background query.
-    pub fn all(&self) -> [(&'static str, Schedule); 6] {
+    pub fn all(&self) -> [(&'static str, Schedule); 7] {
         [
             ("active_sessions", self.active_sessions),
             ("agents", self.agents),
@@ -67,6 +74,7 @@ impl Refresh {
             ("table_sizes", self.table_sizes),
             ("expired_sessions", self.expired_sessions),
             ("orphaned_messages", self.orphaned_messages),
+            ("statements", self.statements),
         ]
     }
 }
@@ -144,6 +152,9 @@ impl Default for DatabaseConfig {
             active_window: Duration::from_secs(30 * 60),
             max_connections: 2,
             seq_scan_warn_rows: 100_000,
+            // PostgreSQL's own habit for "slow" (log_min_duration_statement
+            // is commonly set to 1 s); the guide names no figure.
+            slow_query_threshold: Duration::from_secs(1),
             queries: Queries::default(),
             refresh: Refresh::default(),
             custom_queries: Vec::new(),
@@ -205,6 +216,13 @@ impl Section for DatabaseConfig {
         }
         for (name, schedule) in self.refresh.all() {
             schedule.validate(&format!("database.refresh.{name}"))?;
+        }
+        if self.slow_query_threshold.is_zero() {
+            return Err(invalid(
+                "database.slow_query_threshold",
+                "0s",
+                "must be more than 0 (every statement would be slow)",
+            ));
         }
         for (i, q) in self.custom_queries.iter().enumerate() {
             let ok_name = !q.name.is_empty()

@@ -63,6 +63,10 @@ struct Spec {
     build: Build,
     /// Said with a large sequential scan, when there is a known fix.
     hint: Option<&'static str>,
+    /// The series to publish instead of failing when the query reads an
+    /// optional extension that is not there (SQLSTATE 42P01, or 55000
+    /// when it is not preloaded): its absence is a fact, not an error.
+    when_absent: Option<fn() -> Snapshot>,
 }
 
 /// The started background queries.
@@ -154,6 +158,7 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
                 None,
             ),
             hint: Some("an index on chat_sessions(updated_at) makes it cheap (docs/runbooks.md#llmchatbackgroundqueryfailing)"),
+            when_absent: None,
         },
         Spec {
             name: "agents".into(),
@@ -163,6 +168,7 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
             target: Target::Guide,
             build: Box::new(agents),
             hint: None,
+            when_absent: None,
         },
         Spec {
             name: "database_size".into(),
@@ -176,6 +182,7 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
                 Some(Unit::Bytes),
             ),
             hint: None,
+            when_absent: None,
         },
         Spec {
             name: "table_sizes".into(),
@@ -185,6 +192,7 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
             target: Target::Own,
             build: Box::new(table_sizes),
             hint: None,
+            when_absent: None,
         },
         Spec {
             name: "expired_sessions".into(),
@@ -199,6 +207,7 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
                 "How long the oldest of the expired sessions has been idle (0 when there is none); over 38 days, a weekly cleanup was missed.",
             ),
             hint: Some("an index on chat_sessions(updated_at) makes it cheap"),
+            when_absent: None,
         },
         Spec {
             name: "orphaned_messages".into(),
@@ -213,6 +222,17 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
                 "Age of the oldest of the orphaned messages (0 when there is none); over 98 days, a weekly cleanup was missed.",
             ),
             hint: Some("an index on messages(created_at) makes it cheap"),
+            when_absent: None,
+        },
+        Spec {
+            name: "statements".into(),
+            schedule: r.statements,
+            sql: STATEMENTS_SQL.into(),
+            bind: Bind::Seconds(config.slow_query_threshold.as_secs_f64()),
+            target: Target::Own,
+            build: Box::new(statements),
+            hint: None,
+            when_absent: Some(statements_absent),
         },
     ];
     for c in &config.custom_queries {
@@ -235,9 +255,62 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
                 }
             }),
             hint: None,
+            when_absent: None,
         });
     }
     specs
+}
+
+/// pg_stat_statements' totals for this database. The view reads a
+/// shared-memory table of at most `pg_stat_statements.max` (5,000) rows,
+/// whatever the data's size. `$1` is the slow threshold in seconds.
+const STATEMENTS_SQL: &str = "SELECT coalesce(sum(calls), 0)::float8, \
+     coalesce(sum(total_exec_time), 0)::float8 / 1000, \
+     coalesce(sum(calls) FILTER (WHERE mean_exec_time > $1 * 1000), 0)::float8, \
+     count(*) FILTER (WHERE mean_exec_time > $1 * 1000)::float8 \
+     FROM pg_stat_statements \
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+const STATEMENTS_AVAILABLE: &str = "1 if pg_stat_statements can be read in the LLMChat database (shared_preload_libraries and CREATE EXTENSION), else 0; the statement series exist only when it is 1.";
+
+fn statements(rows: &[PgRow]) -> Result<Snapshot, String> {
+    let row = rows.first().ok_or("no row")?;
+    let col = |i| column_f64(row, i).ok_or("a column is not a number");
+    let mut s = Snapshot::default();
+    s.gauge("statements_available", STATEMENTS_AVAILABLE, None)
+        .value(1.0);
+    s.counter(
+        "statement_calls",
+        "Statements executed in the LLMChat database (pg_stat_statements' calls; drops at pg_stat_statements_reset()).",
+        None,
+    )
+    .value(col(0)?);
+    s.counter(
+        "statement_execution",
+        "Time spent executing statements in the LLMChat database (pg_stat_statements' total_exec_time).",
+        Some(Unit::Seconds),
+    )
+    .value(col(1)?);
+    s.counter(
+        "slow_queries",
+        "Calls of statements whose mean execution time is over database.slow_query_threshold (the guide's 慢查询数量).",
+        None,
+    )
+    .value(col(2)?);
+    s.gauge(
+        "slow_statements",
+        "Distinct statements whose mean execution time is over database.slow_query_threshold.",
+        None,
+    )
+    .value(col(3)?);
+    Ok(s)
+}
+
+fn statements_absent() -> Snapshot {
+    let mut s = Snapshot::default();
+    s.gauge("statements_available", STATEMENTS_AVAILABLE, None)
+        .value(0.0);
+    s
 }
 
 fn agents(rows: &[PgRow]) -> Result<Snapshot, String> {
@@ -313,7 +386,11 @@ fn reader(
                 spec.bind.clone(),
                 spec.schedule.timeout,
             )
-            .await?;
+            .await;
+            let rows = match (rows, spec.when_absent) {
+                (Err(e), Some(absent)) if is_absent(&e) => return Ok(absent()),
+                (rows, _) => rows?,
+            };
             (spec.build)(&rows).map_err(|e| BackgroundError::Failed(e.into()))
         });
         read
@@ -350,6 +427,21 @@ fn run(
         }
         rows.map_err(|e| classify(e, timeout))
     })
+}
+
+/// An optional extension's view that is not there: 42P01
+/// (undefined_table, no CREATE EXTENSION) or 55000
+/// (object_not_in_prerequisite_state, not in shared_preload_libraries).
+fn is_absent(e: &BackgroundError) -> bool {
+    let BackgroundError::Failed(e) = e else {
+        return false;
+    };
+    match e.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("42P01") | Some("55000"))
+        }
+        _ => false,
+    }
 }
 
 /// `57014` (query_canceled) is what `statement_timeout` raises.
