@@ -56,7 +56,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `llmchat-exporter report`: exit 1 on any failure, with one clear line.
+/// `llmchat-exporter report`: one clear line and exit 64 for a bad flag,
+/// 1 for any other failure.
 fn report(args: &llmchat_exporter::report::ReportArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -77,7 +78,11 @@ fn report(args: &llmchat_exporter::report::ReportArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("llmchat-exporter report: {e}");
-            ExitCode::FAILURE
+            if e.is_usage() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

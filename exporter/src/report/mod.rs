@@ -1,33 +1,45 @@
 //! `llmchat-exporter report`: the guide's monthly `PerformanceAnalyzer`,
 //! reading Prometheus instead of a JSON file. It asks the HTTP API for the
-//! month's figures, applies the guide's `checkThresholds` (mean > 500 ms
-//! warning, error rate > 1 % critical, memory > 80 % warning), derives
-//! recommendations from what it found, and writes Markdown (with an SVG
-//! chart of daily traffic and p95 latency) or JSON.
+//! period's figures, applies the guide's `checkThresholds` (mean > 500 ms
+//! warning, error rate > 1 % critical, memory > 80 % warning), finds the
+//! worst hours and days and the alerts that fired, derives recommendations
+//! from what it found, and writes Markdown (with an SVG chart of traffic
+//! and p95 latency) or JSON, in the reader's time zone.
 //!
 //! A Prometheus that cannot be reached, or a range without data, is an
 //! error (exit 1), never a report that looks healthy.
 
+mod alerts;
 mod chart;
+mod gather;
+mod histogram;
+mod model;
 mod prometheus;
 mod render;
+mod text;
+mod time;
+mod timeline;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+pub use model::{Finding, Report, Severity, Source};
 pub use prometheus::Client;
+pub use time::Zone;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
     /// Prometheus base URL, e.g. http://localhost:9090.
     #[arg(long = "prometheus.url", value_name = "URL")]
     pub prometheus_url: String,
-    /// Start of the period (RFC 3339, e.g. 2026-10-01T00:00:00Z); with --to.
+    /// Start of the period: RFC 3339 with any offset
+    /// (2026-10-01T00:00:00+08:00, …Z), or a local time or date in
+    /// --timezone (2026-10-01); with --to.
     #[arg(long, value_name = "TIME", requires = "to", conflicts_with = "range")]
     pub from: Option<String>,
-    /// End of the period (RFC 3339); with --from.
+    /// End of the period, as --from; with --from.
     #[arg(long, value_name = "TIME", requires = "from")]
     pub to: Option<String>,
     /// The period ending now, e.g. 30d [default: 30d].
@@ -40,6 +52,10 @@ pub struct ReportArgs {
     pub format: OutputFormat,
     #[arg(long, value_enum, default_value_t = Lang::En)]
     pub lang: Lang,
+    /// IANA time zone of the report's times, hours and days (Asia/Shanghai,
+    /// UTC) [default: the machine's, from TZ or /etc/localtime].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
     /// Time budget of each Prometheus query.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub timeout: String,
@@ -89,106 +105,18 @@ pub enum ReportError {
     Write { path: String, reason: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warning,
-    Critical,
-}
-
-/// One `checkThresholds` finding (or a derived one: disk, connections, agents).
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub kind: &'static str,
-    pub severity: Severity,
-    pub value: f64,
-    pub threshold: f64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Usage {
-    pub mean: Option<f64>,
-    pub max: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentStats {
-    pub agent_id: String,
-    pub messages: f64,
-    pub errors: f64,
-    pub error_ratio: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DailyPoint {
-    /// Unix time of the day's end.
-    pub time: f64,
-    pub requests_per_second: Option<f64>,
-    pub p95_seconds: Option<f64>,
-}
-
-/// Where the figures come from: the server, and the span of data it held
-/// for the requested period.
-#[derive(Debug, Clone, Serialize)]
-pub struct Source {
-    /// The server's URL (credentials, if any, are not in it: the report
-    /// takes none).
-    pub server: String,
-    pub version: Option<String>,
-    pub requested_from: f64,
-    pub requested_to: f64,
-    /// The first and last time the server had LLMChat data in the period.
-    pub data_from: f64,
-    pub data_to: f64,
-    /// The data covers less than the period (`--allow-partial`).
-    pub partial: bool,
-}
-
-/// Everything the report says, in base units (seconds, ratios 0-1).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// The span reported on: the period, or with `--allow-partial` the
-    /// part of it the server holds.
-    pub from: f64,
-    pub to: f64,
-    pub source: Source,
-    pub mean_response_seconds: Option<f64>,
-    pub p95_response_seconds: Option<f64>,
-    pub p99_response_seconds: Option<f64>,
-    pub requests: f64,
-    pub error_ratio: Option<f64>,
-    pub client_errors: f64,
-    pub server_errors: f64,
-    pub requests_per_second: f64,
-    pub requests_per_day: f64,
-    pub cpu: Usage,
-    pub memory: Usage,
-    pub disk: Usage,
-    pub database_connections: Usage,
-    pub database_connections_max: Option<f64>,
-    pub database_ping_seconds: Option<f64>,
-    pub agents: Vec<AgentStats>,
-    /// Unix time of the start of the busiest hour, and its request rate.
-    pub peak_hour: Option<(f64, f64)>,
-    pub daily: Vec<DailyPoint>,
-    pub findings: Vec<Finding>,
-}
-
-fn parse_time(name: &'static str, s: &str) -> Result<f64, ReportError> {
-    humantime::parse_rfc3339_weak(s)
-        .map_err(|e| ReportError::Argument(name, format!("{s:?}: {e}")))
-        .map(|t| {
-            t.duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64()
-        })
+impl ReportError {
+    /// A bad flag (exit 64), not a failure of the run.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ReportError::Argument(..))
+    }
 }
 
 impl ReportArgs {
     /// The period as Unix seconds.
-    pub fn period(&self) -> Result<(f64, f64), ReportError> {
+    pub fn period(&self, zone: &Zone) -> Result<(f64, f64), ReportError> {
         let (from, to) = match (&self.from, &self.to) {
-            (Some(f), Some(t)) => (parse_time("--from", f)?, parse_time("--to", t)?),
+            (Some(f), Some(t)) => (zone.parse("--from", f)?, zone.parse("--to", t)?),
             _ => {
                 let range = self.range.as_deref().unwrap_or("30d");
                 let d = humantime::parse_duration(range)
@@ -212,13 +140,14 @@ impl ReportArgs {
 
 /// Runs the command: query, check, write. Returns what was written where.
 pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
-    let (from, to) = args.period()?;
+    let zone = Zone::new(args.timezone.as_deref())?;
+    let (from, to) = args.period(&zone)?;
     let timeout = humantime::parse_duration(&args.timeout)
         .map_err(|e| ReportError::Argument("--timeout", e.to_string()))?;
     let client = Client::new(&args.prometheus_url, timeout)?;
     let job = Job::new(&args.job);
     let source = data_span(&client, &job, from, to, args.allow_partial).await?;
-    let report = build(&client, &job, source).await?;
+    let report = gather::build(&client, &job, &zone, source).await?;
     let chart_name = args
         .output
         .as_ref()
@@ -230,6 +159,7 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
         OutputFormat::Markdown => render::markdown(
             &report,
             args.lang,
+            &zone,
             args.output.is_some().then_some(chart_name.as_str()),
         ),
     };
@@ -249,7 +179,7 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
             if args.format == OutputFormat::Markdown {
                 write(
                     &path.with_file_name(&chart_name),
-                    &chart::svg(&report.daily),
+                    &chart::svg(&report, args.lang, &zone),
                 )?;
             }
             Ok(path.display().to_string())
@@ -258,24 +188,37 @@ pub async fn run(args: &ReportArgs) -> Result<String, ReportError> {
 }
 
 /// The `job` matcher every query carries (`--job`), its value escaped.
-pub struct Job(String);
+pub struct Job {
+    name: String,
+    matcher: String,
+}
 
 impl Job {
     pub fn new(job: &str) -> Self {
-        Job(format!(
-            "job=\"{}\"",
-            job.replace('\\', "\\\\").replace('"', "\\\"")
-        ))
+        Job {
+            name: job.to_string(),
+            matcher: format!("job=\"{}\"", quote(job)),
+        }
+    }
+
+    /// The job, or no job label at all (a fleet-wide alert).
+    pub fn or_absent(&self) -> String {
+        format!("job=~\"{}|\"", quote(&regex::escape(&self.name)))
     }
 
     /// `metric{job="...",extra}`.
     pub fn sel(&self, metric: &str, extra: &str) -> String {
         if extra.is_empty() {
-            format!("{metric}{{{}}}", self.0)
+            format!("{metric}{{{}}}", self.matcher)
         } else {
-            format!("{metric}{{{},{extra}}}", self.0)
+            format!("{metric}{{{},{extra}}}", self.matcher)
         }
     }
+}
+
+/// `s` inside a PromQL double-quoted string.
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Finds the span of data the server holds in the period. A period that
@@ -326,232 +269,6 @@ pub async fn data_span(
         data_to,
         partial,
     })
-}
-
-/// Asks the server for every figure of the span `source` found (the
-/// period, or with `--allow-partial` the part of it the server holds).
-pub async fn build(client: &Client, job: &Job, source: Source) -> Result<Report, ReportError> {
-    let (from, to) = if source.partial {
-        (source.data_from, source.data_to)
-    } else {
-        (source.requested_from, source.requested_to)
-    };
-    let d = format!("{}s", (to - from).round() as i64);
-    let step = "5m";
-    let q = |expr: String| async move { client.scalar(&expr, to).await };
-    let requests = job.sel("llmchat_http_requests_total", "");
-    let requests_4xx = job.sel("llmchat_http_requests_total", r#"status_code=~"4..""#);
-    let requests_5xx = job.sel("llmchat_http_requests_total", r#"status_code=~"5..""#);
-    let duration = |suffix: &str| {
-        job.sel(
-            &format!("llmchat_http_request_duration_seconds_{suffix}"),
-            "",
-        )
-    };
-    let (requests_n, client_errors, server_errors) = tokio::try_join!(
-        q(format!("sum(increase({requests}[{d}]))")),
-        q(format!("sum(increase({requests_4xx}[{d}]))")),
-        q(format!("sum(increase({requests_5xx}[{d}]))")),
-    )?;
-    let (bucket, sum, count) = (duration("bucket"), duration("sum"), duration("count"));
-    let (mean, p95, p99) = tokio::try_join!(
-        q(format!(
-            "sum(increase({sum}[{d}])) / sum(increase({count}[{d}]))"
-        )),
-        q(format!(
-            "histogram_quantile(0.95, sum by (le) (increase({bucket}[{d}])))"
-        )),
-        q(format!(
-            "histogram_quantile(0.99, sum by (le) (increase({bucket}[{d}])))"
-        )),
-    )?;
-    let mem = format!(
-        "(1 - sum({}) / sum({}))",
-        job.sel("llmchat_host_memory_available_bytes", ""),
-        job.sel("llmchat_host_memory_total_bytes", "")
-    );
-    let disk = format!(
-        "max(1 - {} / {})",
-        job.sel("llmchat_host_filesystem_available_bytes", ""),
-        job.sel("llmchat_host_filesystem_size_bytes", "")
-    );
-    let conns = format!("sum({})", job.sel("llmchat_database_connections", ""));
-    let cpu = job.sel("llmchat_host_cpu_usage_ratio", "");
-    let (cpu_mean, cpu_max, mem_mean, mem_max, disk_mean, disk_max) = tokio::try_join!(
-        q(format!("avg(avg_over_time({cpu}[{d}]))")),
-        q(format!("max(max_over_time({cpu}[{d}]))")),
-        q(format!("avg_over_time({mem}[{d}:{step}])")),
-        q(format!("max_over_time({mem}[{d}:{step}])")),
-        q(format!("avg_over_time({disk}[{d}:{step}])")),
-        q(format!("max_over_time({disk}[{d}:{step}])")),
-    )?;
-    let (conn_mean, conn_max, conn_limit, ping) = tokio::try_join!(
-        q(format!("avg_over_time({conns}[{d}:{step}])")),
-        q(format!("max_over_time({conns}[{d}:{step}])")),
-        q(format!(
-            "max(max_over_time({}[{d}]))",
-            job.sel("llmchat_database_connections_max", "")
-        )),
-        q(format!(
-            "avg(avg_over_time({}[{d}]))",
-            job.sel("llmchat_database_ping_duration_seconds", "")
-        )),
-    )?;
-    let messages = job.sel("llmchat_chat_messages_total", "");
-    let message_errors = job.sel("llmchat_chat_messages_total", r#"status="error""#);
-    let agents_expr = format!("sum by (agent_id) (increase({messages}[{d}]))");
-    let agent_errors_expr = format!("sum by (agent_id) (increase({message_errors}[{d}]))");
-    let (by_agent, errors_by_agent) = tokio::try_join!(
-        client.vector(&agents_expr, to),
-        client.vector(&agent_errors_expr, to),
-    )?;
-    // Daily points, or hourly ones for a period under two days (a day
-    // would not fit). The busiest hour's search steps at least an hour,
-    // and more over long periods: Prometheus answers at most 11,000 points.
-    let (point, window) = if to - from < 2.0 * 86400.0 {
-        (3600.0, "1h")
-    } else {
-        (86400.0, "1d")
-    };
-    let hour_step = ((to - from) / 10_000.0).max(3600.0).ceil();
-    let hourly_expr = format!("sum(increase({requests}[1h])) / 3600");
-    let rps_expr = format!("sum(increase({requests}[{window}])) / {point}");
-    let p95_expr = format!("histogram_quantile(0.95, sum by (le) (increase({bucket}[{window}])))");
-    let (hourly, daily_rps, daily_p95) = tokio::try_join!(
-        client.range(&hourly_expr, from + 3600.0, to, hour_step),
-        client.range(&rps_expr, from + point, to, point),
-        client.range(&p95_expr, from + point, to, point),
-    )?;
-    let requests = requests_n;
-
-    let has_host = mem_mean.is_some() || cpu_mean.is_some();
-    let Some(requests) = requests.filter(|r| *r > 0.0).or(has_host.then_some(0.0)) else {
-        return Err(ReportError::NoData {
-            from: rfc3339(from),
-            to: rfc3339(to),
-        });
-    };
-    let seconds = to - from;
-    let mut agents: Vec<AgentStats> = by_agent
-        .iter()
-        .map(|(labels, n)| {
-            let id = labels.get("agent_id").cloned().unwrap_or_default();
-            let errors = errors_by_agent
-                .iter()
-                .find(|(l, _)| l.get("agent_id") == Some(&id))
-                .map_or(0.0, |(_, v)| *v);
-            AgentStats {
-                error_ratio: if *n > 0.0 { errors / n } else { 0.0 },
-                agent_id: id,
-                messages: *n,
-                errors,
-            }
-        })
-        .collect();
-    agents.sort_by(|a, b| b.messages.total_cmp(&a.messages));
-    let peak_hour = hourly
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(t, v)| (t - 3600.0, *v));
-    let daily = daily_rps
-        .iter()
-        .map(|(t, v)| DailyPoint {
-            time: *t,
-            requests_per_second: Some(*v).filter(|v| v.is_finite()),
-            p95_seconds: daily_p95
-                .iter()
-                .find(|(pt, _)| pt == t)
-                .map(|(_, p)| *p)
-                .filter(|p| p.is_finite()),
-        })
-        .collect();
-    let error_ratio = (requests > 0.0)
-        .then(|| (client_errors.unwrap_or(0.0) + server_errors.unwrap_or(0.0)) / requests);
-    let mut report = Report {
-        from,
-        to,
-        source,
-        mean_response_seconds: mean.filter(|v| v.is_finite()),
-        p95_response_seconds: p95.filter(|v| v.is_finite()),
-        p99_response_seconds: p99.filter(|v| v.is_finite()),
-        requests,
-        error_ratio,
-        client_errors: client_errors.unwrap_or(0.0),
-        server_errors: server_errors.unwrap_or(0.0),
-        requests_per_second: requests / seconds,
-        requests_per_day: requests / (seconds / 86400.0),
-        cpu: Usage {
-            mean: cpu_mean,
-            max: cpu_max,
-        },
-        memory: Usage {
-            mean: mem_mean,
-            max: mem_max,
-        },
-        disk: Usage {
-            mean: disk_mean,
-            max: disk_max,
-        },
-        database_connections: Usage {
-            mean: conn_mean,
-            max: conn_max,
-        },
-        database_connections_max: conn_limit,
-        database_ping_seconds: ping,
-        agents,
-        peak_hour,
-        daily,
-        findings: Vec::new(),
-    };
-    report.findings = check_thresholds(&report);
-    Ok(report)
-}
-
-/// The guide's `checkThresholds`, plus the same kind of check for the
-/// figures the guide reports without a threshold.
-pub fn check_thresholds(r: &Report) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut check = |kind, severity, value: Option<f64>, threshold| {
-        if let Some(v) = value.filter(|v| *v > threshold) {
-            out.push(Finding {
-                kind,
-                severity,
-                value: v,
-                threshold,
-            });
-        }
-    };
-    check(
-        "performance",
-        Severity::Warning,
-        r.mean_response_seconds,
-        0.5,
-    );
-    check("error_rate", Severity::Critical, r.error_ratio, 0.01);
-    check("memory", Severity::Warning, r.memory.mean, 0.8);
-    check("disk", Severity::Warning, r.disk.max, 0.8);
-    if let (Some(max), Some(limit)) = (r.database_connections.max, r.database_connections_max) {
-        if limit > 0.0 {
-            check(
-                "database_connections",
-                Severity::Warning,
-                Some(max / limit),
-                0.8,
-            );
-        }
-    }
-    for a in &r.agents {
-        if a.messages >= 10.0 && a.error_ratio > 0.05 {
-            out.push(Finding {
-                kind: "agent_errors",
-                severity: Severity::Warning,
-                value: a.error_ratio,
-                threshold: 0.05,
-            });
-        }
-    }
-    out
 }
 
 pub fn rfc3339(unix: f64) -> String {

@@ -172,26 +172,54 @@ impl Client {
         end: f64,
         step: f64,
     ) -> Result<Vec<(f64, f64)>, ReportError> {
-        let series = self
-            .get(
-                "/api/v1/query_range",
-                &[
-                    ("query", query.to_string()),
-                    ("start", format!("{start:.3}")),
-                    ("end", format!("{end:.3}")),
-                    ("step", format!("{step}")),
-                ],
-            )
-            .await?;
-        Ok(series
+        Ok(self
+            .matrix(query, start, end, step)
+            .await?
             .into_iter()
             .next()
-            .map(|s| {
-                s.values
-                    .into_iter()
-                    .filter_map(|(t, v)| Some((t, v.parse().ok()?)))
-                    .collect()
-            })
+            .map(|(_, points)| points)
             .unwrap_or_default())
     }
+
+    /// A range query: each series' labels and (time, value) points.
+    /// Asked in pieces of at most [`MAX_POINTS`] steps, since Prometheus
+    /// refuses more than 11,000 points per series in one query; the pieces'
+    /// points join up (a piece starts one step after the previous one ends).
+    pub async fn matrix(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<(Labels, Vec<(f64, f64)>)>, ReportError> {
+        let mut out: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut piece_start = start;
+        while piece_start <= end {
+            let piece_end = (piece_start + step * (MAX_POINTS - 1) as f64).min(end);
+            let series = self
+                .get(
+                    "/api/v1/query_range",
+                    &[
+                        ("query", query.to_string()),
+                        ("start", format!("{piece_start:.3}")),
+                        ("end", format!("{piece_end:.3}")),
+                        ("step", format!("{step}")),
+                    ],
+                )
+                .await?;
+            for s in series {
+                out.entry(s.metric).or_default().extend(
+                    s.values
+                        .into_iter()
+                        .filter_map(|(t, v)| Some((t, v.parse::<f64>().ok()?)))
+                        .filter(|(_, v)| !v.is_nan()),
+                );
+            }
+            piece_start = piece_end + step;
+        }
+        Ok(out.into_iter().collect())
+    }
 }
+
+/// Points per range query piece: under Prometheus' 11,000.
+pub const MAX_POINTS: usize = 10_000;

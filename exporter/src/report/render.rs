@@ -1,112 +1,30 @@
 //! The report as Markdown, with the sections of the guide's
-//! `generateReport` (响应时间, 错误率, 吞吐量, 资源使用, 数据库性能, 建议),
-//! in English or Chinese.
+//! `generateReport` (响应时间, 错误率, 吞吐量, 资源使用, 数据库性能, 建议)
+//! plus the worst hours and days and the alerts that fired, in English or
+//! Chinese, every time in the report's zone.
 
 use std::fmt::Write;
 
-use super::{rfc3339, Finding, Lang, Report, Severity, Usage};
+use super::histogram::Estimate;
+use super::model::{Period, Report, Severity, Usage};
+use super::text::{self, Text};
+use super::time::Zone;
+use super::Lang;
 
-struct Text {
-    title: &'static str,
-    response: &'static str,
-    mean: &'static str,
-    errors: &'static str,
-    total_error_rate: &'static str,
-    errors_4xx: &'static str,
-    errors_5xx: &'static str,
-    times: &'static str,
-    throughput: &'static str,
-    rps: &'static str,
-    per_day: &'static str,
-    peak: &'static str,
-    chart: &'static str,
-    resources: &'static str,
-    cpu: &'static str,
-    memory: &'static str,
-    disk: &'static str,
-    mean_max: (&'static str, &'static str),
-    database: &'static str,
-    connections: &'static str,
-    limit: &'static str,
-    ping: &'static str,
-    chat: &'static str,
-    chat_header: &'static str,
-    findings: &'static str,
-    none: &'static str,
-    advice: &'static str,
-    no_data: &'static str,
-    source: &'static str,
-    partial: &'static str,
+fn ms(v: Option<f64>, above: bool, t: &Text) -> String {
+    match v {
+        None => t.no_data.into(),
+        Some(s) if above => format!("> {} s", trim(s)),
+        Some(s) => format!("{:.2}ms", s * 1000.0),
+    }
 }
 
-const EN: Text = Text {
-    title: "LLMChat performance report",
-    response: "Response time",
-    mean: "Mean response time",
-    errors: "Error rate",
-    total_error_rate: "Overall error rate (status >= 400)",
-    errors_4xx: "4xx errors",
-    errors_5xx: "5xx errors",
-    times: "",
-    throughput: "Throughput",
-    rps: "Requests per second",
-    per_day: "Requests per day",
-    peak: "Peak hour",
-    chart: "Daily request rate and p95 latency",
-    resources: "Resource usage",
-    cpu: "CPU usage",
-    memory: "Memory usage",
-    disk: "Disk usage (fullest mount)",
-    mean_max: ("mean", "max"),
-    database: "Database performance",
-    connections: "Connections",
-    limit: "max_connections",
-    ping: "Mean query time (SELECT 1)",
-    chat: "Chat messages by agent",
-    chat_header: "| Agent | Messages | Errors | Error ratio |",
-    findings: "Threshold checks",
-    none: "No threshold crossed.",
-    advice: "Recommendations",
-    no_data: "no data",
-    source: "Data",
-    partial: "Partial: the server holds data only for this span of the requested period",
-};
-
-const ZH: Text = Text {
-    title: "LLMChat 性能分析报告",
-    response: "响应时间",
-    mean: "平均响应时间",
-    errors: "错误率",
-    total_error_rate: "总体错误率 (状态码 >= 400)",
-    errors_4xx: "4xx错误",
-    errors_5xx: "5xx错误",
-    times: "次",
-    throughput: "吞吐量",
-    rps: "每秒请求数",
-    per_day: "每日请求数",
-    peak: "高峰时段",
-    chart: "每日请求速率与 P95 响应时间",
-    resources: "资源使用",
-    cpu: "CPU使用率",
-    memory: "内存使用率",
-    disk: "磁盘使用率 (最满的挂载点)",
-    mean_max: ("平均", "最高"),
-    database: "数据库性能",
-    connections: "连接数",
-    limit: "max_connections",
-    ping: "查询平均时间 (SELECT 1)",
-    chat: "各智能体聊天消息",
-    chat_header: "| 智能体 | 消息数 | 错误数 | 错误率 |",
-    findings: "阈值检查",
-    none: "没有超过阈值的指标。",
-    advice: "建议",
-    no_data: "无数据",
-    source: "数据来源",
-    partial: "部分数据：服务器只保存了所请求时段中的这一段",
-};
-
-fn ms(v: Option<f64>, t: &Text) -> String {
-    v.map_or(t.no_data.into(), |s| format!("{:.2}ms", s * 1000.0))
+fn estimate(e: Option<Estimate>, t: &Text) -> String {
+    ms(
+        e.map(|e| e.seconds),
+        e.is_some_and(|e| e.above_top_bucket),
+        t,
+    )
 }
 
 fn pct(v: Option<f64>, t: &Text) -> String {
@@ -115,9 +33,10 @@ fn pct(v: Option<f64>, t: &Text) -> String {
 
 fn usage(u: &Usage, t: &Text) -> String {
     format!(
-        "{} {}, {} {}",
+        "{} {}{}{} {}",
         t.mean_max.0,
         pct(u.mean, t),
+        t.sep,
         t.mean_max.1,
         pct(u.max, t)
     )
@@ -127,194 +46,412 @@ fn count(v: f64) -> String {
     format!("{}", v.round() as i64)
 }
 
-/// What a finding means, and what to do, from the guide's procedures.
-fn finding_text(f: &Finding, lang: Lang) -> (String, String) {
-    let v = f.value;
-    match (f.kind, lang) {
-        ("performance", Lang::En) => (
-            format!("Mean response time too high: {:.2}ms (threshold 500ms)", v * 1000.0),
-            "Find the slowest routes (`llmchat_http_request_duration_seconds` by route), run `EXPLAIN ANALYZE` on their queries and create the indexes of `scripts/database-optimization.sql`; check the Redis hit ratio and the cache TTLs.".into(),
-        ),
-        ("performance", Lang::Zh) => (
-            format!("平均响应时间过高: {:.2}ms (阈值 500ms)", v * 1000.0),
-            "找出最慢的路由 (按 route 查看 `llmchat_http_request_duration_seconds`)，对其查询执行 `EXPLAIN ANALYZE`，并创建 `scripts/database-optimization.sql` 中的索引；检查 Redis 命中率与缓存 TTL。".into(),
-        ),
-        ("error_rate", Lang::En) => (
-            format!("Error rate too high: {:.2}% (threshold 1%)", v * 100.0),
-            "Break the errors down by route and status (`llmchat_http_requests_total`): 5xx point at the backend or its dependencies, 4xx at a client or a scanner; see the runbook of LLMChatErrorRateAboveTarget.".into(),
-        ),
-        ("error_rate", Lang::Zh) => (
-            format!("错误率过高: {:.2}% (阈值 1%)", v * 100.0),
-            "按路由与状态码拆分错误 (`llmchat_http_requests_total`)：5xx 指向后端或其依赖，4xx 指向客户端或扫描器；参见 LLMChatErrorRateAboveTarget 的处理手册。".into(),
-        ),
-        ("memory", Lang::En) => (
-            format!("Memory usage too high: {:.2}% on average (threshold 80%)", v * 100.0),
-            "Check the backend's resident memory for growth (a leak), then add memory or move other workloads off the host.".into(),
-        ),
-        ("memory", Lang::Zh) => (
-            format!("内存使用率过高: 平均 {:.2}% (阈值 80%)", v * 100.0),
-            "检查后端进程常驻内存是否持续增长 (内存泄漏)，然后增加内存或迁出其他负载。".into(),
-        ),
-        ("disk", Lang::En) => (
-            format!("Disk usage reached {:.2}% (threshold 80%)", v * 100.0),
-            "Run the weekly cleanup (`scripts/weekly-cleanup.sh`): old logs, temporary files, uploads and backups; grow the filesystem if it stays high.".into(),
-        ),
-        ("disk", Lang::Zh) => (
-            format!("磁盘使用率达到 {:.2}% (阈值 80%)", v * 100.0),
-            "执行周度清理 (`scripts/weekly-cleanup.sh`)：旧日志、临时文件、上传文件与旧备份；若仍然偏高则扩容。".into(),
-        ),
-        ("database_connections", Lang::En) => (
-            format!("Database connections peaked at {:.2}% of max_connections (threshold 80%)", v * 100.0),
-            "Look for idle-in-transaction sessions and pool leaks; the backend's pool is min 2, max 10 per process. Add PgBouncer or raise max_connections.".into(),
-        ),
-        ("database_connections", Lang::Zh) => (
-            format!("数据库连接数峰值达到 max_connections 的 {:.2}% (阈值 80%)", v * 100.0),
-            "检查 idle in transaction 会话与连接池泄漏；后端连接池每个进程 min 2、max 10。可引入 PgBouncer 或提高 max_connections。".into(),
-        ),
-        (_, Lang::En) => (
-            format!("A chat agent's error ratio is {:.2}% (threshold 5%)", v * 100.0),
-            "Check that agent's provider (status, quota, credentials) in the chat table above.".into(),
-        ),
-        (_, Lang::Zh) => (
-            format!("某个智能体的错误率为 {:.2}% (阈值 5%)", v * 100.0),
-            "检查上表中该智能体的模型服务商 (状态、配额、凭证)。".into(),
-        ),
-    }
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Markdown table cells must not be split by a `|` in a label.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `2026-10-15 20:00–21:00`.
+fn hour_span(p: &Period, zone: &Zone) -> String {
+    format!("{}–{}", zone.minute(p.start), &zone.minute(p.end)[11..])
+}
+
+fn period_row(label: String, p: &Period, t: &Text) -> String {
+    format!(
+        "| {label} | {:.2} | {} | {} | {} | {} |",
+        p.requests_per_second,
+        pct(p.server_error_ratio, t),
+        estimate(p.p95, t),
+        pct(p.cpu_max, t),
+        pct(p.memory_max, t)
+    )
 }
 
 /// The report as Markdown; `chart` is the SVG written beside it, if any
 /// (none on stdout: a link to a file that is not there would mislead).
-pub fn markdown(r: &Report, lang: Lang, chart: Option<&str>) -> String {
-    let t = match lang {
-        Lang::En => &EN,
-        Lang::Zh => &ZH,
-    };
+pub fn markdown(r: &Report, lang: Lang, zone: &Zone, chart: Option<&str>) -> String {
+    let t = text::of(lang);
     let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(w, "# {}\n", t.title);
     let _ = writeln!(
-        s,
-        "# {} - {} – {}\n",
-        t.title,
-        rfc3339(r.from),
-        rfc3339(r.to)
+        w,
+        "- {}: {} – {} ({}, {})",
+        t.period,
+        zone.minute(r.from),
+        zone.minute(r.to),
+        zone.name,
+        zone.utc_offset(r.to)
     );
     let src = &r.source;
     let _ = writeln!(
-        s,
-        "{}: {}{}, {} – {}\n",
+        w,
+        "- {}: {}{}{}{} – {}\n",
         t.source,
         src.server,
         src.version
             .as_deref()
             .map(|v| format!(" ({v})"))
             .unwrap_or_default(),
-        rfc3339(src.data_from),
-        rfc3339(src.data_to)
+        t.sep,
+        zone.minute(src.data_from),
+        zone.minute(src.data_to)
     );
     if src.partial {
         let _ = writeln!(
-            s,
+            w,
             "> **{}** ({} – {}).\n",
             t.partial,
-            rfc3339(src.requested_from),
-            rfc3339(src.requested_to)
+            zone.minute(src.requested_from),
+            zone.minute(src.requested_to)
         );
     }
-    let _ = writeln!(s, "## {}\n", t.response);
-    let _ = writeln!(s, "- {}: {}", t.mean, ms(r.mean_response_seconds, t));
-    let _ = writeln!(s, "- P95: {}", ms(r.p95_response_seconds, t));
-    let _ = writeln!(s, "- P99: {}\n", ms(r.p99_response_seconds, t));
-    let _ = writeln!(s, "## {}\n", t.errors);
-    let _ = writeln!(s, "- {}: {}", t.total_error_rate, pct(r.error_ratio, t));
+    let _ = writeln!(w, "## {}\n", t.response);
+    let _ = writeln!(w, "- {}: {}", t.mean, ms(r.mean_response_seconds, false, t));
     let _ = writeln!(
-        s,
+        w,
+        "- P95: {}",
+        ms(r.p95_response_seconds, r.p95_above_top_bucket, t)
+    );
+    let _ = writeln!(
+        w,
+        "- P99: {}\n",
+        ms(r.p99_response_seconds, r.p99_above_top_bucket, t)
+    );
+    let _ = writeln!(w, "{}\n", t.estimated);
+    let _ = writeln!(w, "## {}\n", t.errors);
+    let _ = writeln!(w, "- {}: {}", t.total_error_rate, pct(r.error_ratio, t));
+    let _ = writeln!(
+        w,
         "- {}: {}{}",
         t.errors_4xx,
         count(r.client_errors),
         t.times
     );
     let _ = writeln!(
-        s,
+        w,
         "- {}: {}{}\n",
         t.errors_5xx,
         count(r.server_errors),
         t.times
     );
-    let _ = writeln!(s, "## {}\n", t.throughput);
-    let _ = writeln!(s, "- {}: {:.2}", t.rps, r.requests_per_second);
-    let _ = writeln!(s, "- {}: {}", t.per_day, count(r.requests_per_day));
-    if let Some((start, rate)) = r.peak_hour {
+    let _ = writeln!(w, "## {}\n", t.throughput);
+    let _ = writeln!(w, "- {}: {:.2}", t.rps, r.requests_per_second);
+    let _ = writeln!(w, "- {}: {}", t.per_day, count(r.requests_per_day));
+    if let Some(p) = &r.busiest_hour {
         let _ = writeln!(
-            s,
+            w,
             "- {}: {} ({:.2} req/s)",
-            t.peak,
-            &rfc3339(start)[..16].replace('T', " "),
-            rate
+            t.busiest,
+            hour_span(p, zone),
+            p.requests_per_second
+        );
+    }
+    if let Some(p) = &r.typical_peak {
+        let _ = writeln!(
+            w,
+            "- {}: {:02}:00–{:02}:00 ({} {:.2} req/s)",
+            t.typical,
+            p.hour_of_day,
+            (p.hour_of_day + 1) % 24,
+            t.mean_max.0,
+            p.requests_per_second
         );
     }
     match chart {
         Some(chart) => {
-            let _ = writeln!(s, "\n![{}]({chart})\n", t.chart);
+            let _ = writeln!(w, "\n![{}]({chart})\n", t.chart);
         }
-        None => s.push('\n'),
+        None => w.push('\n'),
     }
-    let _ = writeln!(s, "## {}\n", t.resources);
-    let _ = writeln!(s, "- {}: {}", t.cpu, usage(&r.cpu, t));
-    let _ = writeln!(s, "- {}: {}", t.memory, usage(&r.memory, t));
-    let _ = writeln!(s, "- {}: {}\n", t.disk, usage(&r.disk, t));
-    let _ = writeln!(s, "## {}\n", t.database);
-    let conn = |v: Option<f64>| v.map_or(t.no_data.to_string(), |v| format!("{v:.1}"));
+    worst(w, r, zone, t);
+    alerts(w, r, zone, t);
+    let _ = writeln!(w, "## {}\n", t.resources);
+    let _ = writeln!(w, "- {}: {}", t.cpu, usage(&r.cpu, t));
+    let _ = writeln!(w, "- {}: {}", t.memory, usage(&r.memory, t));
+    let disk = &r.disk;
     let _ = writeln!(
-        s,
-        "- {}: {} {}, {} {} ({} {})",
-        t.connections,
-        t.mean_max.0,
-        conn(r.database_connections.mean),
-        t.mean_max.1,
-        conn(r.database_connections.max),
-        t.limit,
-        // A setting, a whole number: 100, not 100.0.
-        r.database_connections_max
-            .map_or(t.no_data.to_string(), count)
+        w,
+        "- {} {} {} {}): {}\n",
+        t.disk,
+        disk.mountpoint.as_deref().unwrap_or("-"),
+        t.on,
+        disk.instance.as_deref().unwrap_or("-"),
+        usage(
+            &Usage {
+                mean: disk.mean,
+                max: disk.max
+            },
+            t
+        )
     );
-    let _ = writeln!(s, "- {}: {}\n", t.ping, ms(r.database_ping_seconds, t));
+    database(w, r, t);
     if !r.agents.is_empty() {
-        let _ = writeln!(s, "## {}\n\n{}\n|---|---|---|---|", t.chat, t.chat_header);
+        let _ = writeln!(w, "## {}\n\n{}\n|---|---|---|---|", t.chat, t.chat_header);
         for a in &r.agents {
             let _ = writeln!(
-                s,
+                w,
                 "| {} | {} | {} | {:.2}% |",
-                a.agent_id.replace('|', "\\|"),
+                cell(&a.agent_id),
                 count(a.messages),
                 count(a.errors),
                 a.error_ratio * 100.0
             );
         }
-        s.push('\n');
+        w.push('\n');
     }
-    let _ = writeln!(s, "## {}\n", t.findings);
+    let _ = writeln!(w, "## {}\n", t.findings);
     if r.findings.is_empty() {
-        let _ = writeln!(s, "{}\n", t.none);
+        let _ = writeln!(w, "{}\n", t.none);
     }
     for f in &r.findings {
-        let sev = match f.severity {
-            Severity::Critical => "CRITICAL",
-            Severity::Warning => "WARNING",
+        let sev = match (f.severity, lang) {
+            (Severity::Critical, Lang::En) => "CRITICAL",
+            (Severity::Warning, Lang::En) => "WARNING",
+            (Severity::Critical, Lang::Zh) => "严重",
+            (Severity::Warning, Lang::Zh) => "警告",
         };
-        let _ = writeln!(s, "- **{sev}** {}", finding_text(f, lang).0);
+        let _ = writeln!(w, "- **{sev}** {}", text::finding(f, lang));
     }
     if !r.findings.is_empty() {
-        s.push('\n');
+        w.push('\n');
     }
-    let _ = writeln!(s, "## {}\n", t.advice);
-    if r.findings.is_empty() {
-        let line = match lang {
-            Lang::En => "All figures are within the guide's targets; keep the weekly maintenance and the daily backups running.",
-            Lang::Zh => "各项指标均在指南目标之内；请继续执行周度维护与每日备份。",
-        };
-        let _ = writeln!(s, "- {line}");
-    }
-    for f in &r.findings {
-        let _ = writeln!(s, "- {}", finding_text(f, lang).1);
+    let _ = writeln!(w, "## {}\n", t.advice);
+    for line in recommendations(r, lang, zone) {
+        let _ = writeln!(w, "- {line}");
     }
     s
+}
+
+fn worst(w: &mut String, r: &Report, zone: &Zone, t: &Text) {
+    let _ = writeln!(w, "## {}\n", t.worst);
+    if r.worst_hours.is_empty() {
+        let _ = writeln!(w, "{}\n", t.no_worst);
+    } else {
+        let _ = writeln!(w, "{}\n|---|---|---|---|---|---|", t.worst_hours_header);
+        for p in &r.worst_hours {
+            let _ = writeln!(w, "{}", period_row(hour_span(p, zone), p, t));
+        }
+        w.push('\n');
+    }
+    if !r.worst_days.is_empty() {
+        let _ = writeln!(w, "{}\n|---|---|---|---|---|---|", t.worst_days_header);
+        for p in &r.worst_days {
+            let _ = writeln!(w, "{}", period_row(zone.day(p.start), p, t));
+        }
+        w.push('\n');
+    }
+    if let Some(p) = &r.slowest_hour {
+        let _ = writeln!(
+            w,
+            "- {}: {} (P95 {})",
+            t.slowest,
+            hour_span(p, zone),
+            estimate(p.p95, t)
+        );
+    }
+    if let Some(p) = &r.most_saturated_hour {
+        let _ = writeln!(
+            w,
+            "- {}: {} (CPU {}{}{} {})",
+            t.saturated,
+            hour_span(p, zone),
+            pct(p.cpu_max, t),
+            t.sep,
+            t.memory,
+            pct(p.memory_max, t)
+        );
+    }
+    w.push('\n');
+}
+
+/// At most this many alert spells are listed; the rest are counted.
+const ALERT_ROWS: usize = 20;
+
+fn alerts(w: &mut String, r: &Report, zone: &Zone, t: &Text) {
+    let _ = writeln!(w, "## {}\n", t.alerts);
+    if r.alerts.is_empty() {
+        let _ = writeln!(w, "{}\n", t.no_alerts);
+        return;
+    }
+    let _ = writeln!(w, "{}\n|---|---|---|---|---|---|", t.alerts_header);
+    for a in r.alerts.iter().take(ALERT_ROWS) {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&a.alertname),
+            cell(&a.severity),
+            cell(&a.subject()),
+            zone.minute(a.start),
+            a.end.map_or(t.still_firing.to_string(), |e| zone.minute(e)),
+            text::duration(a.duration_seconds, t)
+        );
+    }
+    if r.alerts.len() > ALERT_ROWS {
+        let _ = writeln!(w, "| … +{} | | | | | |", r.alerts.len() - ALERT_ROWS);
+    }
+    w.push('\n');
+}
+
+fn database(w: &mut String, r: &Report, t: &Text) {
+    let db = &r.database;
+    let _ = writeln!(w, "## {}\n", t.database);
+    let _ = writeln!(
+        w,
+        "- {}: {} {}{}{} {} (max_connections {})",
+        t.connections,
+        t.mean_max.0,
+        db.connections
+            .mean
+            .map_or(t.no_data.to_string(), |v| format!("{v:.1}")),
+        t.sep,
+        t.mean_max.1,
+        // Counts of connections are whole.
+        db.connections.max.map_or(t.no_data.to_string(), count),
+        // A setting, a whole number: 100, not 100.0.
+        db.max_connections.map_or(t.no_data.to_string(), count)
+    );
+    let _ = writeln!(w, "- {}: {}", t.ping, ms(db.ping_seconds, false, t));
+    let available = db.statements_available == Some(true);
+    let _ = writeln!(
+        w,
+        "- {}: {}",
+        t.statements_mean,
+        if available {
+            ms(db.statements_mean_seconds, false, t)
+        } else {
+            t.not_available.to_string()
+        }
+    );
+    let _ = writeln!(
+        w,
+        "- {}: {}\n",
+        t.slow_queries,
+        match db.slow_queries {
+            Some(n) if available => count(n),
+            _ => t.not_available.to_string(),
+        }
+    );
+}
+
+/// One line per kind of finding (agents together), each with what the
+/// report found that bears on it, then the alerts.
+fn recommendations(r: &Report, lang: Lang, zone: &Zone) -> Vec<String> {
+    let t = text::of(lang);
+    if text::all_good(r) {
+        return vec![t.all_good.to_string()];
+    }
+    let mut out = Vec::new();
+    let mut kinds: Vec<&str> = r.findings.iter().map(|f| f.kind).collect();
+    kinds.dedup();
+    for kind in kinds {
+        let context = match kind {
+            "error_rate" => r
+                .worst_hours
+                .first()
+                .map(|p| {
+                    let during: Vec<&str> = r
+                        .alerts
+                        .iter()
+                        .filter(|a| a.start < p.end && a.end.unwrap_or(f64::MAX) > p.start)
+                        .map(|a| a.alertname.as_str())
+                        .collect();
+                    let hour = hour_span(p, zone);
+                    let ratio = pct(p.server_error_ratio, t);
+                    match (lang, during.is_empty()) {
+                        (Lang::En, true) => {
+                            format!("Start with the worst hour, {hour} (5xx {ratio}).")
+                        }
+                        (Lang::En, false) => format!(
+                            "Start with the worst hour, {hour} (5xx {ratio}), when {} fired.",
+                            during.join(", ")
+                        ),
+                        (Lang::Zh, true) => format!("从最差的一小时 {hour} (5xx {ratio}) 查起。"),
+                        (Lang::Zh, false) => format!(
+                            "从最差的一小时 {hour} (5xx {ratio}) 查起，当时触发了 {}。",
+                            during.join("、")
+                        ),
+                    }
+                })
+                .unwrap_or_default(),
+            "performance" => r
+                .slowest_hour
+                .as_ref()
+                .map(|p| match lang {
+                    Lang::En => format!(
+                        "The slowest hour was {} (P95 {}).",
+                        hour_span(p, zone),
+                        estimate(p.p95, t)
+                    ),
+                    Lang::Zh => format!(
+                        "最慢的一小时为 {} (P95 {})。",
+                        hour_span(p, zone),
+                        estimate(p.p95, t)
+                    ),
+                })
+                .unwrap_or_default(),
+            "agent_errors" => {
+                r.findings
+                    .iter()
+                    .filter(|f| f.kind == "agent_errors")
+                    .filter_map(|f| {
+                        Some(format!(
+                            "{} ({:.2}%)",
+                            f.subject.agent_id.as_deref()?,
+                            f.value * 100.0
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(if lang == Lang::Zh { "、" } else { ", " })
+                    + if lang == Lang::Zh { "。" } else { "." }
+            }
+            "disk" => {
+                let mounts = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.kind == "disk")
+                    .filter_map(|f| {
+                        Some(format!(
+                            "{} ({})",
+                            f.subject.mountpoint.as_deref()?,
+                            f.subject.instance.as_deref()?
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(t.sep);
+                match lang {
+                    Lang::En => format!("Over the line: {mounts}."),
+                    Lang::Zh => format!("超过阈值的挂载点：{mounts}。"),
+                }
+            }
+            _ => String::new(),
+        };
+        out.push(text::advice(kind, lang, &context));
+    }
+    if let Some(a) = r.alerts.first() {
+        let subject = a.subject();
+        let subject = if subject.is_empty() {
+            String::new()
+        } else {
+            format!(" [{subject}]")
+        };
+        out.push(text::advice(
+            "alerts",
+            lang,
+            &format!(
+                "{}{subject} {} – {} ({}){}",
+                a.alertname,
+                zone.minute(a.start),
+                a.end.map_or(t.still_firing.to_string(), |e| zone.minute(e)),
+                text::duration(a.duration_seconds, t),
+                if lang == Lang::Zh { "。" } else { "." }
+            ),
+        ));
+    }
+    out
 }

@@ -15,6 +15,18 @@ pub(crate) const TO: i64 = FROM + 30 * 86_400;
 const STEP: i64 = 300;
 /// 2026-10-15T20:00:00Z, the one hour at 60 requests/s.
 const PEAK: i64 = FROM + 14 * 86_400 + 20 * 3600;
+/// 2026-10-20T03:00:00Z to 06:00: three hours at 30% 5xx (1.5% otherwise).
+pub(crate) const INCIDENT: i64 = FROM + 19 * 86_400 + 3 * 3600;
+const INCIDENT_END: i64 = INCIDENT + 3 * 3600;
+
+/// The share of requests answered 5xx in the step starting at `t`.
+fn share_5xx(t: i64) -> f64 {
+    if (INCIDENT..INCIDENT_END).contains(&t) {
+        0.3
+    } else {
+        0.015
+    }
+}
 
 /// Requests per second during the 5 minutes that start at `t`: 10, 30 in
 /// the 20:00 UTC hour, 60 in that hour on October 15.
@@ -70,11 +82,16 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
         });
     };
     let n = |t: i64| (rate(t) * STEP) as f64;
-    for (status, share) in [("200", 0.975), ("404", 0.01), ("500", 0.015)] {
+    let shares: [(&str, &dyn Fn(i64) -> f64); 3] = [
+        ("200", &|t| 0.99 - share_5xx(t)),
+        ("404", &|_| 0.01),
+        ("500", &share_5xx),
+    ];
+    for (status, share) in shares {
         counter(
             "llmchat_http_requests_total",
             format!(r#"{job},method="GET",route="/api/chat",status_code="{status}""#),
-            &move |t| n(t) * share,
+            &move |t| n(t) * share(t),
         );
     }
     // Another job with the same metric names (a staging exporter on the
@@ -105,11 +122,23 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
         &move |t| n(t) * mean,
     );
     counter("llmchat_http_request_duration_seconds_count", route, &n);
+    // The staging job's requests all take longer than the top bucket.
+    for le in BOUNDS {
+        counter(
+            "llmchat_http_request_duration_seconds_bucket",
+            format!(
+                r#"job="staging-exporter",instance="s:9842",method="GET",route="/api/chat",le="{le}""#
+            ),
+            &move |t| if le == "+Inf" { n(t) * 10.0 } else { 0.0 },
+        );
+    }
     for (agent, status, per_step) in [
         ("gpt-4o", "success", 100.0),
         ("gpt-4o", "error", 1.0),
         ("claude", "success", 50.0),
         ("claude", "error", 5.0),
+        ("qwen", "success", 92.0),
+        ("qwen", "error", 8.0),
     ] {
         counter(
             "llmchat_chat_messages_total",
@@ -117,6 +146,19 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
             &move |_| per_step,
         );
     }
+    // pg_stat_statements: 1,000 statements a step at 5 ms on average, two
+    // of them calls of slow statements.
+    counter(
+        "llmchat_database_statement_calls_total",
+        job.into(),
+        &|_| 1000.0,
+    );
+    counter(
+        "llmchat_database_statement_execution_seconds_total",
+        job.into(),
+        &|_| 5.0,
+    );
+    counter("llmchat_database_slow_queries_total", job.into(), &|_| 2.0);
     let mut gauge = |name: &str, labels: &str, value: &dyn Fn(i64) -> f64| {
         let mut points = Vec::new();
         let mut t = start;
@@ -144,6 +186,10 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
     let fs = format!(r#"{job},mountpoint="/",device="/dev/vda",fstype="ext4""#);
     gauge("llmchat_host_filesystem_size_bytes", &fs, &|_| 100e9);
     gauge("llmchat_host_filesystem_available_bytes", &fs, &|_| 30e9);
+    // The fullest mount, over the 80% line: the report must name it.
+    let data = format!(r#"{job},mountpoint="/data",device="/dev/vdb",fstype="xfs""#);
+    gauge("llmchat_host_filesystem_size_bytes", &data, &|_| 500e9);
+    gauge("llmchat_host_filesystem_available_bytes", &data, &|_| 75e9);
     gauge(
         "llmchat_database_connections",
         &format!(r#"{job},state="active""#),
@@ -162,13 +208,62 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
     );
     gauge("llmchat_database_connections_max", job, &|_| 100.0);
     gauge("llmchat_database_ping_duration_seconds", job, &|_| 0.002);
+    gauge("llmchat_database_statements_available", job, &|_| 1.0);
+    // One sample between two 5-minute ones at 99%: a maximum read from
+    // 5-minute points would say 95%.
+    if let Some(memory) = out
+        .iter_mut()
+        .find(|s| s.name == "llmchat_host_memory_available_bytes")
+    {
+        let spike = PEAK + 150;
+        if let Some(i) = memory.points.iter().position(|(t, _)| *t > spike) {
+            memory.points.insert(i, (spike, 16e9 * 0.01));
+        }
+    }
+    // The alert Prometheus raised during the incident (a sample a minute,
+    // as its rule evaluation writes them), plus two that must stay out:
+    // the always-firing Watchdog, and the staging job's own alert.
+    let mut alert = |labels: &str, from: i64, to: i64, every: usize| {
+        let points = (from..to)
+            .step_by(every)
+            .filter(|t| (start..=end).contains(t))
+            .map(|t| (t, 1.0))
+            .collect();
+        out.push(Series {
+            name: "ALERTS".into(),
+            labels: labels.into(),
+            points,
+        });
+    };
+    alert(
+        r#"alertname="LLMChatHighErrorRate",alertstate="firing",severity="critical",job="llmchat-exporter",instance="a:9842""#,
+        INCIDENT + 300,
+        INCIDENT_END + 300,
+        60,
+    );
+    alert(
+        r#"alertname="Watchdog",alertstate="firing",severity="none""#,
+        start,
+        end,
+        STEP as usize,
+    );
+    alert(
+        r#"alertname="LLMChatHighErrorRate",alertstate="firing",severity="critical",job="staging-exporter",instance="s:9842""#,
+        start,
+        end,
+        STEP as usize,
+    );
     out
 }
 
 pub(crate) fn openmetrics(series: &[Series]) -> String {
     let mut text = String::new();
-    let mut names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
-    names.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for s in series {
+        if !names.contains(&s.name.as_str()) {
+            names.push(&s.name);
+        }
+    }
     for name in names {
         // `unknown` keeps every sample name as it is; PromQL needs no type.
         let _ = writeln!(text, "# TYPE {name} unknown");
@@ -185,15 +280,25 @@ pub(crate) fn openmetrics(series: &[Series]) -> String {
 /// What the generator says the month holds, step by step.
 pub(crate) struct Expected {
     pub(crate) requests: f64,
+    pub(crate) server_errors: f64,
     busiest_hour: (i64, f64),
+}
+
+impl Expected {
+    /// 4xx (1%) and 5xx over all requests.
+    pub(crate) fn error_ratio(&self) -> f64 {
+        (self.requests * 0.01 + self.server_errors) / self.requests
+    }
 }
 
 pub(crate) fn expected() -> Expected {
     let mut requests = 0.0;
+    let mut server_errors = 0.0;
     let mut hours = std::collections::BTreeMap::new();
     let mut t = FROM;
     while t < TO {
         requests += (rate(t) * STEP) as f64;
+        server_errors += (rate(t) * STEP) as f64 * share_5xx(t);
         *hours.entry(t - t.rem_euclid(3600)).or_insert(0.0) += (rate(t) * STEP) as f64;
         t += STEP;
     }
@@ -203,6 +308,7 @@ pub(crate) fn expected() -> Expected {
         .unwrap();
     Expected {
         requests,
+        server_errors,
         busiest_hour: (hour, n / 3600.0),
     }
 }
@@ -224,17 +330,29 @@ fn prometheus_with_a_month() -> Prometheus {
     prometheus_with(&generate(), "100y")
 }
 
-/// A real Prometheus holding `series` (backfilled with promtool) and
-/// keeping `retention`.
-pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("month.om");
-    std::fs::write(&input, openmetrics(series)).unwrap();
-    let data = dir.path().join("data");
+/// TSDB blocks of `series`, made once per content and kept in Cargo's
+/// scratch directory for integration tests: promtool takes tens of seconds
+/// over a month of samples, and several tests read the same month.
+fn blocks_of(series: &[Series]) -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let text = openmetrics(series);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("report-blocks-{:016x}", hasher.finish()));
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    if dir.join("done").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("input.om");
+    std::fs::write(&input, text).unwrap();
     let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
         .arg(&input)
-        .arg(&data)
+        .arg(dir.join("data"))
         .output()
         .expect("promtool (apt-get install prometheus)");
     assert!(
@@ -242,6 +360,31 @@ pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::remove_file(&input).unwrap();
+    std::fs::write(dir.join("done"), "").unwrap();
+    dir
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A real Prometheus holding `series` (backfilled with promtool) and
+/// keeping `retention`, on its own copy of the blocks.
+pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus {
+    let blocks = blocks_of(series);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_dir(&blocks.join("data"), &data);
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
     let port = free_port();
@@ -270,8 +413,20 @@ pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus 
     prom
 }
 
+/// The report in UTC unless a test says otherwise: the machine's zone is
+/// the default, and a developer's must not change a result.
 pub(crate) fn report(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).arg("report").args(args).output().unwrap()
+    report_in("UTC", args)
+}
+
+/// The report with `TZ` set to `zone` (the machine's zone, as it sees it).
+pub(crate) fn report_in(zone: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("report")
+        .args(args)
+        .env("TZ", zone)
+        .output()
+        .unwrap()
 }
 
 pub(crate) fn close(got: f64, want: f64, what: &str) {
@@ -281,40 +436,47 @@ pub(crate) fn close(got: f64, want: f64, what: &str) {
     );
 }
 
-#[test]
-fn monthly_report_from_a_real_prometheus() {
-    let prom = prometheus_with_a_month();
-    let period = [
-        "--from",
-        "2026-10-01T00:00:00Z",
-        "--to",
-        "2026-10-31T00:00:00Z",
-    ];
+const MONTH: [&str; 4] = [
+    "--from",
+    "2026-10-01T00:00:00Z",
+    "--to",
+    "2026-10-31T00:00:00Z",
+];
+
+fn json(prom: &Prometheus, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["--prometheus.url", prom.url.as_str(), "--format", "json"];
-    args.extend_from_slice(&period);
+    args.extend_from_slice(extra);
     let out = report(&args);
     assert!(
         out.status.success(),
-        "{}",
+        "{extra:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn monthly_report_from_a_real_prometheus() {
+    let prom = prometheus_with_a_month();
+    let r = json(&prom, &MONTH);
     let f = |k: &str| {
         r[k].as_f64()
             .unwrap_or_else(|| panic!("{k} missing in {r}"))
     };
     let exp = expected();
     let seconds = (TO - FROM) as f64;
-    // The report names its server and the span it covered: all of it.
+    // The report names its server, the span it covered (all of it) and
+    // the zone its times are in.
     assert_eq!(r["source"]["server"], prom.url.as_str());
     assert_eq!(r["source"]["partial"], false);
     assert!(r["source"]["version"].is_string(), "{}", r["source"]);
+    assert_eq!(r["timezone"], "UTC");
     close(f("from"), FROM as f64, "from");
 
     close(f("requests"), exp.requests, "requests");
     close(f("client_errors"), exp.requests * 0.01, "4xx");
-    close(f("server_errors"), exp.requests * 0.015, "5xx");
-    close(f("error_ratio"), 0.025, "error ratio");
+    close(f("server_errors"), exp.server_errors, "5xx");
+    close(f("error_ratio"), exp.error_ratio(), "error ratio");
     close(f("requests_per_second"), exp.requests / seconds, "rps");
     close(f("requests_per_day"), exp.requests / 30.0, "per day");
     let mean: f64 = DURATIONS.iter().map(|(s, d)| s * d).sum();
@@ -323,6 +485,7 @@ fn monthly_report_from_a_real_prometheus() {
     // lands on the top of (1, 2]; the 99th is 4/5 into (2, 5].
     close(f("p95_response_seconds"), 2.0, "p95");
     close(f("p99_response_seconds"), 2.0 + 3.0 * 0.8, "p99");
+    assert_eq!(r["p95_above_top_bucket"], false);
     // A mean over time takes every 5-minute point of [FROM, TO], both ends
     // included (Prometheus 2.x ranges are closed): 8641 points.
     let mean_of = |value: &dyn Fn(i64) -> f64| {
@@ -332,80 +495,174 @@ fn monthly_report_from_a_real_prometheus() {
         points.iter().sum::<f64>() / points.len() as f64
     };
     let memory_mean = mean_of(&|t| if busy(t) { 0.95 } else { 0.85 });
-    close(
-        r["memory"]["mean"].as_f64().unwrap(),
-        memory_mean,
-        "memory mean",
+    // The mean of available bytes includes the one 99% sample.
+    assert!(
+        (r["memory"]["mean"].as_f64().unwrap() - memory_mean).abs() < 1e-4,
+        "memory mean {}",
+        r["memory"]
     );
-    close(r["memory"]["max"].as_f64().unwrap(), 0.95, "memory max");
+    // The 99% sample between two 5-minute points is the maximum.
+    close(r["memory"]["max"].as_f64().unwrap(), 0.99, "memory max");
     let cpu_mean = mean_of(&|t| if busy(t) { 0.9 } else { 0.3 });
     close(r["cpu"]["mean"].as_f64().unwrap(), cpu_mean, "cpu mean");
     close(r["cpu"]["max"].as_f64().unwrap(), 0.9, "cpu max");
-    close(r["disk"]["max"].as_f64().unwrap(), 0.7, "disk max");
+    // The fullest mount, named.
+    close(r["disk"]["max"].as_f64().unwrap(), 0.85, "disk max");
+    assert_eq!(r["disk"]["mountpoint"], "/data");
+    assert_eq!(r["disk"]["instance"], "a:9842");
+    let db = &r["database"];
     let conn_mean = mean_of(&|t| if busy(t) { 85.0 } else { 20.0 });
     close(
-        r["database_connections"]["mean"].as_f64().unwrap(),
+        db["connections"]["mean"].as_f64().unwrap(),
         conn_mean,
         "conn mean",
     );
+    close(db["connections"]["max"].as_f64().unwrap(), 85.0, "conn max");
     close(
-        r["database_connections"]["max"].as_f64().unwrap(),
-        85.0,
-        "conn max",
+        db["max_connections"].as_f64().unwrap(),
+        100.0,
+        "max_connections",
     );
-    close(f("database_connections_max"), 100.0, "max_connections");
-    close(f("database_ping_seconds"), 0.002, "ping");
-    let peak = &r["peak_hour"];
+    close(db["ping_seconds"].as_f64().unwrap(), 0.002, "ping");
+    assert_eq!(db["statements_available"], true);
+    close(
+        db["statements_mean_seconds"].as_f64().unwrap(),
+        0.005,
+        "statements' mean",
+    );
+    close(
+        db["slow_queries"].as_f64().unwrap(),
+        2.0 * 8640.0,
+        "slow queries",
+    );
+
+    // The busiest single hour and the typical daily peak, on whole hours.
+    let busiest = &r["busiest_hour"];
     assert_eq!(
-        peak[0].as_f64().unwrap() as i64,
-        exp.busiest_hour.0,
-        "peak hour"
+        busiest["start"].as_f64().unwrap() as i64,
+        exp.busiest_hour.0
     );
     assert_eq!(exp.busiest_hour.0, PEAK);
-    close(peak[1].as_f64().unwrap(), exp.busiest_hour.1, "peak rate");
-    assert_eq!(r["daily"].as_array().unwrap().len(), 30);
     close(
-        r["daily"][0]["p95_seconds"].as_f64().unwrap(),
+        busiest["requests_per_second"].as_f64().unwrap(),
+        exp.busiest_hour.1,
+        "busiest rate",
+    );
+    assert_eq!(r["typical_peak"]["hour_of_day"], 20);
+    close(
+        r["typical_peak"]["requests_per_second"].as_f64().unwrap(),
+        (29.0 * 30.0 + 60.0) / 30.0,
+        "typical peak rate",
+    );
+    assert_eq!(r["timeline_resolution"], "day");
+    let timeline = r["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 30);
+    close(
+        timeline[0]["p95"]["seconds"].as_f64().unwrap(),
         2.0,
         "daily p95",
     );
+    close(
+        timeline[0]["start"].as_f64().unwrap(),
+        FROM as f64,
+        "first day",
+    );
+
+    // The incident: its three hours are the worst, its day the worst day,
+    // and its alert is listed with its span; the Watchdog and the staging
+    // job's alert are not.
+    let worst = r["worst_hours"].as_array().unwrap();
+    for (i, h) in worst.iter().take(3).enumerate() {
+        assert_eq!(
+            h["start"].as_f64().unwrap() as i64,
+            INCIDENT + 3600 * i as i64,
+            "{worst:?}"
+        );
+        close(
+            h["server_error_ratio"].as_f64().unwrap(),
+            0.3,
+            "incident 5xx",
+        );
+    }
+    assert_eq!(worst.len(), 3, "ordinary hours are not listed: {worst:?}");
+    assert_eq!(r["worst_days"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r["slowest_hour"],
+        serde_json::Value::Null,
+        "all hours alike"
+    );
+    assert_eq!(
+        r["worst_days"][0]["start"].as_f64().unwrap() as i64,
+        INCIDENT - 3 * 3600
+    );
+    let alerts = r["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["alertname"], "LLMChatHighErrorRate");
+    assert_eq!(a["labels"]["instance"], "a:9842");
+    assert_eq!(a["start"].as_f64().unwrap() as i64, INCIDENT + 300);
+    // Backfilled samples have no stale marker at the end, so the series
+    // stays visible for Prometheus' 5-minute lookback after the last one.
+    let end = a["end"].as_f64().unwrap() as i64;
+    assert!(
+        (INCIDENT_END + 300..=INCIDENT_END + 600).contains(&end),
+        "end {end}"
+    );
+    assert_eq!(
+        r["most_saturated_hour"]["start"].as_f64().unwrap() as i64,
+        PEAK,
+        "the 99% memory sample"
+    );
 
     let agents = r["agents"].as_array().unwrap();
-    assert_eq!(agents[0]["agent_id"], "gpt-4o");
+    let agent = |id: &str| {
+        agents
+            .iter()
+            .find(|a| a["agent_id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {agents:?}"))
+    };
     close(
-        agents[0]["error_ratio"].as_f64().unwrap(),
+        agent("gpt-4o")["error_ratio"].as_f64().unwrap(),
         1.0 / 101.0,
         "gpt-4o errors",
     );
     close(
-        agents[1]["error_ratio"].as_f64().unwrap(),
+        agent("claude")["error_ratio"].as_f64().unwrap(),
         5.0 / 55.0,
         "claude errors",
     );
 
     // checkThresholds: mean > 500 ms warning, error rate > 1% critical,
-    // memory > 80% warning; plus connections > 80% of max and one agent
-    // over 5% errors. Disk at 70% is not a finding.
-    let findings: Vec<(String, String)> = r["findings"]
+    // memory > 80% warning; plus /data over 80%, connections > 80% of max
+    // and two agents over 5% errors. Each names its subject.
+    let findings: Vec<(String, String, String)> = r["findings"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| {
+            let subject = ["route", "instance", "mountpoint", "agent_id"]
+                .iter()
+                .filter_map(|k| f[*k].as_str().map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(" ");
             (
                 f["kind"].as_str().unwrap().into(),
                 f["severity"].as_str().unwrap().into(),
+                subject,
             )
         })
         .collect();
-    let want: Vec<(String, String)> = [
-        ("performance", "warning"),
-        ("error_rate", "critical"),
-        ("memory", "warning"),
-        ("database_connections", "warning"),
-        ("agent_errors", "warning"),
+    let want: Vec<(String, String, String)> = [
+        ("performance", "warning", "route=/api/chat"),
+        ("error_rate", "critical", "route=/api/chat"),
+        ("memory", "warning", "instance=a:9842"),
+        ("disk", "warning", "instance=a:9842 mountpoint=/data"),
+        ("database_connections", "warning", ""),
+        ("agent_errors", "warning", "agent_id=qwen"),
+        ("agent_errors", "warning", "agent_id=claude"),
     ]
     .iter()
-    .map(|(k, s)| (k.to_string(), s.to_string()))
+    .map(|(k, s, x)| (k.to_string(), s.to_string(), x.to_string()))
     .collect();
     assert_eq!(findings, want);
 
@@ -422,8 +679,15 @@ fn monthly_report_from_a_real_prometheus() {
                 "## Database performance",
                 "## Recommendations",
                 "Mean response time too high: 540.00ms",
-                "**CRITICAL** Error rate too high: 2.50%",
-                "Peak hour: 2026-10-15 20:00",
+                "**CRITICAL** Error rate too high:",
+                "Busiest hour: 2026-10-15 20:00–21:00 (60.00 req/s)",
+                "| 2026-10-20 03:00–04:00 | 10.00 | 30.00% |",
+                "| LLMChatHighErrorRate | critical | instance=a:9842 | 2026-10-20 03:05 |",
+                "Agent qwen's error ratio is 8.00%",
+                "Agent claude's error ratio is 9.09%",
+                "Disk usage of /data on a:9842 reached 85.00%",
+                "Start with the worst hour, 2026-10-20 03:00–04:00 (5xx 30.00%), when LLMChatHighErrorRate fired.",
+                "P95 and P99 are estimates",
             ][..],
         ),
         (
@@ -436,8 +700,13 @@ fn monthly_report_from_a_real_prometheus() {
                 "## 数据库性能",
                 "## 建议",
                 "平均响应时间过高: 540.00ms",
-                "错误率过高: 2.50%",
-                "高峰时段: 2026-10-15 20:00",
+                "错误率过高:",
+                "最繁忙的一小时: 2026-10-15 20:00–21:00",
+                "智能体 qwen 的错误率为 8.00%",
+                "智能体 claude 的错误率为 9.09%",
+                "慢查询数量",
+                "内存使用率: 平均",
+                "，最高 99.00%",
             ][..],
         ),
     ] {
@@ -451,7 +720,7 @@ fn monthly_report_from_a_real_prometheus() {
         ];
         let p = path.to_str().unwrap().to_string();
         args.push(&p);
-        args.extend_from_slice(&period);
+        args.extend_from_slice(&MONTH);
         let out = report(&args);
         assert!(
             out.status.success(),
@@ -469,6 +738,8 @@ fn monthly_report_from_a_real_prometheus() {
             svg.starts_with("<svg") && svg.matches("<polyline").count() == 2,
             "{svg}"
         );
+        let title = if lang == "zh" { "每日每秒请求数" } else { "Daily requests/s" };
+        assert!(svg.contains(title), "{lang}: {svg}");
     }
 
     // A range with no data: a clear error, not an empty healthy report.
@@ -483,6 +754,79 @@ fn monthly_report_from_a_real_prometheus() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no LLMChat data"));
     assert!(out.stdout.is_empty());
+}
+
+/// The golden reports of the fixture: English in UTC, Chinese in
+/// Asia/Shanghai. `LLMCHAT_BLESS=1` rewrites them after a deliberate
+/// change; the diff is then the review.
+#[test]
+fn golden_reports_in_english_and_chinese() {
+    let prom = prometheus_with_a_month();
+    for (lang, zone, from, to) in [
+        ("en", "UTC", "2026-10-01T00:00:00Z", "2026-10-31T00:00:00Z"),
+        (
+            "zh",
+            "Asia/Shanghai",
+            "2026-10-01T00:00:00+08:00",
+            "2026-10-31T00:00:00+08:00",
+        ),
+    ] {
+        let out = report(&[
+            "--prometheus.url",
+            &prom.url,
+            "--lang",
+            lang,
+            "--timezone",
+            zone,
+            "--from",
+            from,
+            "--to",
+            to,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let md = String::from_utf8(out.stdout).unwrap();
+        // The server's address and version change from run to run.
+        let md = md
+            .lines()
+            .map(|l| {
+                if l.contains(&prom.url) {
+                    let (head, _) = l.split_once("http").unwrap();
+                    let tail = l.rsplit_once(')').map_or("", |(_, t)| t);
+                    format!("{head}http://prometheus (VERSION){tail}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
+        let golden =
+            crate::helpers::repo_root().join(format!("exporter/tests/golden/report-{lang}.md"));
+        if std::env::var_os("LLMCHAT_BLESS").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &md).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (LLMCHAT_BLESS=1 writes it)", golden.display()));
+        if md != want {
+            let line = md
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(md.lines().count().min(want.lines().count()));
+            panic!(
+                "{lang}: the report differs from {} at line {}:\n got: {:?}\nwant: {:?}\n(LLMCHAT_BLESS=1 rewrites it)\n{md}",
+                golden.display(),
+                line + 1,
+                md.lines().nth(line),
+                want.lines().nth(line)
+            );
+        }
+    }
 }
 
 #[test]
@@ -530,38 +874,25 @@ fn unreachable_prometheus_is_exit_1_with_a_clear_message() {
 }
 
 /// Any period the flags accept makes a report: an hour, twelve hours
-/// (hourly points under two days), three days (daily points); the other
-/// job's series stay out; on stdout the Markdown links no chart it did
-/// not write.
+/// (hourly points under two days), three days (daily points), 90 days over
+/// the 31 the server holds (refused, or partial when allowed), two years
+/// (over Prometheus' point limit at an hour a point); the other job's
+/// series stay out; on stdout the Markdown links no chart it did not write.
 #[test]
-fn short_periods_one_job_and_no_phantom_chart() {
+fn every_period_one_job_and_no_phantom_chart() {
     let prom = prometheus_with_a_month();
     let at = |from: &str, to: &str, extra: &[&str]| {
-        let mut args = vec![
-            "--prometheus.url",
-            prom.url.as_str(),
-            "--format",
-            "json",
-            "--from",
-            from,
-            "--to",
-            to,
-        ];
+        let mut args = vec!["--from", from, "--to", to];
         args.extend_from_slice(extra);
-        let out = report(&args);
-        assert!(
-            out.status.success(),
-            "{from}..{to}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        json(&prom, &args)
     };
     let hour = at("2026-10-10T10:00:00Z", "2026-10-10T11:00:00Z", &[]);
+    assert_eq!(hour["timeline_resolution"], "hour");
     assert_eq!(
-        hour["daily"].as_array().unwrap().len(),
+        hour["timeline"].as_array().unwrap().len(),
         1,
         "{}",
-        hour["daily"]
+        hour["timeline"]
     );
     close(
         hour["requests"].as_f64().unwrap(),
@@ -569,9 +900,10 @@ fn short_periods_one_job_and_no_phantom_chart() {
         "requests in the hour",
     );
     let half_day = at("2026-10-10T00:00:00Z", "2026-10-10T12:00:00Z", &[]);
-    assert_eq!(half_day["daily"].as_array().unwrap().len(), 12);
+    assert_eq!(half_day["timeline"].as_array().unwrap().len(), 12);
     let three_days = at("2026-10-10T00:00:00Z", "2026-10-13T00:00:00Z", &[]);
-    assert_eq!(three_days["daily"].as_array().unwrap().len(), 3);
+    assert_eq!(three_days["timeline_resolution"], "day");
+    assert_eq!(three_days["timeline"].as_array().unwrap().len(), 3);
     // The month's own test holds the exact figures of llmchat-exporter's
     // job; here, the other job is there when asked for, and only then.
     close(
@@ -579,6 +911,7 @@ fn short_periods_one_job_and_no_phantom_chart() {
         0.025,
         "own job's errors only",
     );
+    assert_eq!(half_day["alerts"].as_array().unwrap().len(), 0);
     let staging = at(
         "2026-10-10T00:00:00Z",
         "2026-10-10T12:00:00Z",
@@ -589,10 +922,47 @@ fn short_periods_one_job_and_no_phantom_chart() {
         1.0,
         "the staging job: all 503",
     );
-    // Markdown on stdout: no link to a chart file that does not exist.
+    assert_eq!(staging["alerts"][0]["labels"]["instance"], "s:9842");
+
+    // 90 days where the server holds 31: refused, naming what it holds;
+    // with --allow-partial, the span it holds, said.
+    let ninety = [
+        "--from",
+        "2026-08-02T00:00:00Z",
+        "--to",
+        "2026-10-31T00:00:00Z",
+    ];
+    let mut args = vec!["--prometheus.url", prom.url.as_str()];
+    args.extend_from_slice(&ninety);
+    let out = report(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-partial"), "{err}");
+    let mut partial = ninety.to_vec();
+    partial.push("--allow-partial");
+    let r = json(&prom, &partial);
+    assert_eq!(r["source"]["partial"], true);
+    // Two years: 17,520 hours, asked in pieces under the point limit.
+    let r = json(
+        &prom,
+        &[
+            "--from",
+            "2024-10-31T00:00:00Z",
+            "--to",
+            "2026-10-31T00:00:00Z",
+            "--allow-partial",
+        ],
+    );
+    assert_eq!(r["source"]["partial"], true);
+    assert!(r["timeline"].as_array().unwrap().len() >= 30);
+
+    // Markdown on stdout: no link to a chart file that does not exist; a
+    // job without pg_stat_statements says how to get slow queries.
     let md = report(&[
         "--prometheus.url",
         prom.url.as_str(),
+        "--job",
+        "staging-exporter",
         "--from",
         "2026-10-10T00:00:00Z",
         "--to",
@@ -601,5 +971,73 @@ fn short_periods_one_job_and_no_phantom_chart() {
     let md = String::from_utf8(md.stdout).unwrap();
     assert!(md.contains("Throughput"), "{md}");
     assert!(!md.contains(".svg"), "{md}");
-    assert!(md.contains("max_connections 100)"), "{md}");
+    // Every request above the top bucket: a lower bound, said as one.
+    assert!(md.contains("- P95: > 10 s\n"), "{md}");
+    assert!(
+        md.contains("Slow queries (calls of statements over the exporter's database.slow_query_threshold): not available: enable pg_stat_statements"),
+        "{md}"
+    );
+}
+
+/// Local time: a `+08:00` period in Asia/Shanghai has days from local
+/// midnight and hours as the reader's clock shows them, and the machine's
+/// zone (TZ) is the default, printed.
+#[test]
+fn local_time_days_and_hours() {
+    let prom = prometheus_with_a_month();
+    let period = [
+        "--from",
+        "2026-10-10T00:00:00+08:00",
+        "--to",
+        "2026-10-13T00:00:00+08:00",
+    ];
+    let mut args = vec!["--prometheus.url", prom.url.as_str(), "--format", "json"];
+    args.extend_from_slice(&period);
+    let out = report_in("Asia/Shanghai", &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["timezone"], "Asia/Shanghai", "the machine's zone");
+    // 2026-10-10T00:00:00+08:00 is 2026-10-09T16:00:00Z.
+    let local_midnight = (FROM + 8 * 86_400 + 16 * 3600) as f64;
+    close(r["from"].as_f64().unwrap(), local_midnight, "from");
+    let days = r["timeline"].as_array().unwrap();
+    assert_eq!(days.len(), 3);
+    for (i, d) in days.iter().enumerate() {
+        close(
+            d["start"].as_f64().unwrap(),
+            local_midnight + 86_400.0 * i as f64,
+            "a day starts at local midnight",
+        );
+    }
+    // The busy 20:00 UTC hour is 04:00 in Shanghai.
+    assert_eq!(r["typical_peak"]["hour_of_day"], 4);
+
+    let mut md_args = vec![
+        "--prometheus.url",
+        prom.url.as_str(),
+        "--timezone",
+        "Asia/Shanghai",
+        "--lang",
+        "zh",
+    ];
+    md_args.extend_from_slice(&period);
+    let md = String::from_utf8(report(&md_args).stdout).unwrap();
+    assert!(
+        md.contains("时段: 2026-10-10 00:00 – 2026-10-13 00:00 (Asia/Shanghai, UTC+08:00)"),
+        "{md}"
+    );
+    assert!(md.contains("04:00–05:00"), "{md}");
+    // A zone that does not exist: a clear error naming the flag.
+    let out = report(&[
+        "--prometheus.url",
+        prom.url.as_str(),
+        "--timezone",
+        "Mars/Olympus",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "a bad flag");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--timezone"));
 }
