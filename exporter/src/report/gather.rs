@@ -6,7 +6,8 @@
 
 use super::histogram;
 use super::model::{
-    check_thresholds, AgentStats, Database, DiskUsage, Mount, Report, RouteStats, Source, Usage,
+    check_thresholds, AgentStats, Database, DiskUsage, InstanceUsage, Mount, Report, RouteStats,
+    Source, Usage,
 };
 use super::prometheus::{Client, Labels};
 use super::time::Zone;
@@ -208,13 +209,16 @@ pub async fn build(
         },
         None => DiskUsage::default(),
     };
-    let memory_by_instance: Vec<(String, f64)> = memory_by_instance
+    let memory_by_instance: Vec<InstanceUsage> = memory_by_instance
         .iter()
         .filter(|(_, v)| v.is_finite())
-        .map(|(l, v)| (label(l, "instance"), *v))
+        .map(|(l, v)| InstanceUsage {
+            instance: label(l, "instance"),
+            mean: *v,
+        })
         .collect();
     let memory_mean = (!memory_by_instance.is_empty()).then(|| {
-        memory_by_instance.iter().map(|(_, v)| v).sum::<f64>() / memory_by_instance.len() as f64
+        memory_by_instance.iter().map(|u| u.mean).sum::<f64>() / memory_by_instance.len() as f64
     });
 
     let bucket_counts: Vec<(f64, f64)> = buckets

@@ -56,6 +56,13 @@ pub struct DiskUsage {
     pub mountpoint: Option<String>,
 }
 
+/// One host's mean usage over the period.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceUsage {
+    pub instance: String,
+    pub mean: f64,
+}
+
 /// One filesystem's peak usage over the period.
 #[derive(Debug, Clone, Serialize)]
 pub struct Mount {
@@ -162,7 +169,7 @@ pub struct Report {
     pub cpu: Usage,
     pub memory: Usage,
     /// Mean memory usage of each host.
-    pub memory_by_instance: Vec<(String, f64)>,
+    pub memory_by_instance: Vec<InstanceUsage>,
     pub disk: DiskUsage,
     pub mounts: Vec<Mount>,
     pub database: Database,
@@ -232,7 +239,7 @@ pub fn check_thresholds(r: &Report) -> Vec<Finding> {
             ..Subject::default()
         },
     );
-    for (instance, mean) in &r.memory_by_instance {
+    for InstanceUsage { instance, mean } in &r.memory_by_instance {
         check(
             "memory",
             Severity::Warning,

@@ -130,4 +130,18 @@ mod tests {
         assert!(Zone::new(Some("Mars/Olympus")).is_err());
         assert!(sh.parse("--to", "yesterday").is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever is typed after --from: a time or an error, never a panic.
+        #[test]
+        fn any_time_argument_parses_or_is_refused(s in "\\PC{0,40}") {
+            let zone = Zone::new(Some("Asia/Shanghai")).unwrap();
+            let _ = zone.parse("--from", &s);
+        }
+
+        #[test]
+        fn any_zone_name_is_a_zone_or_an_error(s in "[A-Za-z_/+0-9-]{0,30}") {
+            let _ = Zone::new(Some(&s));
+        }
+    }
 }
