@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use llmchat_common::http::{refusal, AuthError, Credentials, Refusal};
+use llmchat_common::http::{refusal, AuthError, Refusal};
 use serde_json::json;
 
 use crate::channels::Senders;
@@ -23,8 +23,8 @@ pub struct AppState {
     pub senders: Arc<Senders>,
     pub metrics: Arc<Metrics>,
     pub web: WebConfig,
-    /// From `web`, built once.
-    pub credentials: Credentials,
+    /// From `web`; the token file re-read when it changes.
+    pub auth: crate::auth::Auth,
     pub routing: RoutingConfig,
     pub wake: Arc<tokio::sync::Notify>,
     pub recovery: Arc<crate::recovery::Recovery>,
@@ -74,14 +74,6 @@ impl Refusal for RequestError {
     }
 }
 
-/// The credentials `[web]` configures.
-pub fn credentials(web: &WebConfig) -> Credentials {
-    Credentials {
-        bearer: web.bearer_token.clone(),
-        basic: web.basic_username.clone().zip(web.basic_password.clone()),
-    }
-}
-
 impl RequestError {
     fn into_response(self) -> Response<Body> {
         let body = serde_json::to_vec(&json!({ "error": self.to_string() })).unwrap_or_default();
@@ -108,7 +100,7 @@ fn authorize<B>(state: &AppState, req: &Request<B>) -> Result<(), RequestError> 
         return Ok(());
     }
     state
-        .credentials
+        .auth
         .check(req.headers().get(header::AUTHORIZATION))
         .map_err(|e| match e {
             AuthError::Missing => RequestError::Unauthorized("missing credentials"),

@@ -3,6 +3,7 @@
 //! `NotificationService` does, through a durable, deduplicating outbox.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod channels;
 pub mod config;
 pub mod http;
@@ -77,7 +78,7 @@ pub async fn run(
     let maintenance = tokio::spawn(recovery.clone().maintain(stop_rx.clone()));
     let worker = tokio::spawn(worker.run(stop_rx));
     let state = Arc::new(http::AppState {
-        credentials: http::credentials(&config.web),
+        auth: auth::Auth::new(&config.web),
         store,
         senders,
         metrics,

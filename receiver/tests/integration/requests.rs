@@ -105,3 +105,56 @@ fn the_example_config_is_valid() {
         "{said}"
     );
 }
+
+/// The token file rewritten while the receiver runs (a rotation through
+/// `.env` and `docker compose up -d`): from then on the old token gets 401
+/// and the new one 200, with no restart.
+#[test]
+fn a_rotated_token_file_is_in_force_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let cfg = config(
+        dir.path(),
+        &store,
+        None,
+        Some("http://127.0.0.1:9/none"),
+        None,
+    );
+    // The token comes from the file only.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(&format!("bearer_token = \"{TOKEN}\"\n"), "");
+    std::fs::write(&cfg, text).unwrap();
+    let token_file = dir.path().join("receiver_token");
+    std::fs::write(&token_file, "old-token-0123456789abcdef\n").unwrap();
+    let r = Receiver::start_with_args(
+        &cfg,
+        0,
+        &["--web.bearer-token-file", token_file.to_str().unwrap()],
+    );
+    let alert = payload(&[("LLMChatHighErrorRate", "critical", "firing")]);
+    assert_eq!(
+        r.post(&alert, Some("old-token-0123456789abcdef")).status(),
+        200
+    );
+
+    // Written as stack/init-secrets.sh writes it: beside, then moved over.
+    let tmp = dir.path().join("receiver_token.tmp");
+    std::fs::write(&tmp, "new-token-0123456789abcdef").unwrap();
+    std::fs::rename(&tmp, &token_file).unwrap();
+    let resp = r.post(&alert, Some("old-token-0123456789abcdef"));
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().unwrap().contains("wrong credentials"));
+    assert_eq!(
+        r.post(&alert, Some("new-token-0123456789abcdef")).status(),
+        200
+    );
+    assert!(
+        r.log().contains("the bearer token file changed"),
+        "{}",
+        r.log()
+    );
+    assert!(
+        !r.log().contains("new-token-0123456789abcdef"),
+        "the token is never logged"
+    );
+}
