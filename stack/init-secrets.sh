@@ -1,23 +1,40 @@
 #!/bin/sh
-# Fills the stack's secrets volume once: a value from the environment (.env)
-# wins; otherwise an existing file is kept; otherwise a random one is made.
-# Nothing secret is written in the repository or printed here.
+# Fills the stack's secrets volume. Nothing secret is written in the
+# repository or printed here.
+#
+# receiver_token: a value from the environment (.env) wins, so a rotation
+#   is `docker compose up -d` with a new LLMCHAT_RECEIVER_TOKEN: Alertmanager
+#   re-reads the file on every request and the receiver when it changes.
+# grafana_admin_password: written once. Grafana uses it only when it
+#   creates its admin; rewriting it later would make the file lie about a
+#   password that no longer works. A changed GRAFANA_ADMIN_PASSWORD is
+#   reported with the reset command (README, "Grafana's password").
+# Otherwise an existing file is kept, or a random value made.
 set -eu
 umask 022
-dir=/run/llmchat-secrets
+dir=${LLMCHAT_SECRETS_DIR:-/run/llmchat-secrets}
 mkdir -p "$dir"
+write() {
+  printf '%s' "$2" > "$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1"
+}
+generate() {
+  head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40
+}
 put() {
-  name=$1 value=$2
-  if [ -n "$value" ]; then
-    printf '%s' "$value" > "$dir/$name.tmp" && mv "$dir/$name.tmp" "$dir/$name"
+  name=$1 value=$2 once=$3
+  if [ -s "$dir/$name" ] && [ "$once" = once ]; then
+    if [ -n "$value" ] && [ "$value" != "$(cat "$dir/$name")" ]; then
+      echo "$name: the value in .env differs from the one in use, which is kept (Grafana has its admin already); to change it: docker compose exec grafana grafana cli admin reset-admin-password, then see README"
+    fi
+  elif [ -n "$value" ]; then
+    write "$name" "$value"
   elif [ ! -s "$dir/$name" ]; then
-    head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40 > "$dir/$name.tmp"
-    mv "$dir/$name.tmp" "$dir/$name"
+    write "$name" "$(generate)"
     echo "generated $name (read it with: docker compose exec grafana cat $dir/$name)"
   fi
   # Read by the grafana, alertmanager and receiver users; the volume is
   # mounted by those services only.
   chmod 0444 "$dir/$name"
 }
-put receiver_token "${LLMCHAT_RECEIVER_TOKEN:-}"
-put grafana_admin_password "${GRAFANA_ADMIN_PASSWORD:-}"
+put receiver_token "${LLMCHAT_RECEIVER_TOKEN:-}" always
+put grafana_admin_password "${GRAFANA_ADMIN_PASSWORD:-}" once

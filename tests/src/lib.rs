@@ -48,6 +48,7 @@ pub fn compose_copy() -> tempfile::TempDir {
         "docker-compose.yml",
         "docker-compose.tls.yml",
         "docker-compose.longterm.yml",
+        "docker-compose.desktop.yml",
         ".env.example",
         "Dockerfile",
     ] {

@@ -75,7 +75,7 @@ impl Default for HostConfig {
             .map(String::from)
             .to_vec(),
             mount_points_exclude:
-                "^/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+                "^/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+|etc/(hosts|hostname|resolv\\.conf))($|/)"
                     .into(),
         }
     }
@@ -517,5 +517,37 @@ impl Collector for BackendMetrics {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostConfig;
+
+    /// Docker bind-mounts /etc/hosts, /etc/hostname and /etc/resolv.conf
+    /// into every container: as filesystems of their own they would raise
+    /// the disk alerts three more times in the stack.
+    #[test]
+    fn the_default_exclusion_leaves_out_dockers_file_mounts_only() {
+        let re = regex::Regex::new(&HostConfig::default().mount_points_exclude).unwrap();
+        for skipped in [
+            "/etc/hosts",
+            "/etc/hostname",
+            "/etc/resolv.conf",
+            "/proc",
+            "/var/lib/docker/overlay2/x/merged",
+        ] {
+            assert!(re.is_match(skipped), "{skipped}");
+        }
+        for kept in [
+            "/",
+            "/etc",
+            "/etc/hostsx",
+            "/data",
+            "/var/log/nginx",
+            "/backups/llmchat",
+        ] {
+            assert!(!re.is_match(kept), "{kept}");
+        }
     }
 }

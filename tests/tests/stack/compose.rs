@@ -38,25 +38,47 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// "host:container" port mappings → container ports.
+/// "host:container" port mappings and `expose`d ports → container ports.
 fn container_ports(service: &Value) -> BTreeSet<u16> {
     strings(&service["ports"])
         .iter()
+        .chain(&strings(&service["expose"]))
         .filter_map(|p| p.rsplit(':').next().and_then(|c| c.parse().ok()))
         .collect()
 }
 
-/// `service:port` a config points at must be a compose service publishing that port.
-fn assert_points_at_a_service(file: &str, host_port: &str, services: &BTreeMap<String, Value>) {
+/// `service:port` a config points at must be a compose service publishing
+/// that port; or, for a service on the host's network, listening on it,
+/// with the pointing service (`from`) mapping its name to the host
+/// (`extra_hosts: name:host-gateway`).
+fn assert_points_at_a_service(
+    file: &str,
+    from: &str,
+    host_port: &str,
+    services: &BTreeMap<String, Value>,
+) {
     let (host, port) = host_port.rsplit_once(':').unwrap();
     let port: u16 = port.parse().unwrap();
     let svc = services.get(host).unwrap_or_else(|| {
         panic!("{file} points at {host_port}, but compose has no service {host}")
     });
-    assert!(
-        container_ports(svc).contains(&port),
-        "{file} points at {host_port}, but {host} does not expose {port}"
-    );
+    if svc["network_mode"] == "host" {
+        assert!(
+            strings(&svc["command"])
+                .iter()
+                .any(|a| a.starts_with("--web.listen-address=") && a.ends_with(&format!(":{port}"))),
+            "{file} points at {host_port}, but {host} does not listen on {port}"
+        );
+        assert!(
+            strings(&services[from]["extra_hosts"]).contains(&format!("{host}:host-gateway")),
+            "{from} cannot resolve {host}, which is on the host's network"
+        );
+    } else {
+        assert!(
+            container_ports(svc).contains(&port),
+            "{file} points at {host_port}, but {host} does not expose {port}"
+        );
+    }
 }
 
 #[test]
@@ -172,7 +194,7 @@ fn service_names_and_ports_agree_across_the_stack_configs() {
         for sc in job["static_configs"].as_sequence().unwrap() {
             for t in strings(&sc["targets"]) {
                 if !t.starts_with("localhost:") {
-                    assert_points_at_a_service("prometheus.yml", &t, &services);
+                    assert_points_at_a_service("prometheus.yml", "prometheus", &t, &services);
                 }
             }
         }
@@ -183,7 +205,7 @@ fn service_names_and_ports_agree_across_the_stack_configs() {
     for am in prom["alerting"]["alertmanagers"].as_sequence().unwrap() {
         for sc in am["static_configs"].as_sequence().unwrap() {
             for t in strings(&sc["targets"]) {
-                assert_points_at_a_service("prometheus.yml", &t, &services);
+                assert_points_at_a_service("prometheus.yml", "prometheus", &t, &services);
             }
         }
     }
@@ -191,7 +213,7 @@ fn service_names_and_ports_agree_across_the_stack_configs() {
     let rule_glob = strings(&prom["rule_files"]).remove(0);
     let (dir, pattern) = rule_glob.rsplit_once('/').unwrap();
     assert!(
-        strings(&services["prometheus"]["volumes"]).contains(&format!("./rules:{dir}:ro")),
+        strings(&services["prometheus"]["volumes"]).contains(&format!("./rules:{dir}:ro,z")),
         "prometheus does not mount rules/ at {dir}"
     );
     let suffix = pattern.trim_start_matches('*');
@@ -201,7 +223,7 @@ fn service_names_and_ports_agree_across_the_stack_configs() {
 
     let am = yaml("stack/alertmanager.yml");
     let smarthost = am["global"]["smtp_smarthost"].as_str().unwrap();
-    assert_points_at_a_service("alertmanager.yml", smarthost, &services);
+    assert_points_at_a_service("alertmanager.yml", "alertmanager", smarthost, &services);
     let receivers = am["receivers"].as_sequence().unwrap();
     let webhook = &receivers
         .iter()
@@ -210,7 +232,7 @@ fn service_names_and_ports_agree_across_the_stack_configs() {
     assert_eq!(webhook["send_resolved"], Value::Bool(true));
     let url = webhook["url"].as_str().unwrap();
     let host_port = url.trim_start_matches("http://").split('/').next().unwrap();
-    assert_points_at_a_service("alertmanager.yml", host_port, &services);
+    assert_points_at_a_service("alertmanager.yml", "alertmanager", host_port, &services);
     let auth = &webhook["http_config"]["authorization"];
     assert_eq!(auth["type"].as_str(), Some("Bearer"));
     let token_file = auth["credentials_file"]
@@ -248,7 +270,7 @@ fn service_names_and_ports_agree_across_the_stack_configs() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("url: http://"))
         .unwrap();
-    assert_points_at_a_service("grafana datasource", ds_url, &services);
+    assert_points_at_a_service("grafana datasource", "grafana", ds_url, &services);
 }
 
 #[test]
@@ -425,11 +447,12 @@ fn the_long_term_switch_adds_victoriametrics_and_remote_write_only() {
         vm["image"].as_str().unwrap().contains(':'),
         "pinned: {vm:?}"
     );
-    // `config` writes ports in the long syntax.
+    // `config` writes ports in the long syntax, or short with a host address.
     assert!(
-        vm["ports"]
-            .as_sequence()
-            .is_some_and(|ports| ports.iter().any(|p| p["target"].as_u64() == Some(8428))),
+        vm["ports"].as_sequence().is_some_and(|ports| ports
+            .iter()
+            .any(|p| p["target"].as_u64() == Some(8428)
+                || p.as_str().is_some_and(|s| s.contains(":8428:8428")))),
         "{vm:?}"
     );
     let mounts = strings(&merged["services"]["prometheus"]["volumes"]);

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod compose;
+mod compose_hosts;
 mod dashboards;
 mod fleet;
 mod ha;

@@ -1,0 +1,298 @@
+//! What `docker compose up` needs on real hosts, checked without an
+//! engine: an image that builds with and without BuildKit and with a
+//! toolchain new enough for every dependency; services on localhost
+//! reachable by default (the exporter and the receiver on the host's
+//! network); ports published on 127.0.0.1; node-exporter optional and
+//! mountable on Docker Desktop; Grafana's provisioning mounted folder by
+//! folder; SELinux labels on the repository's mounts; secrets that follow
+//! a change (the receiver's token) or do not pretend to (Grafana's
+//! password).
+
+use std::collections::BTreeSet;
+
+use llmchat_tests::{repo_root, said};
+use serde_yaml_ng::Value;
+
+/// `docker-compose config` of `files` with the defaults (no .env), parsed.
+fn config(files: &[&str]) -> Value {
+    let copy = llmchat_tests::compose_copy();
+    let mut args = Vec::new();
+    for f in files {
+        args.extend(["-f", f]);
+    }
+    args.push("config");
+    let out = llmchat_tests::run_in(copy.path(), "docker-compose", &args);
+    assert!(out.status.success(), "{files:?}: {}", said(&out));
+    serde_yaml_ng::from_slice(&out.stdout).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn services(v: &Value) -> Vec<(String, Value)> {
+    v["services"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn the_image_builds_without_buildkit_with_a_toolchain_new_enough() {
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    // RUN --mount (and heredocs) need BuildKit: the classic builder and
+    // docker-compose 1.29 stop at them.
+    for line in dockerfile
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+    {
+        assert!(!line.contains("--mount"), "BuildKit only: {line}");
+        assert!(!line.contains("<<"), "BuildKit only: {line}");
+    }
+    // The build revision comes in as an argument (no .git in the context).
+    assert!(dockerfile.contains("ARG LLMCHAT_BUILD_REVISION"));
+    let compose = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    assert!(compose.contains("LLMCHAT_BUILD_REVISION: ${LLMCHAT_BUILD_REVISION:-unknown}"));
+    let build_rs = std::fs::read_to_string(repo_root().join("exporter/build.rs")).unwrap();
+    assert!(build_rs.contains("std::env::var(\"LLMCHAT_BUILD_REVISION\")"));
+
+    // The base tag is one read in rust-lang/docker-rust; the toolchain on
+    // it must be at least every locked crate's rust-version.
+    let toolchain = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG RUST_TOOLCHAIN="))
+        .expect("ARG RUST_TOOLCHAIN=");
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (needs, name) = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| Some((p["rust_version"].as_str()?, p["name"].as_str()?)))
+        .max_by_key(|(v, _)| version(v))
+        .unwrap();
+    assert!(
+        version(toolchain) >= version(needs),
+        "the image's Rust {toolchain} is older than {name}'s rust-version {needs}"
+    );
+}
+
+#[test]
+fn services_on_localhost_are_reached_by_default_and_ports_stay_on_the_host() {
+    let merged = config(&["docker-compose.yml"]);
+    for (name, svc) in services(&merged) {
+        // Published on 127.0.0.1, or on the Docker bridge's address (not
+        // reachable from outside the host); never on every interface.
+        for port in strings(&svc["ports"]) {
+            assert!(
+                port.starts_with("127.0.0.1:") || port.starts_with("172.17.0.1:"),
+                "{name} publishes {port} beyond the host"
+            );
+        }
+    }
+    let svc = |name: &str| merged["services"][name].clone();
+    for name in ["llmchat-exporter", "llmchat-receiver"] {
+        assert_eq!(svc(name)["network_mode"], "host", "{name}");
+        assert!(
+            strings(&svc(name)["ports"]).is_empty(),
+            "{name}: ports and host networking"
+        );
+        assert!(
+            strings(&svc(name)["command"])
+                .iter()
+                .any(|a| a.starts_with("--web.listen-address=172.17.0.1:")),
+            "{name} listens on the bridge's address only"
+        );
+    }
+    // LLMChat's services as a single host runs them: on localhost.
+    let env = &svc("llmchat-exporter")["environment"];
+    for (key, want) in [
+        ("LLMCHAT_EXPORTER_DATABASE_URL", "@localhost:5432/"),
+        ("LLMCHAT_EXPORTER_REDIS_URL", "redis://localhost:6379"),
+        ("LLMCHAT_EXPORTER_APP_URL", "http://localhost:3001"),
+    ] {
+        assert!(
+            env[key].as_str().unwrap().contains(want),
+            "{key}: {:?}",
+            env[key]
+        );
+    }
+    assert!(
+        svc("llmchat-receiver")["environment"]["LLMCHAT_RECEIVER_REDIS_URL"]
+            .as_str()
+            .unwrap()
+            .contains("localhost")
+    );
+    // The receiver's mail: mailpit's SMTP port published where the
+    // receiver's host.docker.internal points.
+    let receiver_toml = std::fs::read_to_string(repo_root().join("stack/receiver.toml")).unwrap();
+    assert!(receiver_toml.contains("smtp_host = \"host.docker.internal\""));
+    assert!(strings(&svc("llmchat-receiver")["extra_hosts"])
+        .iter()
+        .any(|h| h.starts_with("host.docker.internal:") && h.ends_with("host-gateway")));
+    assert!(strings(&svc("mailpit")["ports"]).contains(&"172.17.0.1:1025:1025/tcp".to_string()));
+
+    // node-exporter: only with its profile, not published, and `/`
+    // mounted without the propagation Docker Desktop refuses.
+    let node = svc("node-exporter");
+    assert_eq!(strings(&node["profiles"]), ["node-exporter"]);
+    assert!(strings(&node["ports"]).is_empty());
+    for v in strings(&node["volumes"]) {
+        assert!(!v.contains("rslave") && !v.contains("rshared"), "{v}");
+    }
+
+    // The overrides keep to the host too, and Docker Desktop's puts the
+    // two back on the bridge with their ports on 127.0.0.1.
+    for file in [
+        "docker-compose.tls.yml",
+        "docker-compose.longterm.yml",
+        "docker-compose.desktop.yml",
+    ] {
+        let merged = config(&["docker-compose.yml", file]);
+        for (name, svc) in services(&merged) {
+            for port in strings(&svc["ports"]) {
+                assert!(
+                    port.starts_with("127.0.0.1:") || port.starts_with("172.17.0.1:"),
+                    "{file}: {name} publishes {port} beyond the host"
+                );
+            }
+        }
+        if file == "docker-compose.desktop.yml" {
+            let exporter = &merged["services"]["llmchat-exporter"];
+            assert_eq!(exporter["network_mode"], "bridge");
+            assert!(strings(&exporter["ports"]).contains(&"127.0.0.1:9842:9842/tcp".to_string()));
+            assert!(exporter["environment"]["LLMCHAT_EXPORTER_DATABASE_URL"]
+                .as_str()
+                .unwrap()
+                .contains("@host.docker.internal:5432/"));
+        } else {
+            // The TLS switch keeps the listen address it replaces the command of.
+            for name in ["llmchat-exporter", "llmchat-receiver"] {
+                assert!(
+                    strings(&merged["services"][name]["command"])
+                        .iter()
+                        .any(|a| a.starts_with("--web.listen-address=172.17.0.1:")),
+                    "{file}: {name}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn grafana_gets_only_its_two_provisioning_folders_and_repository_mounts_are_labelled() {
+    let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    let mut raw: Value = serde_yaml_ng::from_str(&text).unwrap();
+    raw.apply_merge().unwrap();
+    let grafana = strings(&raw["services"]["grafana"]["volumes"]);
+    let provisioning: BTreeSet<String> = grafana
+        .iter()
+        .filter_map(|v| v.split(':').nth(1))
+        .filter(|t| t.starts_with("/etc/grafana/provisioning"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        provisioning,
+        BTreeSet::from([
+            "/etc/grafana/provisioning/dashboards".to_string(),
+            "/etc/grafana/provisioning/datasources".to_string(),
+        ]),
+        "the image's plugins/ and alerting/ must stay visible"
+    );
+    for file in [
+        "docker-compose.yml",
+        "docker-compose.tls.yml",
+        "docker-compose.longterm.yml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let v: Value = serde_yaml_ng::from_str(&text).unwrap();
+        for (name, svc) in v["services"].as_mapping().unwrap() {
+            for m in strings(&svc["volumes"]) {
+                if m.starts_with("./") {
+                    let options = m.rsplit(':').next().unwrap();
+                    assert!(
+                        options.split(',').any(|o| o == "z"),
+                        "{file}: {name:?} mounts {m} without the SELinux label option"
+                    );
+                } else if m.starts_with('/') || m.starts_with("${") {
+                    // Host folders (/var/log, backups) are never relabelled.
+                    assert!(!m.ends_with(",z") && !m.ends_with(":z"), "{file}: {m}");
+                }
+            }
+        }
+    }
+}
+
+/// stack/init-secrets.sh as the `secrets` service runs it, on a folder of
+/// its own: the receiver's token follows .env (the receiver re-reads the
+/// file; tested in the receiver's suite), Grafana's password is written
+/// once and a later one is reported, never written nor printed.
+#[test]
+fn the_secrets_script_rotates_the_token_and_keeps_grafanas_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new("sh")
+            .arg(repo_root().join("stack/init-secrets.sh"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LLMCHAT_SECRETS_DIR", dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", said(&out));
+        said(&out)
+    };
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    // First start, nothing in .env: both generated.
+    let said_first = run(&[]);
+    assert!(
+        said_first.contains("generated receiver_token"),
+        "{said_first}"
+    );
+    let password = read("grafana_admin_password");
+    assert_eq!(password.len(), 40);
+    let token = read("receiver_token");
+    // Unchanged .env: nothing changes.
+    run(&[]);
+    assert_eq!(read("receiver_token"), token);
+    // .env sets both: the token follows, the password does not.
+    let out = run(&[
+        ("LLMCHAT_RECEIVER_TOKEN", "rotated-token-0123456789"),
+        ("GRAFANA_ADMIN_PASSWORD", "a-new-password-in-env"),
+    ]);
+    assert_eq!(read("receiver_token"), "rotated-token-0123456789");
+    assert_eq!(read("grafana_admin_password"), password);
+    assert!(out.contains("reset-admin-password"), "{out}");
+    assert!(
+        !out.contains("a-new-password-in-env") && !out.contains(&password),
+        "{out}"
+    );
+    // Set on the very first start, the password is used.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg(repo_root().join("stack/init-secrets.sh"))
+        .env("LLMCHAT_SECRETS_DIR", fresh.path())
+        .env("GRAFANA_ADMIN_PASSWORD", "first-password-from-env")
+        .env("LLMCHAT_RECEIVER_TOKEN", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(
+        std::fs::read_to_string(fresh.path().join("grafana_admin_password")).unwrap(),
+        "first-password-from-env"
+    );
+}
