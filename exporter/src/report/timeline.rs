@@ -149,12 +149,16 @@ pub fn typical_peak(hours: &[Hour], zone: &Zone) -> Option<TypicalPeak> {
         .max_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second))
 }
 
-/// The busiest single hour.
+/// The busiest single hour (the first, among equals).
 pub fn busiest(hours: &[Period]) -> Option<Period> {
     hours
         .iter()
         .filter(|p| p.requests > 0.0)
-        .max_by(|a, b| a.requests.total_cmp(&b.requests))
+        .max_by(|a, b| {
+            a.requests
+                .total_cmp(&b.requests)
+                .then(b.start.total_cmp(&a.start))
+        })
         .cloned()
 }
 
@@ -205,13 +209,18 @@ pub fn slowest(hours: &[Period], baseline: Option<f64>) -> Option<Period> {
         .cloned()
 }
 
-/// The hour with the highest CPU or memory peak.
+/// The hour with the highest CPU or memory peak (the first, among
+/// equals); none when every hour peaks alike.
 pub fn most_saturated(hours: &[Period]) -> Option<Period> {
     let key = |p: &Period| p.cpu_max.unwrap_or(0.0).max(p.memory_max.unwrap_or(0.0));
-    hours
+    let seen: Vec<&Period> = hours
         .iter()
         .filter(|p| p.cpu_max.is_some() || p.memory_max.is_some())
+        .collect();
+    let lowest = seen.iter().map(|p| key(p)).reduce(f64::min)?;
+    seen.into_iter()
         .max_by(|a, b| key(a).total_cmp(&key(b)).then(b.start.total_cmp(&a.start)))
+        .filter(|p| key(p) > lowest)
         .cloned()
 }
 
@@ -259,5 +268,16 @@ mod tests {
         assert_eq!(worst(&each_hour(&hours), 0.05, 5).len(), 1, "the baseline");
         assert_eq!(w[0].end, 7200.0);
         assert_eq!(w[0].server_error_ratio, Some(0.3));
+    }
+
+    #[test]
+    fn alike_hours_have_no_most_saturated_one_and_the_first_busiest() {
+        let hours = each_hour(&[hour(3600.0, 10.0, 0.0), hour(7200.0, 10.0, 0.0)]);
+        assert!(most_saturated(&hours).is_none());
+        assert_eq!(busiest(&hours).unwrap().end, 3600.0);
+        let mut hot = hour(10800.0, 10.0, 0.0);
+        hot.memory_max = Some(0.99);
+        let hours = each_hour(&[hour(3600.0, 10.0, 0.0), hot]);
+        assert_eq!(most_saturated(&hours).unwrap().end, 10800.0);
     }
 }
