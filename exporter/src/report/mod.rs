@@ -248,7 +248,13 @@ pub async fn data_span(
             to: rfc3339(to),
         });
     };
-    let (data_from, data_to) = (first.0.max(from), last.0.min(to));
+    // Found to within a step: data within a step of an end reaches it.
+    let data_from = if first.0 - from <= step {
+        from
+    } else {
+        first.0
+    };
+    let data_to = if to - last.0 <= step { to } else { last.0 };
     let slack = step + 3600.0;
     let partial = data_from - from > slack || to - data_to > slack;
     if partial && !allow_partial {

@@ -89,24 +89,20 @@ pub fn markdown(r: &Report, lang: Lang, zone: &Zone, chart: Option<&str>) -> Str
         zone.utc_offset(r.to)
     );
     let src = &r.source;
-    let _ = writeln!(
-        w,
-        "- {}: {}{}{}{} – {}\n",
-        t.source,
-        src.server,
-        src.version
-            .as_deref()
-            .map(|v| format!(" ({v})"))
-            .unwrap_or_default(),
-        t.sep,
-        zone.minute(src.data_from),
-        zone.minute(src.data_to)
-    );
+    let version = src
+        .version
+        .as_deref()
+        .map(|v| format!(" ({v})"))
+        .unwrap_or_default();
+    let _ = writeln!(w, "- {}: {}{version}\n", t.source, src.server);
     if src.partial {
         let _ = writeln!(
             w,
-            "> **{}** ({} – {}).\n",
+            "> **{}** {} – {} ({} {} – {}).\n",
             t.partial,
+            zone.minute(src.data_from),
+            zone.minute(src.data_to),
+            t.requested,
             zone.minute(src.requested_from),
             zone.minute(src.requested_to)
         );

@@ -41,8 +41,10 @@ pub async fn hours(
     let server_errors = job.sel("llmchat_http_requests_total", r#"status_code=~"5..""#);
     let bucket = job.sel("llmchat_http_request_duration_seconds_bucket", "");
     let cpu = job.sel("llmchat_host_cpu_usage_ratio", "");
+    // Gauges over [end - 1h, end - 1s]: a sample at the very end of the
+    // hour belongs to the next one (a range selector includes both ends).
     let memory = format!(
-        "max(1 - min_over_time({}[1h]) / max_over_time({}[1h]))",
+        "max(1 - min_over_time({}[3599s] offset 1s) / max_over_time({}[3599s] offset 1s))",
         job.sel("llmchat_host_memory_available_bytes", ""),
         job.sel("llmchat_host_memory_total_bytes", "")
     );
@@ -51,7 +53,7 @@ pub async fn hours(
     let (req, errors, cpu, memory, buckets) = tokio::try_join!(
         range(format!("sum(increase({requests}[1h]))")),
         range(format!("sum(increase({server_errors}[1h]))")),
-        range(format!("max(max_over_time({cpu}[1h]))")),
+        range(format!("max(max_over_time({cpu}[3599s] offset 1s))")),
         range(memory),
         client.matrix(&buckets_expr, start, to, 3600.0),
     )?;
