@@ -207,6 +207,11 @@ database = dashboard("llmchat-database", "LLMChat / PostgreSQL",
           "short", [(f"max by (query, reason) (increase(llmchat_database_query_errors_total{{{SEL}}}[1h]))", "{{query}} {{reason}}")]),
     panel("timeseries", "Reachable from each exporter", "Whether each services exporter reached PostgreSQL (LLMChatDatabaseDown fires only when none does).",
           "none", [(f"min by (instance) (llmchat_database_up{{{SEL}}})", "{{instance}}")], min=0, max=1, w=24),
+    panel("timeseries", "Slow queries", "Calls per hour of statements whose mean time in pg_stat_statements is over the exporter's database.slow_query_threshold (the guide's 慢查询数量); empty without the extension (llmchat_database_statements_available 0).",
+          "short", [(f"sum(increase(llmchat_database_slow_queries_total{{{SEL}}}[1h]))", "slow calls per hour")]),
+    panel("timeseries", "Statement mean time", "Mean execution time of the statements run in the LLMChat database (pg_stat_statements), beside the exporter's SELECT 1.",
+          "s", [(f"sum(rate(llmchat_database_statement_execution_seconds_total{{{SEL}}}[$__rate_interval])) / sum(rate(llmchat_database_statement_calls_total{{{SEL}}}[$__rate_interval]))", "statements"),
+                (f"max(llmchat_database_ping_duration_seconds{{{SEL}}})", "SELECT 1")]),
 ])
 
 redis = dashboard("llmchat-redis", "LLMChat / Redis",
