@@ -7,7 +7,8 @@
 //!
 //! Each check stats the file (one syscall; webhooks come a few a minute)
 //! and reads it only when its inode, size or mtime changed. A file that
-//! is missing, unreadable or empty keeps the token read last, and that is
+//! is missing, unreadable, empty or holds a token shorter than the 16
+//! characters required at start keeps the token read last, and that is
 //! logged once when it starts and once when it ends.
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use std::time::SystemTime;
 use hyper::header::HeaderValue;
 use llmchat_common::http::{AuthError, Credentials};
 
-use crate::config::WebConfig;
+use crate::config::{WebConfig, MIN_TOKEN_LEN};
 
 /// What identifies one version of the token file.
 type Stamp = (u64, u64, Option<SystemTime>);
@@ -73,10 +74,12 @@ impl Auth {
             }
             let text = std::fs::read_to_string(path)?;
             let token = text.trim_end().to_string();
-            if token.is_empty() {
+            if token.len() < MIN_TOKEN_LEN {
+                // As at start: a short (or empty, half-written) token is
+                // refused, and the one in force stays.
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    "the file is empty",
+                    format!("the token is shorter than {MIN_TOKEN_LEN} characters"),
                 ));
             }
             Ok(Some((stamp, token)))
@@ -144,6 +147,9 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(auth.check(Some(&bearer("second-token-0123456789"))).is_ok());
         std::fs::write(&path, "").unwrap();
+        assert!(auth.check(Some(&bearer("second-token-0123456789"))).is_ok());
+        std::fs::write(&path, "short").unwrap();
+        assert!(auth.check(Some(&bearer("short"))).is_err());
         assert!(auth.check(Some(&bearer("second-token-0123456789"))).is_ok());
         std::fs::write(&path, "third-token-0123456789").unwrap();
         assert!(auth.check(Some(&bearer("third-token-0123456789"))).is_ok());

@@ -11,6 +11,8 @@ use clap::Parser;
 use serde::Deserialize;
 
 pub const DEFAULT_PORT: u16 = 9843;
+/// The shortest bearer token accepted, at start and when its file changes.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 use llmchat_common::invalid;
 pub use llmchat_common::ConfigError;
@@ -481,12 +483,12 @@ impl Config {
             .web
             .bearer_token
             .as_deref()
-            .is_some_and(|t| t.len() < 16)
+            .is_some_and(|t| t.len() < MIN_TOKEN_LEN)
         {
             return Err(invalid(
                 "web.bearer_token",
                 "(not shown)",
-                "must be at least 16 characters",
+                format!("must be at least {MIN_TOKEN_LEN} characters"),
             ));
         }
         if self.web.body_limit_bytes < 1024 {
