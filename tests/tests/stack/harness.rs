@@ -255,7 +255,10 @@ impl Stack {
         let d = dir.path().to_path_buf();
         let mut procs = Vec::new();
 
-        let pg = Postgres::start();
+        // With pg_stat_statements, as docs/metrics.md asks of production:
+        // the slow-query panels have their data.
+        let pg = Postgres::start_with(&["shared_preload_libraries=pg_stat_statements"]);
+        pg.psql("CREATE EXTENSION pg_stat_statements");
         pg.psql(LLMCHAT_SCHEMA);
         let redis = Redis::start();
         redis.pipe("SET agents:1 a\nSET agents:2 b\nSET sessions:1 s\nSET messages:1 m\nGET agents:1\nGET nothing\n");
