@@ -365,26 +365,13 @@ fn blocks_of(series: &[Series]) -> std::path::PathBuf {
     dir
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A real Prometheus holding `series` (backfilled with promtool) and
 /// keeping `retention`, on its own copy of the blocks.
 pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus {
     let blocks = blocks_of(series);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    copy_dir(&blocks.join("data"), &data);
+    llmchat_tests::copy_dir(&blocks.join("data"), &data);
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
     let port = free_port();
