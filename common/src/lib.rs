@@ -4,7 +4,9 @@
 //! server ([`http`]).
 #![forbid(unsafe_code)]
 
+pub mod escape;
 pub mod http;
+pub mod logging;
 pub mod webconfig;
 pub use config::duration;
 

@@ -105,6 +105,8 @@ pub struct WebConfig {
     /// response headers; re-read when it changes or on SIGHUP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_file: Option<std::path::PathBuf>,
+    /// What one client may hold of the server (`[web.limits]`).
+    pub limits: llmchat_common::http::Limits,
 }
 
 impl Default for WebConfig {
@@ -115,6 +117,7 @@ impl Default for WebConfig {
             collector_timeout: Duration::from_secs(5),
             admin_token: None,
             config_file: None,
+            limits: Default::default(),
         }
     }
 }
@@ -150,6 +153,8 @@ pub struct WebFlags {
     /// exporter-toolkit web-config file (TLS, basic auth, headers).
     #[arg(id = "web.config_file", long = "web.config.file", value_name = "FILE")]
     pub config_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: llmchat_common::http::LimitsFlags,
 }
 
 impl Section for WebConfig {
@@ -180,7 +185,7 @@ impl Section for WebConfig {
         if let Some(path) = &self.config_file {
             llmchat_common::webconfig::load(path)?;
         }
-        Ok(())
+        self.limits.validate()
     }
 }
 

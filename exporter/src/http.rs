@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -288,7 +287,7 @@ fn authorize<B>(state: &AppState, req: &Request<B>) -> Result<(), RequestError> 
         .check(req.headers().get(header::AUTHORIZATION))
         .map_err(|e| match e {
             AuthError::Missing => RequestError::Unauthorized("missing bearer token"),
-            AuthError::Wrong => RequestError::Unauthorized("wrong bearer token"),
+            AuthError::Wrong | AuthError::Busy => RequestError::Unauthorized("wrong bearer token"),
         })
 }
 
@@ -380,19 +379,23 @@ impl From<CheckResult> for HealthCheck {
     }
 }
 
+/// The largest request body taken: the exporter's endpoints take none,
+/// so anything over a few kilobytes is a client up to no good.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
 /// Serves until `shutdown` resolves, then lets open connections finish
 /// (the shared server in `llmchat_common::http`).
 pub async fn serve(
+    server: llmchat_common::http::Server,
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()>,
-    web: Arc<llmchat_common::webconfig::WebGuard>,
 ) {
-    let handler = move |req: Request<Incoming>| {
+    let handler = move |req: Request<llmchat_common::http::Body>| {
         let state = state.clone();
         async move { handle(&state, req).await }
     };
-    llmchat_common::http::serve(listener, handler, shutdown, web).await;
+    server.serve(listener, handler, shutdown).await;
 }
 
 #[cfg(test)]

@@ -28,9 +28,16 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = config::resolve_listen_address(&config.web.listen_address)?;
-    let web = llmchat_common::webconfig::WebGuard::new(config.web.config_file.as_deref())?;
+    let web = llmchat_common::webconfig::WebGuard::new(
+        config.web.config_file.as_deref(),
+        &config.web.limits,
+    )?;
+    let server =
+        llmchat_common::http::Server::new(&config.web.limits, web.clone(), http::BODY_LIMIT);
     let mut exporter = scrape::Exporter::start(&config)?;
-    web.register(exporter.registry_mut().sub_registry_with_prefix("exporter"));
+    let own = exporter.registry_mut().sub_registry_with_prefix("exporter");
+    web.register(own);
+    server.register(own);
     let exporter = Arc::new(exporter);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -40,11 +47,12 @@ pub async fn run(
         version = VERSION,
         collectors = ?config.enabled_collectors(),
         web_config = config.web.config_file.is_some(),
+        max_connections = server.max_connections(),
         "llmchat-exporter listening"
     );
     let state = Arc::new(http::AppState::new(exporter.clone(), &config));
     web.watch(std::time::Duration::from_secs(5));
-    http::serve(listener, state, shutdown, web).await;
+    http::serve(server, listener, state, shutdown).await;
     exporter.stop();
     tracing::info!("llmchat-exporter stopped");
     Ok(())

@@ -31,12 +31,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log.level))
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: not into journald, files or pipes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    llmchat_common::logging::init(&config.log.level, false);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -52,8 +52,18 @@ pub struct Exporter {
     /// Serialises refresh+encode so that two concurrent scrapes never see
     /// each other's half-refreshed snapshots.
     scrape_lock: tokio::sync::Mutex<()>,
+    /// The latest refresh's results, for `/health`: probes answer from
+    /// them while they are fresh, so that a crowd of unauthenticated
+    /// pollers costs the collectors nothing and cannot queue in front of
+    /// a scrape.
+    latest: std::sync::Mutex<Option<(Instant, Vec<CheckResult>)>>,
+    /// One `/health` refresh at a time; the others wait for its results.
+    health_refresh: tokio::sync::Mutex<()>,
     started: Instant,
 }
+
+/// How long a refresh's results answer `/health`.
+pub const HEALTH_FRESH_FOR: Duration = Duration::from_secs(5);
 
 impl Exporter {
     /// Builds the registry and starts the enabled collectors (the log tailer
@@ -108,6 +118,8 @@ impl Exporter {
             failing,
             timeout,
             scrape_lock: tokio::sync::Mutex::new(()),
+            latest: std::sync::Mutex::new(None),
+            health_refresh: tokio::sync::Mutex::new(()),
             started: Instant::now(),
         }
     }
@@ -116,15 +128,40 @@ impl Exporter {
     /// is Prometheus' own (X-Prometheus-Scrape-Timeout-Seconds): the
     /// collectors get a little less than it, and never more than
     /// `web.collector_timeout`, so the answer reaches Prometheus in time.
+    /// The wait for another scrape's refresh counts against that budget:
+    /// one that has spent it all answers with the values the other one
+    /// left, rather than after Prometheus has given up.
     pub async fn scrape(
         &self,
         format: Format,
         scraper_timeout: Option<Duration>,
     ) -> Result<String, std::fmt::Error> {
+        let started = Instant::now();
         let deadline = self.deadline(scraper_timeout);
-        let _guard = self.scrape_lock.lock().await;
-        self.refresh_all(deadline).await;
+        let Ok(_guard) = tokio::time::timeout(deadline, self.scrape_lock.lock()).await else {
+            tracing::debug!(
+                "waited the whole scrape budget for another refresh; answering with its values"
+            );
+            return format.encode(&self.registry);
+        };
+        let left = deadline.saturating_sub(started.elapsed());
+        if !left.is_zero() {
+            let results = self.refresh_all(left).await;
+            self.remember(results);
+        }
         format.encode(&self.registry)
+    }
+
+    fn remember(&self, results: Vec<CheckResult>) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), results));
+    }
+
+    fn fresh_results(&self) -> Option<Vec<CheckResult>> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < HEALTH_FRESH_FOR)
+            .map(|(_, results)| results.clone())
     }
 
     /// The collectors' budget for a scrape with the scraper's timeout.
@@ -141,10 +178,22 @@ impl Exporter {
         }
     }
 
-    /// Refreshes every collector, as a scrape does, and reports each result.
+    /// Every collector's result, for `/health`: the latest refresh's when
+    /// it is under [`HEALTH_FRESH_FOR`] old (a scrape's or another
+    /// probe's), else one refresh shared by every probe that asks
+    /// meanwhile.
     pub async fn check(&self) -> Vec<CheckResult> {
+        if let Some(results) = self.fresh_results() {
+            return results;
+        }
+        let _one = self.health_refresh.lock().await;
+        if let Some(results) = self.fresh_results() {
+            return results;
+        }
         let _guard = self.scrape_lock.lock().await;
-        self.refresh_all(self.timeout).await
+        let results = self.refresh_all(self.timeout).await;
+        self.remember(results.clone());
+        results
     }
 
     /// The running collector named `name`, for `/health/db` and

@@ -50,6 +50,8 @@ pub struct WebConfig {
     /// exporter-toolkit's web-config file: TLS, mutual TLS, basic auth for
     /// every path, response headers; re-read when it changes or on SIGHUP.
     pub config_file: Option<PathBuf>,
+    /// What one client may hold of the server (`[web.limits]`).
+    pub limits: llmchat_common::http::Limits,
 }
 
 impl Default for WebConfig {
@@ -63,6 +65,7 @@ impl Default for WebConfig {
             auth_disabled: false,
             body_limit_bytes: 1024 * 1024,
             config_file: None,
+            limits: Default::default(),
         }
     }
 }
@@ -271,6 +274,8 @@ struct WebFlags {
     /// exporter-toolkit web-config file (TLS, mutual TLS, basic auth, headers).
     #[arg(id = "web.config_file", long = "web.config.file", value_name = "FILE")]
     config_file: Option<PathBuf>,
+    #[command(flatten)]
+    limits: llmchat_common::http::LimitsFlags,
 }
 
 #[serde_with::skip_serializing_none]
@@ -322,7 +327,10 @@ impl Cli {
     pub fn full_command() -> clap::Command {
         use clap::CommandFactory;
         let defaults = serde_json::json!({
-            "web": { "listen_address": WebConfig::default().listen_address },
+            "web": {
+                "listen_address": WebConfig::default().listen_address,
+                "limits": llmchat_common::http::Limits::default(),
+            },
             "store": { "url": StoreConfig::default().url },
             "log": { "level": LogConfig::default().level, "format": LogConfig::default().format },
         });
@@ -491,6 +499,7 @@ impl Config {
                 format!("must be at least {MIN_TOKEN_LEN} characters"),
             ));
         }
+        self.web.limits.validate()?;
         if self.web.body_limit_bytes < 1024 {
             return Err(invalid(
                 "web.body_limit_bytes",

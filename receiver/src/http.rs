@@ -104,7 +104,7 @@ fn authorize<B>(state: &AppState, req: &Request<B>) -> Result<(), RequestError> 
         .check(req.headers().get(header::AUTHORIZATION))
         .map_err(|e| match e {
             AuthError::Missing => RequestError::Unauthorized("missing credentials"),
-            AuthError::Wrong => RequestError::Unauthorized("wrong credentials"),
+            AuthError::Wrong | AuthError::Busy => RequestError::Unauthorized("wrong credentials"),
         })
 }
 

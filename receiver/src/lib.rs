@@ -28,9 +28,18 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = config::listen_address(&config.web.listen_address)?;
-    let web_guard = llmchat_common::webconfig::WebGuard::new(config.web.config_file.as_deref())?;
+    let web_guard = llmchat_common::webconfig::WebGuard::new(
+        config.web.config_file.as_deref(),
+        &config.web.limits,
+    )?;
+    let server = llmchat_common::http::Server::new(
+        &config.web.limits,
+        web_guard.clone(),
+        config.web.body_limit_bytes,
+    );
     let mut metrics = metrics::Metrics::new();
     web_guard.register(&mut metrics.registry);
+    server.register(&mut metrics.registry);
     let metrics = Arc::new(metrics);
     let store = Arc::new(store::Store::open(&config.store.url, metrics.store.clone()).await?);
     let senders = Arc::new(channels::Senders::new(
@@ -91,13 +100,13 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    tracing::info!(address = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "llmchat-receiver listening");
-    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+    tracing::info!(address = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), max_connections = server.max_connections(), "llmchat-receiver listening");
+    let handler = move |req: hyper::Request<llmchat_common::http::Body>| {
         let state = state.clone();
         async move { http::handle(&state, req).await }
     };
     web_guard.watch(Duration::from_secs(5));
-    llmchat_common::http::serve(listener, handler, shutdown, web_guard).await;
+    server.serve(listener, handler, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
     maintenance.abort();

@@ -55,21 +55,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::new(&config.log.level);
-    if config.log.format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            // Colours only on a terminal: not into journald, files or pipes.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
-    }
+    llmchat_common::logging::init(&config.log.level, config.log.format == "json");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,7 +1,9 @@
 //! [`WebGuard`]: the web-config file in force, what the server asks of
 //! each connection and request, and its re-reading (on change or SIGHUP).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +11,7 @@ use hyper::header::HeaderValue;
 
 use super::{load, WebConfig};
 use crate::config::ConfigError;
-use crate::http::AuthError;
+use crate::http::{AuthError, Limits};
 
 /// A modification stamp of the file and every file it names.
 fn stamp(inputs: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
@@ -36,7 +38,19 @@ pub struct WebGuard {
     /// Checks that passed, by a SHA-256 of (user, hash, password), so that
     /// a scrape does not pay bcrypt's cost each time (exporter-toolkit does
     /// the same); only successes, so guessing stays expensive.
-    pub(super) passed: Mutex<std::collections::HashSet<[u8; 32]>>,
+    pub(super) passed: Mutex<HashSet<[u8; 32]>>,
+    /// Checks that failed, keyed the same way: a client that repeats one
+    /// wrong password costs one bcrypt check, not one per request.
+    failed: Mutex<HashSet<[u8; 32]>>,
+    /// bcrypt checks running at once (`web.limits.auth_concurrency`): a
+    /// flood of wrong passwords takes that many cores, not every core of
+    /// the host the exporter shares with LLMChat.
+    auth_slots: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a slot, bounded by `auth_queue`.
+    auth_waiting: AtomicUsize,
+    auth_queue: usize,
+    /// The longest wait for a slot (`web.limits.header_timeout`).
+    auth_wait: Duration,
     pub(super) reloads: prometheus_client::metrics::family::Family<
         ReloadLabels,
         prometheus_client::metrics::counter::Counter,
@@ -48,8 +62,9 @@ pub struct WebGuard {
 const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
 
 impl WebGuard {
-    /// Loads `path` (if any) for serving; `Err` is the start-up refusal.
-    pub fn new(path: Option<&Path>) -> Result<Arc<WebGuard>, ConfigError> {
+    /// Loads `path` (if any) for serving, with the bcrypt bounds of
+    /// `limits`; `Err` is the start-up refusal.
+    pub fn new(path: Option<&Path>, limits: &Limits) -> Result<Arc<WebGuard>, ConfigError> {
         let config = match path {
             Some(p) => load(p)?,
             None => WebConfig::none(),
@@ -58,6 +73,11 @@ impl WebGuard {
             path: path.map(Path::to_path_buf),
             current: RwLock::new(Arc::new(config)),
             passed: Mutex::new(Default::default()),
+            failed: Mutex::new(Default::default()),
+            auth_slots: Arc::new(tokio::sync::Semaphore::new(limits.auth_concurrency.max(1))),
+            auth_waiting: AtomicUsize::new(0),
+            auth_queue: limits.auth_queue,
+            auth_wait: limits.header_timeout,
             reloads: Default::default(),
         });
         for result in ["success", "failure"] {
@@ -90,10 +110,9 @@ impl WebGuard {
         match load(path) {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-                self.passed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
+                for cache in [&self.passed, &self.failed] {
+                    cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
                 self.reloads
                     .get_or_create(&ReloadLabels { result: "success" })
                     .inc();
@@ -203,24 +222,58 @@ impl WebGuard {
         {
             return Ok(());
         }
-        let ok = tokio::task::spawn_blocking(move || match hash {
-            Some(h) => bcrypt::verify(&password, &h).unwrap_or(false),
-            None => {
-                let _ = bcrypt::verify(&password, DUMMY_HASH);
-                false
+        if self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return Err(AuthError::Wrong);
+        }
+        let permit = self.auth_slot().await?;
+        let ok = tokio::task::spawn_blocking(move || {
+            // Held until bcrypt ends, even if the client has gone.
+            let _permit = permit;
+            match hash {
+                Some(h) => bcrypt::verify(&password, &h).unwrap_or(false),
+                None => {
+                    let _ = bcrypt::verify(&password, DUMMY_HASH);
+                    false
+                }
             }
         })
         .await
         .unwrap_or(false);
-        if !ok {
-            return Err(AuthError::Wrong);
+        // Bounded: a flood of distinct passwords cannot grow either cache.
+        let cache = if ok { &self.passed } else { &self.failed };
+        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= 1024 {
+            cache.clear();
         }
-        let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: a flood of distinct right passwords cannot grow it.
-        if passed.len() >= 1024 {
-            passed.clear();
+        cache.insert(key);
+        if ok {
+            Ok(())
+        } else {
+            Err(AuthError::Wrong)
         }
-        passed.insert(key);
-        Ok(())
+    }
+
+    /// A bcrypt slot, waiting at most `auth_wait` behind at most
+    /// `auth_queue` others; [`AuthError::Busy`] otherwise.
+    async fn auth_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AuthError> {
+        if let Ok(permit) = self.auth_slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.auth_waiting.fetch_add(1, Ordering::AcqRel) >= self.auth_queue {
+            self.auth_waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AuthError::Busy);
+        }
+        let waited =
+            tokio::time::timeout(self.auth_wait, self.auth_slots.clone().acquire_owned()).await;
+        self.auth_waiting.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(AuthError::Busy),
+        }
     }
 }

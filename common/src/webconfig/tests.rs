@@ -159,7 +159,7 @@ async fn basic_auth_takes_the_right_pair_and_remembers_it() {
     let f = Files::new();
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let path = f.web(&format!("basic_auth_users:\n  prometheus: '{hash}'\n"));
-    let guard = WebGuard::new(Some(&path)).unwrap();
+    let guard = WebGuard::new(Some(&path), &Default::default()).unwrap();
     assert_eq!(guard.check_basic(None).await, Err(AuthError::Missing));
     assert_eq!(
         guard
@@ -193,7 +193,7 @@ async fn a_broken_file_on_reload_keeps_the_last_good_one_and_is_counted() {
     let f = Files::new();
     let hash = bcrypt::hash("one", 4).unwrap();
     let path = f.web(&format!("basic_auth_users:\n  a: '{hash}'\n"));
-    let guard = WebGuard::new(Some(&path)).unwrap();
+    let guard = WebGuard::new(Some(&path), &Default::default()).unwrap();
     f.web("basic_auth_users:\n  a: not-a-hash\n");
     assert!(!guard.reload());
     assert_eq!(guard.check_basic(Some(&basic("a", "one"))).await, Ok(()));
@@ -222,7 +222,7 @@ async fn the_shipped_example_loads_and_its_password_is_the_one_it_says() {
     let text = example
         .replace("/etc/llmchat/tls/server.pem", "cert.pem")
         .replace("/etc/llmchat/tls/server-key.pem", "key.pem");
-    let guard = WebGuard::new(Some(&f.web(&text))).unwrap();
+    let guard = WebGuard::new(Some(&f.web(&text)), &Default::default()).unwrap();
     assert!(guard.current().tls.is_some());
     assert_eq!(guard.current().headers.len(), 3);
     assert_eq!(

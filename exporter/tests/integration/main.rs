@@ -7,6 +7,7 @@ mod config;
 mod exposition;
 mod helpers;
 mod host;
+mod hostile;
 mod http;
 mod logs;
 mod report;

@@ -51,10 +51,30 @@ impl Receiver {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Receiver {
+        Self::start_wrapped(&[], config, port, args, env)
+    }
+
+    /// Starts the binary under `wrapper` (a command that runs the rest of
+    /// its arguments, such as `prlimit --nofile=1024:1024`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        config: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Receiver {
         let stderr = tempfile::NamedTempFile::new().unwrap();
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         // Only what the test sets: none of the developer's LLMCHAT_* or
         // proxy variables (the receiver's HTTP channels would use a proxy).
-        let child = Command::new(BIN)
+        let child = command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().copied())

@@ -6,6 +6,7 @@ mod claims;
 mod delivery;
 mod email_format;
 mod helpers;
+mod hostile;
 mod recovery;
 mod recovery_instances;
 mod requests;
