@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::busy::{BusyGuard, Take};
 use super::coordination::Admission;
 use super::{alertname, Action, Decision, Recovery, DECISION_BUDGET};
 use crate::payload::Alert;
@@ -88,10 +89,26 @@ impl Recovery {
                 .await;
         }
         let scope = self.scope(&action, alert);
-        let Some(_busy) = super::BusyGuard::take(&action.busy, &scope) else {
-            return self
-                .record_skip(&action, alert, dry_run, Decision::SkippedRunning, None)
-                .await;
+        let busy = match action.busy.take(&scope, DECISION_BUDGET).await {
+            Take::Taken(guard) => guard,
+            Take::Running => {
+                return self
+                    .record_skip(&action, alert, dry_run, Decision::SkippedRunning, None)
+                    .await
+            }
+            Take::StillDeciding => {
+                return self
+                    .record_skip(
+                        &action,
+                        alert,
+                        dry_run,
+                        Decision::SkippedUnavailable,
+                        Some(
+                            "another decision for this scope is still waiting for the store".into(),
+                        ),
+                    )
+                    .await
+            }
         };
         // The run must start by then: the lock taken below lives for the
         // budget plus the longest run.
@@ -127,7 +144,7 @@ impl Recovery {
                 }
             }
         };
-        self.gate_and_run(&action, &scope, alert, to_slack, dry_run, start_by)
+        self.gate_and_run(&action, &busy, alert, to_slack, dry_run, start_by)
             .await;
         if let Some(lock) = lock {
             self.coordinator.release(lock).await;
@@ -138,13 +155,14 @@ impl Recovery {
     async fn gate_and_run(
         &self,
         action: &Arc<Action>,
-        scope: &str,
+        busy: &BusyGuard<'_>,
         alert: &Alert,
         to_slack: bool,
         dry_run: bool,
         start_by: Instant,
     ) {
         let name = action.name.as_str();
+        let scope = busy.scope();
         match self
             .coordinator
             .admit(
@@ -156,7 +174,7 @@ impl Recovery {
             )
             .await
         {
-            Ok(Admission::Granted) => {}
+            Ok(Admission::Granted) => busy.running(),
             Ok(Admission::Cooldown) => {
                 return self
                     .record_skip(action, alert, dry_run, Decision::SkippedCooldown, None)

@@ -8,6 +8,7 @@
 //! run's own end (`succeeded`, `failed`, `timed_out`, `cancelled`). Runs
 //! and dry runs are notified as `info` events through the outbox.
 
+mod busy;
 pub mod command;
 pub mod config;
 pub mod coordination;
@@ -21,7 +22,7 @@ mod notice;
 pub mod redis_cleanup;
 pub mod signal;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,8 +76,9 @@ struct Action {
     /// Cooldown, cap, dry run; what it does is in `effect`.
     config: ActionConfig,
     effect: Box<dyn effect::Effect>,
-    /// The scopes (see [`Recovery::scope`]) with a run under way here.
-    busy: Mutex<HashSet<String>>,
+    /// The scopes (see [`Recovery::scope`]) with a decision or a run
+    /// under way here.
+    busy: busy::Scopes,
 }
 
 impl Action {
@@ -92,32 +94,6 @@ impl Action {
 /// that starts at all ends before its lock expires, however slow a faulty
 /// store made the decision.
 const DECISION_BUDGET: Duration = Duration::from_secs(10);
-
-/// Clears a scope's busy mark however its run ends.
-struct BusyGuard<'a> {
-    busy: &'a Mutex<HashSet<String>>,
-    scope: String,
-}
-
-impl<'a> BusyGuard<'a> {
-    /// Marks the scope busy; `None` when a run of it is already under way.
-    fn take(busy: &'a Mutex<HashSet<String>>, scope: &str) -> Option<Self> {
-        let mut set = busy.lock().unwrap_or_else(|e| e.into_inner());
-        set.insert(scope.to_string()).then(|| BusyGuard {
-            busy,
-            scope: scope.to_string(),
-        })
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.scope);
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -175,7 +151,7 @@ impl Recovery {
                     name: name.clone(),
                     config: c.clone(),
                     effect,
-                    busy: Mutex::new(HashSet::new()),
+                    busy: busy::Scopes::default(),
                 }),
             );
         }
@@ -300,7 +276,7 @@ impl Recovery {
                     "max_runs_per_hour": a.config.max_runs_per_hour,
                     "dry_run": self.dry_run || a.config.dry_run,
                     "cancel_on_resolve": a.config.cancel_on_resolve,
-                    "running": !a.busy.lock().unwrap_or_else(|e| e.into_inner()).is_empty(),
+                    "running": a.busy.any_running(),
                 })
             })
             .collect();

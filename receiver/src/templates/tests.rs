@@ -365,3 +365,54 @@ proptest::proptest! {
         proptest::prop_assert_eq!(errors.get_or_create(&ChannelLabels { channel: "email" }).get(), 0);
     }
 }
+
+/// Every `&` in `text` starts a whole entity (`&lt;`, `&#x2f;`).
+fn entities_whole(text: &str) -> Result<(), String> {
+    let re = regex::Regex::new(r"^&(#x?[0-9a-fA-F]+|[a-zA-Z]+);").unwrap();
+    for (at, _) in text.match_indices('&') {
+        if !re.is_match(&text[at..]) {
+            return Err(format!(
+                "a cut entity: …{}",
+                &text[at..(at + 12).min(text.len())]
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn long_runs_of_escaped_characters_are_never_cut_inside_an_escape() {
+    let (t, _) = templates(&NotifyConfig::default(), &[]);
+    for c in ['<', '>', '&', '"', '\'', '/'] {
+        for len in [1999, 2000, 2001, 5000] {
+            let run: String = std::iter::repeat_n(c, len).collect();
+            let n = notice(
+                &[("alertname", "A"), ("job", &run)],
+                &[("summary", &run), ("description", &run)],
+            );
+            let ctx = t.context(&[n], None);
+            let html = t
+                .render(TemplateName::EmailHtml, None, "email", &ctx, |_| Ok(()))
+                .unwrap();
+            entities_whole(&html).unwrap_or_else(|e| panic!("email, {c:?} x{len}: {e}"));
+            let slack = t
+                .render(TemplateName::Slack, None, "slack", &ctx, |_| Ok(()))
+                .unwrap();
+            let mut message: serde_json::Value = serde_json::from_str(&slack).unwrap();
+            crate::channels::slack::limits::enforce(&mut message);
+            fn texts(v: &serde_json::Value, out: &mut Vec<String>) {
+                match v {
+                    serde_json::Value::String(s) => out.push(s.clone()),
+                    serde_json::Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+                    serde_json::Value::Object(m) => m.values().for_each(|x| texts(x, out)),
+                    _ => {}
+                }
+            }
+            let mut all = Vec::new();
+            texts(&message, &mut all);
+            for s in all {
+                entities_whole(&s).unwrap_or_else(|e| panic!("slack, {c:?} x{len}: {e}"));
+            }
+        }
+    }
+}

@@ -21,8 +21,25 @@ const MAX_BUTTONS: usize = 25;
 fn cut_text(object: &mut Value, max: usize) {
     if let Some(Value::String(s)) = object.get_mut("text") {
         if s.chars().nth(max).is_some() {
-            *s = cut(s, max);
+            *s = cut_between_entities(s, max);
         }
+    }
+}
+
+/// [`cut`], but never inside an HTML entity: the texts are already
+/// escaped for Slack (`&amp;`, `&lt;`, `&gt;`), and a cut `&lt` would show
+/// as typed. Where the cut falls inside one, the whole entity goes.
+fn cut_between_entities(s: &str, max: usize) -> String {
+    let cut = cut(s, max);
+    let Some(body) = cut.strip_suffix('…') else {
+        return cut;
+    };
+    match body.rfind('&') {
+        // An entity is `&` then at most 8 characters up to `;`.
+        Some(amp) if !body[amp..].contains(';') && body.len() - amp <= 8 => {
+            format!("{}…", &body[..amp])
+        }
+        _ => cut,
     }
 }
 
@@ -88,6 +105,21 @@ pub fn enforce(message: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_cut_never_splits_an_escape() {
+        for run in ["&lt;", "&gt;", "&amp;", "a&amp;", "&lt;b", "&#x27;"] {
+            for len in [MAX_TEXT - 3, MAX_TEXT, MAX_TEXT + 1, 10_000] {
+                let mut m = json!({"text": run.repeat(len / run.len() + 1)});
+                enforce(&mut m);
+                let text = m["text"].as_str().unwrap();
+                assert!(text.chars().count() <= MAX_TEXT);
+                let body = text.strip_suffix('…').unwrap_or(text);
+                let tail = &body[body.rfind('&').unwrap()..];
+                assert!(tail.contains(';'), "{run}: cut inside an entity: …{tail}");
+            }
+        }
+    }
 
     #[test]
     fn every_limit_is_enforced() {
