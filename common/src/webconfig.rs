@@ -151,10 +151,27 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse(path, &text)
+}
+
+/// What the fuzz target (`common/fuzz`) and the corpus test run on any
+/// text: parse it as a file in a folder that does not exist (so that the
+/// files it names are missing, as they would be on a bad day).
+pub fn fuzz_one(text: &str) {
+    let path = Path::new("/nonexistent/llmchat-fuzz/web.yml");
+    if let Err(e) = parse(path, text) {
+        assert!(!e.to_string().is_empty());
+    }
+}
+
+/// Checks the text of a web-config file read from `path` (which names
+/// it in errors and anchors its relative paths). Any text is refused
+/// with an error naming the key, never a panic (fuzzed: `common/fuzz`).
+pub fn parse(path: &Path, text: &str) -> Result<WebConfig, ConfigError> {
     let format: FileFormat = if text.trim().is_empty() {
         FileFormat::default()
     } else {
-        let de = serde_yaml_ng::Deserializer::from_str(&text);
+        let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             bad(

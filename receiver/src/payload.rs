@@ -81,6 +81,24 @@ pub fn parse(body: &[u8]) -> Result<Webhook, PayloadError> {
     check(hook)
 }
 
+/// What the fuzz target (`receiver/fuzz`) and the corpus test run on any
+/// bytes: parse; a body that is taken becomes notices with subjects and
+/// stored deliveries that read back, as the webhook handler and the
+/// worker do with it. Panics only where the receiver would.
+pub fn fuzz_one(body: &[u8]) {
+    let Ok(hook) = parse(body) else {
+        return;
+    };
+    for alert in &hook.alerts {
+        let severity = crate::routing::severity(alert, &Default::default());
+        let notice = Notice::new(&hook, alert, &severity);
+        let _ = notice.subject();
+        let stored =
+            serde_json::to_string(&Delivery::one(notice, None)).expect("a delivery serialises");
+        Delivery::parse(&stored).expect("a stored delivery reads back");
+    }
+}
+
 /// The error of a body that does not parse, with the field's path.
 fn locate(body: &[u8]) -> PayloadError {
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -249,6 +267,18 @@ impl Delivery {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_webhook_fuzz_corpus_and_its_mutations_never_panic() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/webhook_body");
+        let ran = llmchat_tests::fuzz::run_corpus(
+            &corpus,
+            std::time::Duration::from_secs(5),
+            super::fuzz_one,
+        );
+        assert!(ran > 100, "{ran} inputs");
+    }
+
     use super::*;
 
     pub const SAMPLE: &str = r#"{"version":"4","groupKey":"{}:{alertname=\"X\"}","truncatedAlerts":0,"status":"firing","receiver":"llmchat","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am:9093","alerts":[{"status":"firing","labels":{"alertname":"LLMChatHighErrorRate","severity":"critical"},"annotations":{"summary":"s"},"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom/graph","fingerprint":"abc","extra":1}],"unknown":true}"#;

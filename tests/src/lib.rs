@@ -1,6 +1,7 @@
 //! Shared helpers for the whole-project tests in `tests/`.
 #![forbid(unsafe_code)]
 
+pub mod fuzz;
 pub mod hostile;
 pub mod pki;
 pub mod services;

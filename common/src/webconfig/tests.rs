@@ -232,3 +232,14 @@ async fn the_shipped_example_loads_and_its_password_is_the_one_it_says() {
         Ok(())
     );
 }
+
+#[test]
+fn the_web_config_fuzz_corpus_and_its_mutations_load_or_are_refused() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/web_config");
+    let ran = llmchat_tests::fuzz::run_corpus(&corpus, std::time::Duration::from_secs(5), |data| {
+        if let Ok(text) = std::str::from_utf8(data) {
+            crate::webconfig::fuzz_one(text);
+        }
+    });
+    assert!(ran > 100, "{ran} inputs");
+}
