@@ -51,8 +51,19 @@ impl Hostile {
         Self::mixed(addr, &[(attack, count)])
     }
 
-    /// Opens connections of several kinds, interleaved.
+    /// Opens connections of several kinds, interleaved, each connect
+    /// given 2 s.
     pub fn mixed(addr: SocketAddr, kinds: &[(Attack, usize)]) -> Hostile {
+        Self::mixed_within(addr, kinds, Duration::from_secs(2))
+    }
+
+    /// [`Hostile::mixed`] with each connect given `connect_timeout` (a
+    /// server that stopped accepting makes every connect wait for it).
+    pub fn mixed_within(
+        addr: SocketAddr,
+        kinds: &[(Attack, usize)],
+        connect_timeout: Duration,
+    ) -> Hostile {
         let mut plan = Vec::new();
         let most = kinds.iter().map(|(_, n)| *n).max().unwrap_or(0);
         for i in 0..most {
@@ -62,12 +73,34 @@ impl Hostile {
                 }
             }
         }
+        // Connected from 64 threads: a server that stops accepting makes
+        // each connect wait for its timeout, which one thread would pay
+        // thousands of times in a row.
+        let chunks: Vec<Vec<Attack>> = plan
+            .chunks(plan.len().div_ceil(64).max(1))
+            .map(<[Attack]>::to_vec)
+            .collect();
         let mut streams = Vec::with_capacity(plan.len());
         let mut failed = 0;
-        for attack in plan {
-            match Self::connect(addr, attack) {
-                Some(s) => streams.push((attack, s)),
-                None => failed += 1,
+        let opened: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                std::thread::spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|attack| {
+                            Self::connect(addr, attack, connect_timeout).map(|s| (attack, s))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in opened {
+            for s in handle.join().unwrap() {
+                match s {
+                    Some(s) => streams.push(s),
+                    None => failed += 1,
+                }
             }
         }
         let streams = Arc::new(Mutex::new(streams));
@@ -99,8 +132,8 @@ impl Hostile {
         }
     }
 
-    fn connect(addr: SocketAddr, attack: Attack) -> Option<TcpStream> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    fn connect(addr: SocketAddr, attack: Attack, timeout: Duration) -> Option<TcpStream> {
+        let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
         s.set_write_timeout(Some(Duration::from_millis(200))).ok()?;
         let sent = match attack {
             Attack::Idle => Ok(()),
