@@ -187,6 +187,9 @@ pub fn finish_command(
             } else {
                 arg
             };
+            // `--help` names the variable but never shows its value: any
+            // of them may hold a credential (a URL with a password).
+            let arg = arg.hide_env_values(true);
             match default {
                 Some(d) => {
                     let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();

@@ -324,13 +324,18 @@ async fn dependency(state: &AppState, name: &'static str) -> Result<Response<Bod
                 error: None,
             },
         ),
-        Err(e) => (
+        // The driver's own words stay behind /health/detailed's token:
+        // they name users, hosts and databases ("password authentication
+        // failed for user ...") to whoever asks this unauthenticated path.
+        Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             DependencyHealth {
                 name,
                 status: HealthStatus::Unhealthy,
                 response_time_seconds: None,
-                error: Some(e),
+                error: Some(format!(
+                    "{name} unreachable; the reason is in /health/detailed"
+                )),
             },
         ),
     };

@@ -110,7 +110,7 @@ fn down_snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     s.gauge(
         "up",
-        "1 if the backend's /health answered below 400 (curl -f), else 0.",
+        "1 if the backend's /health answered 2xx (curl -f, a redirect not followed), else 0.",
         None,
     )
     .value(0.0);
@@ -123,7 +123,11 @@ impl AppCollector {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(AppError::Url(config.url.clone()));
         }
+        // A redirect is an answer to report, not to follow: the guide's
+        // `curl -f` does not follow one either, and a redirect to another
+        // host would take the probe there.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("llmchat-exporter/", env!("CARGO_PKG_VERSION")))
@@ -141,14 +145,28 @@ impl AppCollector {
         let result = self.client.get(format!("{}{path}", self.base)).send().await;
         match result {
             Ok(resp) => {
-                let ok = resp.status().as_u16() < 400;
                 let status = resp.status();
+                // curl -f takes a 3xx as success, but an unfollowed
+                // redirect is no answer from the backend's health check.
+                let ok = status.is_success();
+                let location = status.is_redirection().then(|| {
+                    resp.headers()
+                        .get(reqwest::header::LOCATION)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .unwrap_or_default()
+                });
                 let body = resp.json::<serde_json::Value>().await.ok();
                 Probe {
                     ok,
                     duration: start.elapsed().as_secs_f64(),
                     body,
-                    error: (!ok).then(|| format!("HTTP {status}")),
+                    error: (!ok).then(|| match &location {
+                        Some(to) => format!(
+                            "HTTP {status}, a redirect to {} (not followed)",
+                            llmchat_common::escape::escaped(to)
+                        ),
+                        None => format!("HTTP {status}"),
+                    }),
                 }
             }
             Err(e) => Probe {
@@ -167,7 +185,7 @@ impl AppCollector {
         let health = &probes[0];
         s.gauge(
             "up",
-            "1 if the backend's /health answered below 400 (curl -f), else 0.",
+            "1 if the backend's /health answered 2xx (curl -f, a redirect not followed), else 0.",
             None,
         )
         .value(f64::from(u8::from(health.ok)));
@@ -181,7 +199,7 @@ impl AppCollector {
         }
         let mut f = s.gauge(
             "endpoint_up",
-            "1 if the health endpoint answered below 400, else 0 (the daily check's three curl -f).",
+            "1 if the health endpoint answered 2xx, else 0 (the daily check's three curl -f; a redirect is not followed).",
             None,
         );
         for ((name, _), p) in ENDPOINTS.iter().zip(&probes) {

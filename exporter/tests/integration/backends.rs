@@ -353,9 +353,11 @@ fn database_password_never_shows() {
         detailed.contains("password authentication failed"),
         "{detailed}"
     );
+    // The unauthenticated /health/db says only that it failed; the
+    // driver's words (they name users and databases) stay behind the token.
     let health_db = e.get("/health/db").text().unwrap();
     assert!(
-        health_db.contains("password authentication failed"),
+        health_db.contains("unreachable") && !health_db.contains("password authentication"),
         "{health_db}"
     );
     wait_until(Duration::from_secs(10), "the failure logged", || {

@@ -123,3 +123,25 @@ fn flags_override_env_which_overrides_the_file() {
         .unwrap()
         .contains("llmchat_host_"));
 }
+
+#[test]
+fn help_names_the_variables_but_never_shows_their_values() {
+    let secret = "s3cret-in-the-url";
+    let out = run(
+        &["--help"],
+        &[
+            (
+                "LLMCHAT_EXPORTER_APP_URL",
+                &format!("http://admin:{secret}@127.0.0.1:3000"),
+            ),
+            (
+                "LLMCHAT_EXPORTER_LOGS_APP",
+                &format!("/var/log/{secret}.log"),
+            ),
+        ],
+    );
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("LLMCHAT_EXPORTER_APP_URL"), "{help}");
+    assert!(!help.contains(secret), "{help}");
+}
