@@ -290,6 +290,9 @@ alerts = dashboard("llmchat-alerts-recovery", "LLMChat / Alerts & recovery",
           "ops", [(f"sum by (integration) (rate(alertmanager_notifications_failed_total{{{RSEL}}}[{RI}]))", "{{integration}}")]),
     panel("timeseries", "Template errors", "Message templates that failed to render, by channel; the built-in template was sent instead.",
           "ops", [(f"sum by (channel) (rate(llmchat_receiver_template_errors_total{{{RSEL}}}[{RI}]))", "{{channel}}")]),
+    panel("timeseries", "Oldest pending notification", "Age of the oldest notification waiting in each channel (LLMChatNotificationBacklog pages at 10 minutes); each channel drains on its own, so one behind delays no other.",
+          "s", [(f"max by (instance, channel) (llmchat_receiver_outbox_oldest_pending_age_seconds{{{RSEL}}})", "{{instance}} {{channel}}")],
+          thresholds=[(600, "red")]),
 ], receiver=True)
 
 DASHBOARDS = {

@@ -47,7 +47,9 @@ pub struct Metrics {
     pub notifications: Family<NotificationLabels, Counter>,
     pub send_duration: Family<ChannelLabels, Histogram>,
     pub webhook_requests: Family<RequestLabels, Counter>,
-    pub outbox_pending: Gauge,
+    /// Pending notifications per channel, and the age of the oldest.
+    pub outbox_pending: Family<ChannelLabels, Gauge>,
+    pub outbox_oldest_pending: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub outbox_dead: Gauge,
     pub duplicates: Counter,
     pub recovery_actions: Family<ActionLabels, Counter>,
@@ -68,7 +70,9 @@ impl Metrics {
             Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
         let webhook_requests = Family::<RequestLabels, Counter>::default();
-        let outbox_pending = Gauge::default();
+        let outbox_pending = Family::<ChannelLabels, Gauge>::default();
+        let outbox_oldest_pending =
+            Family::<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let outbox_dead = Gauge::default();
         let duplicates = Counter::default();
         let template_errors = Family::<ChannelLabels, Counter>::default();
@@ -100,8 +104,14 @@ impl Metrics {
         );
         registry.register(
             "outbox_pending",
-            "Notifications waiting in the outbox",
+            "Notifications waiting in the outbox, by channel",
             outbox_pending.clone(),
+        );
+        registry.register_with_unit(
+            "outbox_oldest_pending_age",
+            "Age of the oldest notification waiting in the outbox, by channel (0 when none waits)",
+            Unit::Seconds,
+            outbox_oldest_pending.clone(),
         );
         registry.register(
             "outbox_dead",
@@ -150,6 +160,7 @@ impl Metrics {
             send_duration,
             webhook_requests,
             outbox_pending,
+            outbox_oldest_pending,
             outbox_dead,
             duplicates,
         }

@@ -8,8 +8,11 @@
 //! an outage its target is tried once per delay, not once per queued
 //! notification, which would flood both the target and the store.
 //!
-//! Channels are drained concurrently, each in order: a slow or failing
-//! channel (an SMTP relay) does not delay the others.
+//! Each channel drains on a task of its own, in batches of [`BATCH`],
+//! critical first: a backlog in one channel (Slack paced at a message a
+//! second behind a storm of warnings) never delays another channel's
+//! pages. Counting and purging run on their own timer, so the outbox
+//! gauges stay true while a channel is busy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,40 +52,138 @@ pub fn backoff(attempts: i64, initial: Duration, max: Duration) -> Duration {
     base.mul_f64(jitter).min(max)
 }
 
+/// Most notifications one channel takes from the store at once; after a
+/// full batch it looks again, so a new critical alert waits for at most
+/// one batch of its own channel (a paced channel takes a second's worth).
+pub const BATCH: i64 = 64;
+
 impl Worker {
-    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut states: Vec<(Channel, ChannelState)> = self
-            .senders
-            .configured()
-            .into_iter()
-            .map(|c| (c, ChannelState::default()))
-            .collect();
-        let mut last_purge = Instant::now();
-        let mut last_count: Option<Instant> = None;
-        // Logged when passes start failing and when they work again, not
-        // per pass: a store outage would log ten lines a second.
+    /// Runs every channel's task and the housekeeping until `shutdown`.
+    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let worker = Arc::new(self);
+        let mut wakers = Vec::new();
+        let mut tasks = Vec::new();
+        for channel in worker.senders.configured() {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            wakers.push(wake.clone());
+            tasks.push(tokio::spawn(worker.clone().channel(
+                channel,
+                wake,
+                shutdown.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(worker.clone().housekeeping(shutdown.clone())));
+        // A stored post wakes every channel (each keeps one permit).
+        let mut stop = shutdown;
+        loop {
+            tokio::select! {
+                _ = worker.wake.notified() => wakers.iter().for_each(|w| w.notify_one()),
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        futures_util::future::join_all(tasks).await;
+    }
+
+    /// One channel's delivery loop.
+    async fn channel(
+        self: Arc<Self>,
+        channel: Channel,
+        wake: Arc<tokio::sync::Notify>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut state = ChannelState::default();
+        // Logged when it starts failing and when it works again, not per
+        // pass: a store outage would log ten lines a second.
         let mut failing = false;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match self.pass(&mut states).await {
-                Err(e) if !failing => {
-                    tracing::warn!(error = %e, "outbox delivery paused: the store failed");
-                    failing = true;
+            let more = match self.batch(channel, &mut state).await {
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(channel = channel.as_str(), error = %e, "outbox delivery paused: the store failed");
+                        failing = true;
+                    }
+                    false
                 }
-                Ok(()) if failing => {
-                    tracing::info!("outbox delivery resumed");
-                    failing = false;
+                Ok(more) => {
+                    if failing {
+                        tracing::info!(channel = channel.as_str(), "outbox delivery resumed");
+                        failing = false;
+                    }
+                    more
                 }
-                _ => {}
+            };
+            if more {
+                continue;
             }
-            // Counting scans the outbox: once a second at most, not per wake-up.
-            if last_count.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                if let Err(e) = self.count().await {
-                    tracing::debug!(error = %e, "outbox count failed");
-                }
-                last_count = Some(Instant::now());
+            let nap = match state.paused_until {
+                Some(until) => until
+                    .saturating_duration_since(Instant::now())
+                    .min(self.config.poll_interval)
+                    .max(Duration::from_millis(10)),
+                None => self.config.poll_interval,
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(nap) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Sends one batch of what is due; `true` when there may be more.
+    async fn batch(
+        &self,
+        channel: Channel,
+        state: &mut ChannelState,
+    ) -> Result<bool, crate::store::StoreError> {
+        if state
+            .paused_until
+            .is_some_and(|until| until > Instant::now())
+        {
+            return Ok(false);
+        }
+        // A paced channel (Slack: a message a second) takes what it can
+        // send in about a second, so a new critical alert waits behind one
+        // message, not behind 64 seconds of warnings.
+        let pace = self
+            .senders
+            .get(channel)
+            .map_or(Duration::ZERO, |c| c.pace());
+        let batch = if pace.is_zero() {
+            BATCH
+        } else {
+            (Duration::from_secs(1).as_nanos() / pace.as_nanos()).clamp(1, BATCH as u128) as i64
+        };
+        let due = self.store.due(now_ms(), batch, channel.as_str()).await?;
+        let full = due.len() as i64 == batch;
+        for n in due {
+            if let Some(delay) = self.deliver(n, state).await? {
+                state.paused_until = Some(Instant::now() + delay);
+                return Ok(false);
+            }
+        }
+        Ok(full)
+    }
+
+    /// The outbox gauges once a second, the purges once a minute, on their
+    /// own task: true while every channel is busy.
+    async fn housekeeping(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut last_purge = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.count().await {
+                tracing::debug!(error = %e, "outbox count failed");
             }
             if last_purge.elapsed() > Duration::from_secs(60) {
                 let cutoff = now_ms() - self.config.dedup_window.as_millis() as i64;
@@ -97,55 +198,26 @@ impl Worker {
                 }
                 last_purge = Instant::now();
             }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    /// Every channel drains what is due, concurrently.
-    async fn pass(
-        &self,
-        states: &mut [(Channel, ChannelState)],
-    ) -> Result<(), crate::store::StoreError> {
-        let drains = states.iter_mut().map(|(c, state)| self.drain(*c, state));
-        futures_util::future::join_all(drains)
-            .await
-            .into_iter()
-            .collect()
-    }
-
-    async fn drain(
-        &self,
-        channel: Channel,
-        state: &mut ChannelState,
-    ) -> Result<(), crate::store::StoreError> {
-        loop {
-            if state
-                .paused_until
-                .is_some_and(|until| until > Instant::now())
-            {
-                return Ok(());
-            }
-            let due = self.store.due(now_ms(), 64, channel.as_str()).await?;
-            if due.is_empty() {
-                return Ok(());
-            }
-            for n in due {
-                if let Some(delay) = self.deliver(n, state).await? {
-                    state.paused_until = Some(Instant::now() + delay);
-                    break;
-                }
-            }
         }
     }
 
     async fn count(&self) -> Result<(), crate::store::StoreError> {
-        self.metrics
-            .outbox_pending
-            .set(self.store.count("pending").await?);
+        let pending = self.store.pending_by_channel().await?;
+        let now = now_ms();
+        for channel in self.senders.configured() {
+            let labels = ChannelLabels {
+                channel: channel.as_str(),
+            };
+            let (n, oldest) = pending
+                .iter()
+                .find(|(c, _, _)| c == channel.as_str())
+                .map_or((0, now), |(_, n, oldest)| (*n, *oldest));
+            self.metrics.outbox_pending.get_or_create(&labels).set(n);
+            self.metrics
+                .outbox_oldest_pending
+                .get_or_create(&labels)
+                .set((now - oldest).max(0) as f64 / 1000.0);
+        }
         self.metrics
             .outbox_dead
             .set(self.store.count("dead").await?);

@@ -241,8 +241,10 @@ async fn insert_in_transaction(
 }
 
 impl Store {
-    /// Pending notifications of one channel that are due now, oldest
-    /// first (the index on (state, channel, next_attempt_ms) serves it).
+    /// Pending notifications of one channel that are due now: critical
+    /// before warning before the rest, then oldest first. A resolve waits
+    /// while its firing message is still pending (in a retry's backoff, or
+    /// not yet reached), so that it never arrives first.
     pub async fn due(
         &self,
         now: i64,
@@ -250,8 +252,10 @@ impl Store {
         channel: &str,
     ) -> Result<Vec<Notification>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM notifications WHERE state = 'pending' AND channel = $1 AND next_attempt_ms <= $2 \
-             ORDER BY next_attempt_ms, id LIMIT $3"
+            "SELECT {COLUMNS} FROM notifications n WHERE state = 'pending' AND channel = $1 AND next_attempt_ms <= $2 \
+             AND NOT (status = 'resolved' AND EXISTS (SELECT 1 FROM notifications f WHERE f.state = 'pending' \
+               AND f.id <> n.id AND f.dedup_key = replace(n.dedup_key, '|resolved|', '|firing|'))) \
+             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, next_attempt_ms, id LIMIT $3"
         ))
         .bind(channel)
         .bind(now)
@@ -308,6 +312,28 @@ impl Store {
         .bind(error)
         .bind(id)).await?;
         Ok(())
+    }
+
+    /// Per channel: pending notifications and the oldest one's creation
+    /// time (ms).
+    pub async fn pending_by_channel(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, count(*) AS n, min(created_ms) AS oldest FROM notifications \
+             WHERE state = 'pending' GROUP BY channel",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("channel")?,
+                    r.try_get::<i64, _>("n")?,
+                    r.try_get::<i64, _>("oldest")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.fail(e))
     }
 
     pub async fn count(&self, state: &str) -> Result<i64, StoreError> {

@@ -1,0 +1,104 @@
+//! The receiver under an alert storm: a Slack backlog of 10,000 warnings
+//! (paced at one message a second) never delays a new critical alert's
+//! email and webhook, Slack sends it next, and the outbox gauges say how
+//! far behind each channel is throughout.
+
+use std::time::{Duration, Instant};
+
+use llmchat_tests::sinks::{SmtpSink, Target};
+
+use crate::helpers::{config, wait_until, Receiver, TOKEN};
+
+/// `n` warning alerts in one Alertmanager post, named `Storm<first+i>`.
+fn warnings(first: usize, n: usize) -> String {
+    let alerts: Vec<String> = (first..first + n)
+        .map(|i| {
+            format!(
+                r#"{{"status":"firing","labels":{{"alertname":"Storm{i}","severity":"warning","instance":"host-{i}:9842"}},"annotations":{{"summary":"storm"}},"startsAt":"2026-12-02T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"storm-{i}"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"version":"4","groupKey":"storm","truncatedAlerts":0,"status":"firing","receiver":"llmchat","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","alerts":[{}]}}"#,
+        alerts.join(",")
+    )
+}
+
+#[test]
+fn a_slack_backlog_of_ten_thousand_warnings_does_not_delay_a_page() {
+    let smtp = SmtpSink::start();
+    let slack = Target::start(Vec::new());
+    let hook = Target::start(Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let path = config(
+        dir.path(),
+        &store,
+        Some(&slack.url("/slack")),
+        Some(&hook.url("/hook")),
+        Some(smtp.port),
+    );
+    // Slack's real pace, and posts big enough for a thousand alerts.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("slack_interval = \"300ms\"", "slack_interval = \"1s\"")
+        .replace("body_limit_bytes = 4096", "body_limit_bytes = 4194304");
+    std::fs::write(&path, text).unwrap();
+    let r = Receiver::start(&path);
+    for k in 0..10 {
+        let resp = r.post(&warnings(k * 1000, 1000), Some(TOKEN));
+        assert_eq!(resp.status(), 200);
+    }
+    // The gauges see the backlog while Slack works through it.
+    wait_until(Duration::from_secs(10), "the Slack backlog counted", || {
+        r.metric(r#"llmchat_receiver_outbox_pending{channel="slack"}"#)
+            .is_some_and(|n| n > 9000.0)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let age = r
+        .metric(r#"llmchat_receiver_outbox_oldest_pending_age_seconds{channel="slack"}"#)
+        .unwrap();
+    assert!(age >= 1.0, "oldest pending Slack message {age} s old");
+
+    let page = crate::helpers::payload(&[("LLMChatPage", "critical", "firing")]);
+    let posted = Instant::now();
+    assert_eq!(r.post(&page, Some(TOKEN)).status(), 200);
+    let mut email_at = None;
+    let mut hook_at = None;
+    let mut slack_at = None;
+    while posted.elapsed() < Duration::from_secs(10) && slack_at.is_none() {
+        if email_at.is_none() && smtp.mails().iter().any(|m| m.data.contains("LLMChatPage")) {
+            email_at = Some(posted.elapsed());
+        }
+        if hook_at.is_none()
+            && hook
+                .requests()
+                .iter()
+                .any(|q| String::from_utf8_lossy(&q.body).contains("LLMChatPage"))
+        {
+            hook_at = Some(posted.elapsed());
+        }
+        if slack
+            .requests()
+            .iter()
+            .any(|q| String::from_utf8_lossy(&q.body).contains("LLMChatPage"))
+        {
+            slack_at = Some(posted.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let within = |at: Option<Duration>, limit: u64, what: &str| {
+        let at = at.unwrap_or_else(|| panic!("no {what} within 10 s"));
+        assert!(
+            at <= Duration::from_secs(limit),
+            "{what} after {at:?}, over {limit} s"
+        );
+    };
+    within(email_at, 2, "email");
+    within(hook_at, 2, "webhook");
+    // Slack: its 1 s pace plus 2 s.
+    within(slack_at, 3, "Slack message");
+    // The warnings are still queued behind it: the page jumped the queue.
+    let slack_sent = slack.requests().len();
+    assert!(slack_sent < 100, "{slack_sent} Slack messages sent already");
+}
