@@ -2,7 +2,7 @@
 //! receiver that uses the same Redis (one Lua script: SET NX PX for the
 //! cooldown, a sorted set for the sliding hour; SET NX PX for the lock,
 //! released only by its holder) or else the same store (conditional
-//! upserts, and the audit's own count of runs). Dry runs keep state of
+//! upserts: one slot per run of the hourly cap, held for an hour). Dry runs keep state of
 //! their own, so that turning dry run off does not inherit a dry run's
 //! cooldown.
 
@@ -136,10 +136,11 @@ impl Coordinator {
         }
     }
 
-    /// Checks the hourly cap (per action) and takes the cooldown (per
-    /// scope: the action, or the action on one instance), atomically where
-    /// the backend allows (Redis); a decision that cannot be made is an
-    /// error, and the caller does not run the action.
+    /// Takes a run of the hourly cap (per action) and the cooldown (per
+    /// scope: the action, or the action on one instance), atomically on
+    /// every backend: one Lua script on Redis, conditional upserts on the
+    /// store. A decision that cannot be made is an error, and the caller
+    /// does not run the action.
     pub async fn admit(
         &self,
         action: &str,
@@ -152,11 +153,16 @@ impl Coordinator {
         let now = now_ms();
         match self {
             Coordinator::Store(store) => {
+                // A slot of the hourly cap first, then the cooldown; a
+                // cooldown not granted gives the slot back. Each step is
+                // atomic on its own, and a step that fails half-way leaves
+                // fewer runs possible, never more.
+                let holder = format!("{now}-{:016x}", fastrand::u64(..));
+                let slots = format!("{mode}:{action}");
                 if cap > 0
-                    && store
-                        .audit_runs_since(action, dry_run, now - HOUR_MS)
+                    && !store
+                        .take_slot(&slots, cap, &holder, now, now + HOUR_MS)
                         .await?
-                        >= i64::from(cap)
                 {
                     return Ok(Admission::RateLimited);
                 }
@@ -164,6 +170,9 @@ impl Coordinator {
                     let key = format!("{mode}:{scope}");
                     let until = now + cooldown.as_millis() as i64;
                     if !store.take_cooldown(&key, now, until).await? {
+                        if cap > 0 {
+                            store.release_slot(&slots, &holder).await?;
+                        }
                         return Ok(Admission::Cooldown);
                     }
                 }

@@ -107,26 +107,6 @@ impl Store {
             .map_err(|e| self.fail(e))
     }
 
-    /// Runs (or dry runs) of an action that started since `since_ms`.
-    pub async fn audit_runs_since(
-        &self,
-        action: &str,
-        dry_run: bool,
-        since_ms: i64,
-    ) -> Result<i64, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT count(*) AS n FROM recovery_audit WHERE action = $1 AND dry_run = $2 AND started_ms > $3 AND result IN {}",
-            Decision::sql_list(&Decision::RAN)
-        ))
-        .bind(action)
-        .bind(dry_run as i64)
-        .bind(since_ms)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| self.fail(e))?;
-        row.try_get::<i64, _>("n").map_err(|e| self.fail(e))
-    }
-
     /// Closes `running` records of `action` that started before
     /// `before_ms` as `abandoned`; how many.
     pub async fn audit_abandon(&self, action: &str, before_ms: i64) -> Result<u64, StoreError> {

@@ -109,7 +109,7 @@ fn a_sqlite_store_from_before_migrations_opens_and_keeps_its_rows() {
             "",
             "SELECT version FROM _sqlx_migrations ORDER BY version"
         ),
-        "1|2|3"
+        "1|2|3|4"
     );
     assert_eq!(
         sqlite(
@@ -130,7 +130,7 @@ fn a_sqlite_store_from_before_migrations_opens_and_keeps_its_rows() {
     assert!(hook.requests().is_empty(), "{}", r.log());
     assert_eq!(
         sqlite(&db, "", "SELECT count(*) FROM _sqlx_migrations"),
-        "3"
+        "4"
     );
 }
 
@@ -144,7 +144,7 @@ fn a_postgres_store_from_before_migrations_opens_and_keeps_its_rows() {
     expect_rows_kept(&r, &hook);
     assert_eq!(
         pg.psql("SELECT string_agg(version::text, '|' ORDER BY version) FROM _sqlx_migrations"),
-        "1|2|3"
+        "1|2|3|4"
     );
     assert_eq!(
         pg.psql("SELECT to_regclass('receiver_heartbeat') IS NULL"),
