@@ -154,12 +154,32 @@ pub(crate) fn http_outcome(resp: &reqwest::Response) -> Result<(), SendError> {
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(retry_after);
+    if status.is_redirection() {
+        return Err(SendError::Retry {
+            reason: redirected(status, resp.headers()),
+            after,
+        });
+    }
     let reason = format!("HTTP {status}");
     if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
         Err(SendError::Retry { reason, after })
     } else {
         Err(SendError::Permanent(reason))
     }
+}
+
+/// A 3xx answer as a failure that names where it pointed: redirects are
+/// never followed (they would take secrets to another host), so the
+/// operator needs the `Location` to fix the configured URL.
+pub fn redirected(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> String {
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_else(|| "(no Location)".into());
+    format!(
+        "HTTP {status}, a redirect to {}; redirects are not followed: configure the final URL",
+        llmchat_common::escape::escaped(&location)
+    )
 }
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 allows both).
@@ -215,7 +235,11 @@ impl Senders {
         )?;
         let shared = Shared {
             templates: Arc::new(templates),
+            // Never follow a redirect: it would carry the body, the
+            // webhook's secret headers and its HMAC signature (and a Slack
+            // token) to a host nobody configured. A 3xx is a failure.
             http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .timeout(config.delivery.timeout)
                 .connect_timeout(Duration::from_secs(5))
                 .user_agent(concat!("llmchat-receiver/", env!("CARGO_PKG_VERSION")))

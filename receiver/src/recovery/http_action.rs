@@ -122,7 +122,10 @@ pub struct HttpAction {
 
 impl HttpAction {
     pub fn new(spec: &HttpSpec) -> Result<Self, HttpActionError> {
+        // Never follow a redirect: the action's secret headers would go to
+        // another host, and that host's answer would be audited as ours.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(spec.timeout)
             .user_agent(concat!("llmchat-receiver/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -171,16 +174,24 @@ impl HttpAction {
                     },
                     exit_status: None,
                     output: String::new(),
-                    detail: Some(e.without_url().to_string()),
-                })
+                    // The whole chain: "error sending request" alone says
+                    // nothing of why (refused, reset, a name that does
+                    // not resolve).
+                    detail: Some(llmchat_common::error_chain(&e.without_url())),
+                });
             }
         };
         let status = resp.status().as_u16();
-        let ok = if self.spec.expect_status.is_empty() {
-            resp.status().is_success()
-        } else {
-            self.spec.expect_status.contains(&status)
-        };
+        let redirect = resp
+            .status()
+            .is_redirection()
+            .then(|| crate::channels::redirected(resp.status(), resp.headers()));
+        let ok = redirect.is_none()
+            && if self.spec.expect_status.is_empty() {
+                resp.status().is_success()
+            } else {
+                self.spec.expect_status.contains(&status)
+            };
         let mut body = Vec::new();
         let mut resp = resp;
         let mut timed_out = false;
@@ -208,7 +219,7 @@ impl HttpAction {
             },
             exit_status: Some(i64::from(status)),
             output: super::output_text(&body),
-            detail: (!ok).then(|| format!("unexpected HTTP status {status}")),
+            detail: redirect.or_else(|| (!ok).then(|| format!("unexpected HTTP status {status}"))),
         })
     }
 }

@@ -119,6 +119,16 @@ impl<'a> Api<'a> {
                 },
             });
         }
+        if status.is_redirection() {
+            return Err(SendError::Retry {
+                reason: format!(
+                    "Slack {method}: {}",
+                    crate::channels::redirected(status, resp.headers())
+                ),
+                after,
+            }
+            .into());
+        }
         if !status.is_success() {
             let reason = format!("Slack {method}: HTTP {status}");
             return Err(if status.is_server_error() || status.as_u16() == 408 {
