@@ -42,10 +42,19 @@ pub struct MessageContext {
     /// The highest severity among the firing alerts (or of all, when all
     /// resolved).
     pub severity: String,
+    /// The alerts listed: at most [`MAX_LISTED`], firing first.
     pub alerts: Vec<AlertContext>,
     pub firing: Vec<AlertContext>,
     pub resolved: Vec<AlertContext>,
+    /// Every alert of the message, listed or not.
     pub count: usize,
+    pub firing_count: usize,
+    pub resolved_count: usize,
+    /// Alerts of the message beyond those listed ("and 9,500 more").
+    pub unlisted: usize,
+    /// Alertmanager's alerts view, filtered to the common alertname when
+    /// there is one; empty without an http(s) external URL.
+    pub group_link: String,
     /// The alertname all alerts share, or empty.
     pub common_alertname: String,
     /// Alerts Alertmanager left out of the group (`truncatedAlerts`).
@@ -324,9 +333,48 @@ impl AlertContext {
     }
 }
 
+/// Alertmanager's alerts page for the message's alerts.
+fn group_link(notices: &[Notice], common_alertname: &str) -> String {
+    let Some(base) = notices
+        .first()
+        .map(|n| n.external_url.trim_end_matches('/'))
+    else {
+        return String::new();
+    };
+    if !is_http(base) {
+        return String::new();
+    }
+    if common_alertname.is_empty() {
+        return format!("{base}/#/alerts");
+    }
+    let filter = format!("{{alertname=\"{common_alertname}\"}}");
+    format!(
+        "{base}/#/alerts?filter={}",
+        utf8_percent_encode(&filter, NON_ALPHANUMERIC)
+    )
+}
+
+/// The most alerts one message lists: a storm's group of 9,600 alerts
+/// makes an email of about 100 KB, not 10 MB that a relay refuses (and
+/// with it the whole group's page). The rest are counted ("and M more")
+/// and the message links to Alertmanager's view of the group.
+pub const MAX_LISTED: usize = 100;
+
 impl MessageContext {
     pub fn new(notices: &[Notice], language: Language, links: &LinkConfig) -> Self {
-        let alerts: Vec<AlertContext> = notices
+        let firing_count = notices
+            .iter()
+            .filter(|n| n.status == Status::Firing)
+            .count();
+        let resolved_count = notices.len() - firing_count;
+        // Firing first: those are what the reader must act on.
+        let listed: Vec<&Notice> = notices
+            .iter()
+            .filter(|n| n.status == Status::Firing)
+            .chain(notices.iter().filter(|n| n.status != Status::Firing))
+            .take(MAX_LISTED)
+            .collect();
+        let alerts: Vec<AlertContext> = listed
             .iter()
             .map(|n| AlertContext::new(n, language, links))
             .collect();
@@ -340,19 +388,23 @@ impl MessageContext {
             .filter(|a| a.status == Status::Resolved.as_str())
             .cloned()
             .collect();
-        let ranked = if firing.is_empty() { &alerts } else { &firing };
-        let severity = ranked
-            .iter()
-            .max_by_key(|a| rank(&a.severity))
-            .map(|a| a.severity.clone())
-            .unwrap_or_default();
-        let common_alertname = match alerts.first() {
-            Some(a) if alerts.iter().all(|b| b.alertname == a.alertname) => a.alertname.clone(),
+        let ranked = |firing_only: bool| {
+            notices
+                .iter()
+                .filter(|n| !firing_only || n.status == Status::Firing)
+                .map(|n| cut(&one_line(&n.severity), MAX_VALUE_CHARS))
+                .max_by_key(|s| rank(s))
+        };
+        let severity = ranked(firing_count > 0).unwrap_or_default();
+        let common_alertname = match notices.first() {
+            Some(a) if notices.iter().all(|b| b.alertname == a.alertname) => {
+                cut(&one_line(&a.alertname), MAX_VALUE_CHARS)
+            }
             _ => String::new(),
         };
         MessageContext {
             language: language.as_str(),
-            status: if firing.is_empty() {
+            status: if firing_count == 0 {
                 "resolved"
             } else {
                 "firing"
@@ -366,7 +418,11 @@ impl MessageContext {
                 "alert"
             },
             severity,
-            count: alerts.len(),
+            count: notices.len(),
+            firing_count,
+            resolved_count,
+            unlisted: notices.len() - alerts.len(),
+            group_link: group_link(notices, &common_alertname),
             truncated_alerts: notices.first().map_or(0, |n| n.truncated_alerts),
             alerts,
             firing,

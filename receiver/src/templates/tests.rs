@@ -416,3 +416,78 @@ fn long_runs_of_escaped_characters_are_never_cut_inside_an_escape() {
         }
     }
 }
+
+#[test]
+fn a_runaway_template_runs_out_of_fuel_and_the_built_in_one_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifyConfig {
+        templates: BTreeMap::from([(
+            TemplateName::EmailText,
+            file(
+                &dir,
+                "loop.txt",
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            ),
+        )]),
+        ..Default::default()
+    };
+    let (t, errors) = templates(&notify, &[]);
+    let ctx = t.context(&[notice(&[("alertname", "A")], &[])], None);
+    let out = t
+        .render(TemplateName::EmailText, None, "email", &ctx, |_| Ok(()))
+        .unwrap();
+    // The built-in text, not ten billion x.
+    assert!(
+        out.contains('A') && out.len() < 10_000,
+        "{} bytes",
+        out.len()
+    );
+    assert_eq!(
+        errors
+            .get_or_create(&ChannelLabels { channel: "email" })
+            .get(),
+        1
+    );
+}
+
+#[test]
+fn a_storm_group_lists_its_first_alerts_and_counts_the_rest() {
+    let (t, errors) = templates(&NotifyConfig::default(), &[]);
+    let notices: Vec<Notice> = (0..9600)
+        .map(|i| {
+            let mut n = notice(
+                &[
+                    ("alertname", "LLMChatStorm"),
+                    ("instance", &format!("host-{i}")),
+                ],
+                &[(
+                    "summary",
+                    "a realistic summary of what is wrong on this host",
+                )],
+            );
+            n.fingerprint = format!("f{i}");
+            n
+        })
+        .collect();
+    let ctx = t.context(&notices, None);
+    assert_eq!(ctx.count, 9600);
+    assert_eq!(ctx.firing_count, 9600);
+    assert_eq!(ctx.alerts.len(), context::MAX_LISTED);
+    assert_eq!(ctx.unlisted, 9600 - context::MAX_LISTED);
+    for name in [TemplateName::EmailHtml, TemplateName::EmailText] {
+        let out = t.render(name, None, "email", &ctx, |_| Ok(())).unwrap();
+        assert!(out.len() < 400 * 1024, "{name:?}: {} bytes", out.len());
+        assert!(out.contains("9500"), "{name:?} does not count the rest");
+        assert!(
+            out.contains("http://am:9093/#/alerts?filter=%7Balertname%3D%22LLMChatStorm%22%7D"),
+            "{name:?} lacks the group's link"
+        );
+    }
+    // The built-in templates fit their fuel with room to spare.
+    assert_eq!(
+        errors
+            .get_or_create(&ChannelLabels { channel: "email" })
+            .get(),
+        0
+    );
+}
