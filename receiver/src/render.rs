@@ -63,6 +63,7 @@ fn with_placeholder(config: &mut Config, channel: ChannelKind) {
                 to: BTreeMap::from([("default".into(), vec!["oncall@localhost".into()])]),
                 send_resolved: true,
                 per_alert: false,
+                allow_plaintext_auth: false,
             })
         }
         ChannelKind::Slack if c.slack.is_none() => {

@@ -56,6 +56,11 @@ pub struct EmailConfig {
     /// One email per alert instead of one per group and recipient list.
     #[serde(default)]
     pub per_alert: bool,
+    /// Send `username`/`password` over a connection without TLS to a relay
+    /// that is not on this host (refused by default: anyone on the path
+    /// reads them).
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub enum EmailError {
         #[source]
         source: lettre::transport::smtp::Error,
     },
+    #[error("tls = \"none\" with username/password would send them in clear to {host}; use starttls or implicit, a relay on this host, or set allow_plaintext_auth = true")]
+    PlaintextAuth { host: String },
     #[error("from {value:?}: not a mailbox")]
     From {
         value: String,
@@ -208,6 +215,16 @@ impl Email {
         timeout: Duration,
         templates: Arc<Templates>,
     ) -> Result<Self, EmailError> {
+        let loopback = c.smtp_host == "localhost"
+            || c.smtp_host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if c.tls == SmtpTls::None && c.username.is_some() && !loopback && !c.allow_plaintext_auth {
+            return Err(EmailError::PlaintextAuth {
+                host: c.smtp_host.clone(),
+            });
+        }
         let mut builder = match (c.tls, &c.ca_file) {
             (SmtpTls::Starttls, None) => {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.smtp_host)
@@ -368,5 +385,54 @@ impl Email {
             let _ = store.delete_thread(&key).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod plaintext_tests {
+    use super::*;
+
+    fn config(host: &str, allow: bool) -> EmailConfig {
+        EmailConfig {
+            smtp_host: host.into(),
+            smtp_port: Some(25),
+            tls: SmtpTls::None,
+            ca_file: None,
+            username: Some("alerts".into()),
+            password: Some("relay-password".into()),
+            from: "a@example.com".into(),
+            to: BTreeMap::new(),
+            send_resolved: true,
+            per_alert: false,
+            allow_plaintext_auth: allow,
+        }
+    }
+
+    #[test]
+    fn credentials_in_clear_only_to_this_host_or_when_allowed() {
+        let templates = || {
+            Arc::new(
+                Templates::new(
+                    &Default::default(),
+                    &[],
+                    &Default::default(),
+                    Default::default(),
+                )
+                .unwrap(),
+            )
+        };
+        let t = Duration::from_secs(1);
+        let e = Email::new(&config("smtp.example.com", false), t, templates())
+            .err()
+            .expect("refused");
+        assert!(matches!(e, EmailError::PlaintextAuth { .. }));
+        assert!(!e.to_string().contains("relay-password"));
+        for host in ["localhost", "127.0.0.1", "[::1]"] {
+            assert!(
+                Email::new(&config(host, false), t, templates()).is_ok(),
+                "{host}"
+            );
+        }
+        assert!(Email::new(&config("smtp.example.com", true), t, templates()).is_ok());
     }
 }

@@ -258,12 +258,30 @@ const MAX_ENV_LABELS: usize = 64;
 /// Longest label value passed on, in bytes.
 const MAX_ENV_VALUE: usize = 1024;
 
+/// Labels that always reach the command when the alert has them, before
+/// the [`MAX_ENV_LABELS`] others: what a recovery script decides on.
+const CORE_LABELS: [&str; 5] = ["alertname", "instance", "severity", "fault", "job"];
+
+/// Whether `name` is a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`):
+/// Alertmanager passes on whatever a rule or an API client set, and a
+/// name outside the grammar has no honest environment spelling.
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The alert as environment variables: `LLMCHAT_ALERT_<LABEL>` for each
-/// label (name upper-cased, anything but [A-Z0-9_] made `_`), plus
-/// `LLMCHAT_ALERT_FINGERPRINT`, `_STATUS`, `_STARTS_AT` and
-/// `LLMCHAT_ACTION`. Values lose NUL and control characters (a newline
-/// becomes a space) and are cut at 1 KiB; they are data for the command,
-/// never parsed by a shell of ours.
+/// label (name upper-cased), plus `LLMCHAT_ALERT_FINGERPRINT`, `_STATUS`,
+/// `_STARTS_AT` and `LLMCHAT_ACTION`. The core labels come first; then
+/// up to [`MAX_ENV_LABELS`] others. A name outside Prometheus' grammar is
+/// skipped, and names that differ only in case (`target_host`,
+/// `TARGET_HOST`) are both left out rather than letting either win.
+/// Values lose NUL and control characters (a newline becomes a space) and
+/// are cut at 1 KiB; they are data for the command, never parsed by a
+/// shell of ours.
 pub fn alert_env(alert: &Alert, action: &str) -> Vec<(String, String)> {
     let clean = |v: &str| {
         let mut s: String = v
@@ -279,23 +297,27 @@ pub fn alert_env(alert: &Alert, action: &str) -> Vec<(String, String)> {
         }
         s
     };
-    let mut env: BTreeMap<String, String> = alert
+    let mut spellings: BTreeMap<String, usize> = BTreeMap::new();
+    for name in alert.labels.keys().filter(|k| is_label_name(k)) {
+        *spellings.entry(name.to_ascii_uppercase()).or_default() += 1;
+    }
+    let usable = |k: &str| is_label_name(k) && spellings.get(&k.to_ascii_uppercase()) == Some(&1);
+    let core = CORE_LABELS
+        .iter()
+        .filter_map(|k| alert.labels.get_key_value(*k));
+    let others = alert
         .labels
         .iter()
-        .take(MAX_ENV_LABELS)
+        .filter(|(k, _)| !CORE_LABELS.contains(&k.as_str()) && usable(k))
+        .take(MAX_ENV_LABELS);
+    let mut env: BTreeMap<String, String> = core
+        .chain(others)
+        .filter(|(k, _)| usable(k))
         .map(|(k, v)| {
-            let name: String = k
-                .chars()
-                .map(|c| {
-                    let c = c.to_ascii_uppercase();
-                    if c.is_ascii_alphanumeric() {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            (format!("LLMCHAT_ALERT_{name}"), clean(v))
+            (
+                format!("LLMCHAT_ALERT_{}", k.to_ascii_uppercase()),
+                clean(v),
+            )
         })
         .collect();
     env.insert(
@@ -320,9 +342,13 @@ mod env_tests {
             labels: BTreeMap::from([
                 ("alertname".to_string(), "X".to_string()),
                 (
-                    "evil-name.x".to_string(),
+                    "evil_name".to_string(),
                     "$(touch x); `id`\nrm -rf /\0".to_string(),
                 ),
+                ("evil-name.x".to_string(), "skipped".to_string()),
+                ("targetéhost".to_string(), "skipped".to_string()),
+                ("target_host".to_string(), "a".to_string()),
+                ("TARGET_HOST".to_string(), "b".to_string()),
             ]),
             annotations: BTreeMap::new(),
             starts_at: "2026-11-26T10:00:00Z".into(),
@@ -331,10 +357,10 @@ mod env_tests {
             fingerprint: "fp".into(),
         };
         let env: BTreeMap<String, String> = alert_env(&alert, "restart").into_iter().collect();
-        assert_eq!(
-            env["LLMCHAT_ALERT_EVIL_NAME_X"],
-            "$(touch x); `id` rm -rf / "
-        );
+        assert_eq!(env["LLMCHAT_ALERT_EVIL_NAME"], "$(touch x); `id` rm -rf / ");
+        // Outside the grammar, or two spellings of one name: left out.
+        assert!(!env.values().any(|v| v == "skipped"), "{env:?}");
+        assert!(!env.contains_key("LLMCHAT_ALERT_TARGET_HOST"), "{env:?}");
         assert_eq!(env["LLMCHAT_ALERT_ALERTNAME"], "X");
         assert_eq!(env["LLMCHAT_ALERT_FINGERPRINT"], "fp");
         assert_eq!(env["LLMCHAT_ACTION"], "restart");
@@ -344,5 +370,23 @@ mod env_tests {
         };
         let env: BTreeMap<String, String> = alert_env(&long, "x").into_iter().collect();
         assert!(env["LLMCHAT_ALERT_A"].len() <= MAX_ENV_VALUE);
+        // 64 padding labels sort before the core ones; the core ones stay.
+        let mut labels: BTreeMap<String, String> = (0..100)
+            .map(|i| (format!("A{i:02}"), "pad".to_string()))
+            .collect();
+        for core in CORE_LABELS {
+            labels.insert(core.to_string(), core.to_string());
+        }
+        let padded = Alert { labels, ..long };
+        let env: BTreeMap<String, String> = alert_env(&padded, "x").into_iter().collect();
+        for core in CORE_LABELS {
+            assert_eq!(env[&format!("LLMCHAT_ALERT_{}", core.to_uppercase())], core);
+        }
+        assert_eq!(
+            env.keys()
+                .filter(|k| k.starts_with("LLMCHAT_ALERT_A"))
+                .count(),
+            64 + 1
+        );
     }
 }

@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn default_triggers_cover_only_configured_actions() {
         let c =
-            parse("[actions.gc.signal]\nsignal = \"SIGUSR2\"\npid_file = \"/run/backend.pid\"\n")
+            parse("[actions.gc.signal]\nsignal = \"SIGUSR2\"\npid_file = \"/run/backend.pid\"\nprocess_name = \"node\"\n")
                 .unwrap();
         let t = c.effective_triggers();
         assert_eq!(t.len(), 1);
@@ -286,7 +286,11 @@ mod tests {
             ),
             (
                 "[actions.x.signal]\nsignal = \"TERM\"\n",
-                "exactly one of pid_file",
+                "signal needs process_name",
+            ),
+            (
+                "[actions.x.signal]\nsignal = \"TERM\"\nprocess_name = \"node\"\nuid = 1000\n",
+                "signal.uid goes with pid_file",
             ),
             (
                 "[actions.x.redis_cleanup]\npatterns = [\"cache:*\"]\n",

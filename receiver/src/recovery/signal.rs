@@ -1,7 +1,10 @@
 //! `signal` actions: a named signal to the pid in a pid file, or to the
 //! process found by its exact name (SIGUSR2 to the Node backend, whose own
 //! handler runs `global.gc()`). Pids 0 and 1, negative pids (process
-//! groups) and the receiver itself are refused.
+//! groups) and the receiver itself are refused. A pid file is trusted only
+//! as far as the process it names has the configured name (and user, if
+//! set): a stale pid file may name any process by now, and a mismatch is
+//! a failure in the audit, not a signal.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,8 +28,12 @@ pub struct SignalSpec {
     /// `SIGUSR2`, `USR2`, `SIGHUP`, ...
     pub signal: String,
     pub pid_file: Option<PathBuf>,
-    /// Exact process name (Linux `comm`, as `pgrep -x`).
+    /// Exact process name (Linux `comm`, as `pgrep -x`): the process to
+    /// find, or with `pid_file` the name its process must have.
     pub process_name: Option<String>,
+    /// With `pid_file`: the user id its process must run as.
+    #[serde(default)]
+    pub uid: Option<u32>,
     /// With `process_name`: signal every match instead of refusing when
     /// more than one process has the name.
     #[serde(default)]
@@ -43,8 +50,13 @@ impl Spec for SignalSpec {
                 s.signal
             )));
         }
-        if s.pid_file.is_some() == s.process_name.is_some() {
-            return Err(bad("signal needs exactly one of pid_file or process_name"));
+        if s.process_name.is_none() {
+            return Err(bad(
+                "signal needs process_name: the process to find, or with pid_file the name the pid's process must have (a stale pid file may name another process)",
+            ));
+        }
+        if s.uid.is_some() && s.pid_file.is_none() {
+            return Err(bad("signal.uid goes with pid_file"));
         }
         Ok(())
     }
@@ -80,6 +92,13 @@ pub enum SignalError {
     Ambiguous { name: String, count: usize },
     #[error("cannot list processes: {0}")]
     Processes(String),
+    #[error("pid {pid} from {path} is {found:?}, not the configured {expected}; not signalled")]
+    Mismatch {
+        pid: i32,
+        path: String,
+        expected: String,
+        found: String,
+    },
     #[error("cannot signal pid {pid}: {errno}")]
     Kill { pid: i32, errno: nix::errno::Errno },
 }
@@ -111,7 +130,10 @@ fn targets(spec: &SignalSpec) -> Result<Vec<i32>, SignalError> {
             .parse::<i32>()
             .ok()
             .filter(|p| usable(*p))
-            .ok_or(SignalError::BadPid { path: shown })?;
+            .ok_or(SignalError::BadPid {
+                path: shown.clone(),
+            })?;
+        check_identity(spec, pid, &shown)?;
         return Ok(vec![pid]);
     }
     let name = spec.process_name.clone().unwrap_or_default();
@@ -137,6 +159,45 @@ fn targets(spec: &SignalSpec) -> Result<Vec<i32>, SignalError> {
     }
 }
 
+/// The process `pid` has the configured name (its `comm`) and, if set,
+/// user id; read from /proc just before the signal.
+fn check_identity(spec: &SignalSpec, pid: i32, path: &str) -> Result<(), SignalError> {
+    let expected_name = spec.process_name.as_deref().unwrap_or_default();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end_matches('\n').to_string())
+        .unwrap_or_else(|_| "(no such process)".into());
+    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u32>().ok())
+        });
+    let mismatch = |expected: String, found: String| SignalError::Mismatch {
+        pid,
+        path: path.to_string(),
+        expected,
+        found,
+    };
+    if comm != expected_name {
+        return Err(mismatch(
+            format!("process name {expected_name:?}"),
+            llmchat_common::escape::escaped(&comm),
+        ));
+    }
+    if let Some(want) = spec.uid {
+        if uid != Some(want) {
+            return Err(mismatch(
+                format!("uid {want}"),
+                uid.map_or("(unknown uid)".into(), |u| format!("uid {u}")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(spec: &SignalSpec) -> Result<Outcome, SignalError> {
     let signal = parse_signal(&spec.signal).unwrap_or(Signal::SIGUSR2);
     let pids = targets(spec)?;
@@ -156,6 +217,7 @@ pub fn run(spec: &SignalSpec) -> Result<Outcome, SignalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
 
     #[test]
     fn signal_names_with_or_without_the_prefix() {
@@ -163,6 +225,51 @@ mod tests {
         assert_eq!(parse_signal("usr2"), Some(Signal::SIGUSR2));
         assert_eq!(parse_signal("HUP"), Some(Signal::SIGHUP));
         assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn a_pid_file_naming_another_process_is_not_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let path = dir.path().join("pid");
+        std::fs::write(&path, sleeper.id().to_string()).unwrap();
+        // Until it has exec'd, the child still carries the test's name.
+        let comm = format!("/proc/{}/comm", sleeper.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let spec = |name: &str, uid: Option<u32>| SignalSpec {
+            signal: "TERM".into(),
+            pid_file: Some(path.clone()),
+            process_name: Some(name.into()),
+            uid,
+            all_matching: false,
+        };
+        let e = run(&spec("node", None)).unwrap_err();
+        assert!(matches!(e, SignalError::Mismatch { .. }), "{e}");
+        assert!(e.to_string().contains("\"sleep\""), "{e}");
+        let me: u32 = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let e = run(&spec("sleep", Some(me + 1))).unwrap_err();
+        assert!(e.to_string().contains(&format!("uid {}", me + 1)), "{e}");
+        assert!(
+            sleeper.try_wait().unwrap().is_none(),
+            "the sleep was signalled"
+        );
+        // The right name and user: signalled.
+        run(&spec("sleep", Some(me))).unwrap();
+        assert!(sleeper.wait().unwrap().signal().is_some());
     }
 
     #[test]
@@ -174,7 +281,8 @@ mod tests {
             let spec = SignalSpec {
                 signal: "USR2".into(),
                 pid_file: Some(path),
-                process_name: None,
+                process_name: Some("node".into()),
+                uid: None,
                 all_matching: false,
             };
             assert!(
