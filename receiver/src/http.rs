@@ -31,6 +31,8 @@ pub struct AppState {
     /// The web-config file in force: when it sets basic_auth_users, the
     /// server has checked them before the request got here.
     pub web_guard: Arc<llmchat_common::webconfig::WebGuard>,
+    /// Posts being parsed and stored (`web.max_concurrent_posts`).
+    pub posts: Arc<tokio::sync::Semaphore>,
 }
 
 type Body = Full<Bytes>;
@@ -52,6 +54,8 @@ pub enum RequestError {
     BadRequest(String),
     #[error("the outbox store is unavailable; retry")]
     Unavailable,
+    #[error("too many posts at once (web.max_concurrent_posts); retry")]
+    Busy,
 }
 
 impl Refusal for RequestError {
@@ -62,7 +66,7 @@ impl Refusal for RequestError {
             RequestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RequestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Unavailable | RequestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -200,7 +204,19 @@ where
             }
         })?
         .to_bytes();
-    let hook = payload::parse(&body).map_err(|e| RequestError::BadRequest(e.to_string()))?;
+    // Bounded work at once: a storm of 1 MiB posts queues here instead
+    // of each holding its parsed alerts and rows in memory together.
+    let Ok(Ok(_parsing)) = tokio::time::timeout(
+        state.web.limits.body_timeout,
+        state.posts.clone().acquire_owned(),
+    )
+    .await
+    else {
+        return Err(RequestError::Busy);
+    };
+    let mut hook = payload::parse(&body).map_err(|e| RequestError::BadRequest(e.to_string()))?;
+    drop(body);
+    fold(state, &mut hook);
     let (rows, recover) = outbox_rows(state, &hook)?;
     // The store logs when it stops (and starts again) taking writes; one
     // line per refused post would repeat that through a whole outage.
@@ -215,13 +231,47 @@ where
     }
     // Only once the notifications are stored: a post refused with 503 is
     // retried by Alertmanager, and its actions are decided then.
-    for (alert, to_slack) in recover {
-        state.recovery.on_alert(alert, to_slack);
-    }
+    state.recovery.on_post(&recover);
     Ok(json_response(
         StatusCode::OK,
         &json!({"alerts": hook.alerts.len(), "stored": stored, "duplicates": duplicates}),
     ))
+}
+
+/// Keeps at most `web.max_alerts_per_post` alerts of a post: firing before
+/// resolved, then the most severe, in Alertmanager's order otherwise. The
+/// rest are folded into the post's `truncatedAlerts` (the templates say
+/// how many Alertmanager's group holds beyond what is listed), counted,
+/// and neither routed nor acted on. Taking them (200) rather than 413:
+/// Alertmanager would retry the same post forever, and nothing of the
+/// group, its page included, would go out.
+fn fold(state: &AppState, hook: &mut payload::Webhook) {
+    let max = state.web.max_alerts_per_post;
+    if hook.alerts.len() <= max {
+        return;
+    }
+    let rank = |a: &payload::Alert| {
+        let severity = match routing::severity(a, &state.routing).as_str() {
+            "critical" => 0,
+            "warning" => 1,
+            "info" => 2,
+            _ => 3,
+        };
+        (a.status != payload::Status::Firing, severity)
+    };
+    hook.alerts.sort_by_key(rank);
+    let received = hook.alerts.len();
+    let folded = received - max;
+    hook.alerts.truncate(max);
+    hook.alerts.shrink_to_fit();
+    hook.truncated_alerts += folded as u64;
+    state.metrics.alerts_folded.inc_by(folded as u64);
+    tracing::warn!(
+        received,
+        kept = max,
+        folded,
+        "post over web.max_alerts_per_post: the rest are counted, not routed"
+    );
 }
 
 /// An alert of a post, and whether it went to Slack.

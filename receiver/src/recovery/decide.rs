@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::busy::{BusyGuard, Take};
 use super::coordination::Admission;
+pub(super) use super::share::Share;
 use super::{alertname, Action, Decision, Recovery, DECISION_BUDGET};
 use crate::payload::Alert;
 use crate::store::{now_ms, AuditRecord, IntFlag};
@@ -17,13 +18,15 @@ impl Recovery {
         &self,
         action: &Action,
         alert: &Alert,
+        post: Share,
         dry_run: bool,
         skip: Decision,
         detail: Option<String>,
     ) {
         let now = now_ms();
         self.count(&action.name, skip);
-        tracing::info!(action = %action.name, alert = alert.labels.get("alertname").map(String::as_str).unwrap_or(""), fingerprint = %alert.fingerprint, decision = skip.as_str(), "recovery action skipped");
+        tracing::info!(action = %action.name, alert = alert.labels.get("alertname").map(String::as_str).unwrap_or(""), fingerprint = %alert.fingerprint, decision = skip.as_str(), covers = post.covers, "recovery action skipped");
+        let detail = post.note(detail);
         let record = AuditRecord {
             id: 0,
             action: action.name.clone(),
@@ -47,7 +50,7 @@ impl Recovery {
     /// the action on one instance when each instance is its own target
     /// (`recovery.instance`, or an `http` action's `url_by_instance`), so
     /// that host-a's restart does not hold back host-b's.
-    fn scope(&self, action: &Action, alert: &Alert) -> String {
+    pub(super) fn scope(&self, action: &Action, alert: &Alert) -> String {
         if self.instance.is_some() || action.effect.per_instance() {
             let instance = alert
                 .labels
@@ -60,7 +63,7 @@ impl Recovery {
         }
     }
 
-    pub(super) async fn decide_and_run(&self, name: &str, alert: &Alert, to_slack: bool) {
+    pub(super) async fn decide_and_run(&self, name: &str, alert: &Alert, post: Share) {
         let Some(action) = self.actions.get(name).cloned() else {
             return;
         };
@@ -82,6 +85,7 @@ impl Recovery {
                 .record_skip(
                     &action,
                     alert,
+                    post,
                     dry_run,
                     Decision::SkippedOtherInstance,
                     Some(detail),
@@ -93,7 +97,14 @@ impl Recovery {
             Take::Taken(guard) => guard,
             Take::Running => {
                 return self
-                    .record_skip(&action, alert, dry_run, Decision::SkippedRunning, None)
+                    .record_skip(
+                        &action,
+                        alert,
+                        post,
+                        dry_run,
+                        Decision::SkippedRunning,
+                        None,
+                    )
                     .await
             }
             Take::StillDeciding => {
@@ -101,6 +112,7 @@ impl Recovery {
                     .record_skip(
                         &action,
                         alert,
+                        post,
                         dry_run,
                         Decision::SkippedUnavailable,
                         Some(
@@ -124,6 +136,7 @@ impl Recovery {
                         .record_skip(
                             &action,
                             alert,
+                            post,
                             dry_run,
                             Decision::SkippedRunning,
                             Some("running in another replica".into()),
@@ -136,6 +149,7 @@ impl Recovery {
                         .record_skip(
                             &action,
                             alert,
+                            post,
                             dry_run,
                             Decision::SkippedUnavailable,
                             Some(e.to_string()),
@@ -144,7 +158,7 @@ impl Recovery {
                 }
             }
         };
-        self.gate_and_run(&action, &busy, alert, to_slack, dry_run, start_by)
+        self.gate_and_run(&action, &busy, alert, post, dry_run, start_by)
             .await;
         if let Some(lock) = lock {
             self.coordinator.release(lock).await;
@@ -157,7 +171,7 @@ impl Recovery {
         action: &Arc<Action>,
         busy: &BusyGuard<'_>,
         alert: &Alert,
-        to_slack: bool,
+        post: Share,
         dry_run: bool,
         start_by: Instant,
     ) {
@@ -177,7 +191,14 @@ impl Recovery {
             Ok(Admission::Granted) => busy.running(),
             Ok(Admission::Cooldown) => {
                 return self
-                    .record_skip(action, alert, dry_run, Decision::SkippedCooldown, None)
+                    .record_skip(
+                        action,
+                        alert,
+                        post,
+                        dry_run,
+                        Decision::SkippedCooldown,
+                        None,
+                    )
                     .await
             }
             Ok(Admission::RateLimited) => {
@@ -186,6 +207,7 @@ impl Recovery {
                     .record_skip(
                         action,
                         alert,
+                        post,
                         dry_run,
                         Decision::SkippedRateLimit,
                         Some(detail),
@@ -198,6 +220,7 @@ impl Recovery {
                     .record_skip(
                         action,
                         alert,
+                        post,
                         dry_run,
                         Decision::SkippedUnavailable,
                         Some(e.to_string()),
@@ -230,6 +253,7 @@ impl Recovery {
                 )
             }),
         };
+        record.detail = post.note(record.detail);
         if dry_run {
             record.finished_ms = Some(record.started_ms);
         }
@@ -258,7 +282,7 @@ impl Recovery {
         if dry_run {
             self.count(name, Decision::DryRun);
             tracing::info!(action = %name, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action: dry run");
-            self.notify(&record, alert, to_slack, None).await;
+            self.notify(&record, alert, post.to_slack, None).await;
             return;
         }
         tracing::info!(action = %name, kind = record.kind, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action started");
@@ -275,7 +299,7 @@ impl Recovery {
         record.finished_ms = Some(now_ms());
         record.exit_status = outcome.exit_status;
         record.output = outcome.output;
-        record.detail = outcome.detail;
+        record.detail = post.note(outcome.detail);
         self.count(name, outcome.result);
         if outcome.result == Decision::Succeeded {
             tracing::info!(action = %name, took = ?took, exit_status = ?record.exit_status, "recovery action succeeded");
@@ -285,6 +309,6 @@ impl Recovery {
         if let Err(e) = self.store.audit_finish(&record).await {
             tracing::error!(action = %name, error = %e, "cannot write the recovery audit");
         }
-        self.notify(&record, alert, to_slack, Some(took)).await;
+        self.notify(&record, alert, post.to_slack, Some(took)).await;
     }
 }

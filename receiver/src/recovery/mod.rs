@@ -20,6 +20,7 @@ mod maintenance;
 pub mod matcher;
 mod notice;
 pub mod redis_cleanup;
+mod share;
 pub mod signal;
 
 use std::collections::{BTreeMap, HashMap};
@@ -198,31 +199,47 @@ impl Recovery {
         out
     }
 
-    /// Starts what an alert calls for and returns at once: a firing alert
-    /// runs its actions; a resolved one cancels its running commands that
-    /// asked for it. `to_slack`: the alert itself went to Slack, so the
-    /// outcome follows it there.
-    pub fn on_alert(self: &Arc<Self>, alert: &Alert, to_slack: bool) {
-        let names = self.actions_for(&alert.labels);
-        if names.is_empty() {
-            return;
-        }
-        match alert.status {
-            Status::Resolved => {
-                let map = self.cancellable.lock().unwrap_or_else(|p| p.into_inner());
-                for name in names {
-                    if let Some(tx) = map.get(&(name, alert.fingerprint.clone())) {
-                        let _ = tx.send(true);
+    /// Starts what a post's alerts call for and returns at once: firing
+    /// alerts run their actions, one decision per (action, scope) however
+    /// many alerts of the post call for it; a resolved alert cancels its
+    /// running commands that asked for it. Each alert comes with whether
+    /// it went to Slack, where the outcome then follows it.
+    pub fn on_post(self: &Arc<Self>, alerts: &[(&Alert, bool)]) {
+        let mut decisions: BTreeMap<(String, String), (Alert, share::Share)> = BTreeMap::new();
+        for (alert, to_slack) in alerts {
+            let names = self.actions_for(&alert.labels);
+            if names.is_empty() {
+                continue;
+            }
+            match alert.status {
+                Status::Resolved => {
+                    let map = self.cancellable.lock().unwrap_or_else(|p| p.into_inner());
+                    for name in names {
+                        if let Some(tx) = map.get(&(name, alert.fingerprint.clone())) {
+                            let _ = tx.send(true);
+                        }
+                    }
+                }
+                Status::Firing => {
+                    for name in names {
+                        let Some(action) = self.actions.get(&name) else {
+                            continue;
+                        };
+                        let scope = self.scope(action, alert);
+                        decisions
+                            .entry((name, scope))
+                            .and_modify(|(_, share)| {
+                                share.covers += 1;
+                                share.to_slack |= *to_slack;
+                            })
+                            .or_insert_with(|| ((*alert).clone(), share::Share::one(*to_slack)));
                     }
                 }
             }
-            Status::Firing => {
-                for name in names {
-                    let this = self.clone();
-                    let alert = alert.clone();
-                    tokio::spawn(async move { this.decide_and_run(&name, &alert, to_slack).await });
-                }
-            }
+        }
+        for ((name, _), (alert, share)) in decisions {
+            let this = self.clone();
+            tokio::spawn(async move { this.decide_and_run(&name, &alert, share).await });
         }
     }
 

@@ -15,7 +15,7 @@ fn capped_config(dir: &Path, store: &str, redis: Option<u16>, ran: &Path) -> Pat
     let path = config(dir, store, None, None, None);
     let mut text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("body_limit_bytes = 4096", "body_limit_bytes = 65536");
+        .replace("body_limit_bytes = 4096", "body_limit_bytes = 1048576");
     text.push_str("[recovery]\ninstance = 'instance=~\"host-.*\"'\n");
     if let Some(port) = redis {
         text.push_str(&format!("redis_url = \"redis://127.0.0.1:{port}\"\n"));
@@ -130,4 +130,46 @@ fn twenty_concurrent_posts_across_two_receivers_on_one_store_run_two() {
         receivers.iter().map(|(_, ran)| lines(ran)).sum::<usize>(),
         2
     );
+}
+
+#[test]
+fn one_post_of_many_alerts_on_one_scope_is_one_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let r = Receiver::start(&capped_config(dir.path(), &store, None, &ran));
+    // 300 alerts of one instance (one scope): one decision, one run.
+    let body: serde_json::Value = serde_json::from_str(&faults(0..300)).unwrap();
+    let mut body = body;
+    for (i, a) in body["alerts"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        a["labels"]["instance"] = "host-1:9842".into();
+        a["labels"]["path"] = format!("/api/{i}").into();
+        a["fingerprint"] = format!("fp-one-{i}").into();
+    }
+    assert_eq!(r.post(&body.to_string(), Some(TOKEN)).status(), 200);
+    let audit = finished(&r, "restart", 1);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let audit_after = crate::recovery::audit(&r, "restart");
+    assert_eq!(audit_after.len(), 1, "{audit_after:?}");
+    assert_eq!(audit[0]["result"], "succeeded");
+    assert!(
+        audit[0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("one decision for 300 alerts"),
+        "{}",
+        audit[0]
+    );
+    assert_eq!(lines(&ran), 1);
+    let lines_logged = r
+        .log()
+        .lines()
+        .filter(|l| l.contains("recovery action"))
+        .count();
+    assert!(lines_logged <= 2, "{}", r.log());
 }
