@@ -47,6 +47,13 @@ pub struct WebConfig {
     /// Accept unauthenticated posts; only for a trusted local network.
     pub auth_disabled: bool,
     pub body_limit_bytes: usize,
+    /// Alerts taken from one post; beyond it, the firing and most severe
+    /// are kept and the rest folded into the post's count of left-out
+    /// alerts (the email says how many, with a link to Alertmanager).
+    pub max_alerts_per_post: usize,
+    /// Posts read and parsed at once; the others wait (up to
+    /// `web.limits.body_timeout`), then get 503, which Alertmanager retries.
+    pub max_concurrent_posts: usize,
     /// exporter-toolkit's web-config file: TLS, mutual TLS, basic auth for
     /// every path, response headers; re-read when it changes or on SIGHUP.
     pub config_file: Option<PathBuf>,
@@ -64,6 +71,8 @@ impl Default for WebConfig {
             basic_password: None,
             auth_disabled: false,
             body_limit_bytes: 1024 * 1024,
+            max_alerts_per_post: 1000,
+            max_concurrent_posts: 4,
             config_file: None,
             limits: Default::default(),
         }
@@ -500,6 +509,14 @@ impl Config {
             ));
         }
         self.web.limits.validate()?;
+        for (key, value) in [
+            ("web.max_alerts_per_post", self.web.max_alerts_per_post),
+            ("web.max_concurrent_posts", self.web.max_concurrent_posts),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, 0, "must be at least 1"));
+            }
+        }
         if self.web.body_limit_bytes < 1024 {
             return Err(invalid(
                 "web.body_limit_bytes",

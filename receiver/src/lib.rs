@@ -96,6 +96,7 @@ pub async fn run(
         wake,
         recovery,
         web_guard: web_guard.clone(),
+        posts: Arc::new(tokio::sync::Semaphore::new(config.web.max_concurrent_posts)),
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub outbox_oldest_pending: Family<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub outbox_dead: Gauge,
     pub duplicates: Counter,
+    /// Alerts beyond `web.max_alerts_per_post`, counted and not routed.
+    pub alerts_folded: Counter,
     pub recovery_actions: Family<ActionLabels, Counter>,
     pub recovery_duration: Family<ActionNameLabels, Histogram>,
     /// Templates that failed to render, by channel (the built-in one was
@@ -75,6 +77,12 @@ impl Metrics {
             Family::<ChannelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let outbox_dead = Gauge::default();
         let duplicates = Counter::default();
+        let alerts_folded = Counter::default();
+        registry.register(
+            "alerts_folded",
+            "Alerts of posts over web.max_alerts_per_post: counted in the group's left-out alerts, not routed or acted on",
+            alerts_folded.clone(),
+        );
         let template_errors = Family::<ChannelLabels, Counter>::default();
         registry.register(
             "template_errors",
@@ -163,6 +171,7 @@ impl Metrics {
             outbox_oldest_pending,
             outbox_dead,
             duplicates,
+            alerts_folded,
         }
     }
 }

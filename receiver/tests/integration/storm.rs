@@ -102,3 +102,56 @@ fn a_slack_backlog_of_ten_thousand_warnings_does_not_delay_a_page() {
     let slack_sent = slack.requests().len();
     assert!(slack_sent < 100, "{slack_sent} Slack messages sent already");
 }
+
+#[test]
+fn a_post_over_the_alert_bound_keeps_the_pages_and_counts_the_rest() {
+    let smtp = SmtpSink::start();
+    let hook = Target::start(Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let path = config(
+        dir.path(),
+        &store,
+        None,
+        Some(&hook.url("/hook")),
+        Some(smtp.port),
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "body_limit_bytes = 4096",
+        "body_limit_bytes = 4194304\nmax_alerts_per_post = 1000",
+    );
+    std::fs::write(&path, text).unwrap();
+    let r = Receiver::start(&path);
+    // 1,400 warnings, then 100 critical alerts last in the post.
+    let mut body: serde_json::Value = serde_json::from_str(&warnings(0, 1500)).unwrap();
+    for a in body["alerts"].as_array_mut().unwrap().iter_mut().skip(1400) {
+        a["labels"]["severity"] = "critical".into();
+    }
+    assert_eq!(r.post(&body.to_string(), Some(TOKEN)).status(), 200);
+    assert_eq!(
+        r.metric("llmchat_receiver_alerts_folded_total"),
+        Some(500.0)
+    );
+    let received = |severity: &str| {
+        r.metric(&format!(
+            r#"llmchat_receiver_alerts_received_total{{status="firing",severity="{severity}"}}"#
+        ))
+    };
+    // Every page kept; warnings up to the bound.
+    assert_eq!(received("critical"), Some(100.0));
+    assert_eq!(received("warning"), Some(900.0));
+    // The critical group's email lists 100 and says what was left out.
+    wait_until(Duration::from_secs(15), "the critical email", || {
+        !smtp.mails().is_empty()
+    });
+    let mail = smtp.mails()[0].data.clone();
+    assert!(
+        mail.contains("[CRITICAL:100]"),
+        "{}",
+        &mail[..mail.len().min(2000)]
+    );
+    assert!(
+        mail.contains("500"),
+        "the email does not count the folded alerts"
+    );
+}
