@@ -743,3 +743,22 @@ fn redis_namespace_scan_stops_at_its_key_budget() {
         "a truncated scan reported {counted:?} of 3000 keys"
     );
 }
+
+#[test]
+fn the_app_probe_follows_no_redirect() {
+    let elsewhere = llmchat_tests::sinks::Target::start(Vec::new());
+    let location: &'static str = Box::leak(elsewhere.url("/health").into_boxed_str());
+    let backend = llmchat_tests::sinks::Target::start(
+        (0..30)
+            .map(|_| (302, Some(("location", location))))
+            .collect(),
+    );
+    let e = start(&only("app", &["--app.url", &backend.url("")]));
+    let text = e.scrape_text();
+    assert_eq!(sample(&text, "llmchat_app_up", &[]), Some(0.0), "{text}");
+    assert!(!backend.requests().is_empty());
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the probe followed a redirect"
+    );
+}

@@ -10,6 +10,7 @@ mod hostile;
 mod recovery;
 mod recovery_caps;
 mod recovery_instances;
+mod redirects;
 mod requests;
 mod slack_api;
 mod store_faults;
