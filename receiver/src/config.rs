@@ -117,6 +117,11 @@ pub struct DeliveryConfig {
     /// How often the outbox is polled when nothing wakes the worker.
     #[serde(with = "duration")]
     pub poll_interval: Duration,
+    /// Messages per minute each paced per-alert channel (Slack) takes from
+    /// posts; beyond it a post's other alerts go as one digest message
+    /// ("and 940 more", with Alertmanager's link). Critical alerts always
+    /// go one by one; a webhook gets every alert.
+    pub max_messages_per_minute: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -127,6 +132,7 @@ impl Default for DeliveryConfig {
             max_backoff: Duration::from_secs(300),
             max_age: Duration::from_secs(24 * 3600),
             slack_interval: Duration::from_secs(1),
+            max_messages_per_minute: 60,
             dedup_window: Duration::from_secs(24 * 3600),
             poll_interval: Duration::from_secs(1),
         }

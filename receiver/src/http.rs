@@ -33,6 +33,8 @@ pub struct AppState {
     pub web_guard: Arc<llmchat_common::webconfig::WebGuard>,
     /// Posts being parsed and stored (`web.max_concurrent_posts`).
     pub posts: Arc<tokio::sync::Semaphore>,
+    /// Messages per minute per channel (`delivery.max_messages_per_minute`).
+    pub budget: crate::budget::Budget,
 }
 
 type Body = Full<Bytes>;
@@ -297,7 +299,17 @@ fn outbox_rows<'h>(
         let channels = routing::channels(alert, &severity, &state.routing);
         recover.push((alert, channels.contains(&Channel::Slack)));
     }
-    let rows = routing::plan(hook, &state.routing, &state.senders, None)
+    let (planned, folded) = state.budget.apply(
+        routing::plan(hook, &state.routing, &state.senders, None),
+        |channel| {
+            state
+                .senders
+                .get(channel)
+                .is_some_and(|c| !c.pace().is_zero())
+        },
+    );
+    state.metrics.notifications_folded.inc_by(folded as u64);
+    let rows = planned
         .into_iter()
         .map(|p| {
             Ok(NewNotification {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod budget;
 pub mod channels;
 pub mod config;
 pub mod http;
@@ -97,6 +98,7 @@ pub async fn run(
         recovery,
         web_guard: web_guard.clone(),
         posts: Arc::new(tokio::sync::Semaphore::new(config.web.max_concurrent_posts)),
+        budget: budget::Budget::new(config.delivery.max_messages_per_minute),
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await

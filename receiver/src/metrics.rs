@@ -54,6 +54,8 @@ pub struct Metrics {
     pub duplicates: Counter,
     /// Alerts beyond `web.max_alerts_per_post`, counted and not routed.
     pub alerts_folded: Counter,
+    /// Per-alert messages folded into a digest by the per-minute budget.
+    pub notifications_folded: Counter,
     pub recovery_actions: Family<ActionLabels, Counter>,
     pub recovery_duration: Family<ActionNameLabels, Histogram>,
     /// Templates that failed to render, by channel (the built-in one was
@@ -78,6 +80,12 @@ impl Metrics {
         let outbox_dead = Gauge::default();
         let duplicates = Counter::default();
         let alerts_folded = Counter::default();
+        let notifications_folded = Counter::default();
+        registry.register(
+            "notifications_folded",
+            "Per-alert messages folded into one digest message by delivery.max_messages_per_minute",
+            notifications_folded.clone(),
+        );
         registry.register(
             "alerts_folded",
             "Alerts of posts over web.max_alerts_per_post: counted in the group's left-out alerts, not routed or acted on",
@@ -172,6 +180,7 @@ impl Metrics {
             outbox_dead,
             duplicates,
             alerts_folded,
+            notifications_folded,
         }
     }
 }

@@ -144,6 +144,15 @@ impl Webhook {
         if let Some(a) = ctx.alerts.first() {
             doc["links"] = serde_json::to_value(&a.links).unwrap_or_default();
         }
+        // A digest (the per-minute budget folded the rest of a post): how
+        // many alerts it stands for, and where to see them.
+        if d.notices.len() > 1 {
+            doc["digest"] = serde_json::json!({
+                "alerts": ctx.count as u64 + ctx.truncated_alerts,
+                "alertnames": d.notices.iter().map(|n| n.alertname.as_str()).collect::<std::collections::BTreeSet<_>>(),
+                "link": ctx.group_link,
+            });
+        }
         let body = serde_json::to_vec(&doc).map_err(|e| SendError::Permanent(e.to_string()))?;
         Ok(Outgoing {
             body,

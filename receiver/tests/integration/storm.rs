@@ -41,7 +41,10 @@ fn a_slack_backlog_of_ten_thousand_warnings_does_not_delay_a_page() {
     // Slack's real pace, and posts big enough for a thousand alerts.
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("slack_interval = \"300ms\"", "slack_interval = \"1s\"")
+        .replace(
+            "slack_interval = \"300ms\"",
+            "slack_interval = \"1s\"\nmax_messages_per_minute = 1000000",
+        )
         .replace("body_limit_bytes = 4096", "body_limit_bytes = 4194304");
     std::fs::write(&path, text).unwrap();
     let r = Receiver::start(&path);
@@ -154,4 +157,54 @@ fn a_post_over_the_alert_bound_keeps_the_pages_and_counts_the_rest() {
         mail.contains("500"),
         "the email does not count the folded alerts"
     );
+}
+
+#[test]
+fn past_the_per_minute_budget_a_post_goes_to_slack_as_one_digest() {
+    let slack = Target::start(Vec::new());
+    let hook = Target::start(Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let path = config(
+        dir.path(),
+        &store,
+        Some(&slack.url("/slack")),
+        Some(&hook.url("/hook")),
+        None,
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "slack_interval = \"300ms\"",
+            "slack_interval = \"10ms\"\nmax_messages_per_minute = 60",
+        )
+        .replace("body_limit_bytes = 4096", "body_limit_bytes = 4194304");
+    std::fs::write(&path, text).unwrap();
+    let r = Receiver::start(&path);
+    assert_eq!(r.post(&warnings(0, 500), Some(TOKEN)).status(), 200);
+    wait_until(
+        Duration::from_secs(30),
+        "61 Slack messages, 500 webhooks",
+        || slack.requests().len() == 61 && hook.requests().len() == 500,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(slack.requests().len(), 61);
+    assert_eq!(
+        r.metric("llmchat_receiver_notifications_folded_total"),
+        Some(440.0)
+    );
+    let digest = slack
+        .requests()
+        .into_iter()
+        .map(|q| String::from_utf8_lossy(&q.body).into_owned())
+        .find(|b| b.contains("more alerts of this group"))
+        .expect("a Slack digest");
+    // 440 folded: the first shown, 439 more, and a link to all of them.
+    assert!(digest.contains("439 more alerts"), "{digest}");
+    assert!(
+        digest.contains("http://alertmanager:9093/#/alerts"),
+        "{digest}"
+    );
+    // The webhook, unpaced, got every alert.
+    assert_eq!(hook.requests().len(), 500);
 }
