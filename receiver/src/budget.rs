@@ -4,7 +4,8 @@
 //! Slack messages, seventeen minutes at Slack's pace; past the budget, a
 //! post's remaining alerts of a channel go as one digest message that
 //! lists the first of them and counts the rest, with a link to
-//! Alertmanager. Critical alerts are never folded (they still use up the
+//! Alertmanager; at most one digest a minute, later overflow in that
+//! minute only counted (its link shows them). Critical alerts are never folded (they still use up the
 //! budget). Grouping channels (email) send one message per group already,
 //! and unpaced ones (a webhook, read by a program) drain at network speed
 //! and get every alert.
@@ -22,7 +23,17 @@ use crate::templates::context::MAX_LISTED;
 /// Messages taken per channel in the current minute.
 pub struct Budget {
     per_minute: usize,
-    used: Mutex<HashMap<&'static str, (Instant, usize)>>,
+    used: Mutex<HashMap<&'static str, Window>>,
+}
+
+/// One channel's current minute.
+struct Window {
+    started: Instant,
+    used: usize,
+    /// A digest went out in this minute: later overflow is only counted
+    /// (Alertmanager sends a storm as many posts, and a digest per post
+    /// would be a message per alert again). Its link shows them all.
+    digested: bool,
 }
 
 impl Budget {
@@ -33,18 +44,31 @@ impl Budget {
         }
     }
 
-    /// Takes up to `wanted` messages of `channel`'s minute; how many.
-    /// `forced` are taken whatever is left (critical alerts).
-    fn take(&self, channel: &'static str, wanted: usize, forced: usize) -> usize {
+    /// Takes up to `wanted` messages of `channel`'s minute: how many, and
+    /// whether the rest may still go as this minute's digest. `forced`
+    /// are taken whatever is left (critical alerts).
+    fn take(&self, channel: &'static str, wanted: usize, forced: usize) -> (usize, bool) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = used.entry(channel).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= Duration::from_secs(60) {
-            *entry = (Instant::now(), 0);
+        let w = used.entry(channel).or_insert(Window {
+            started: Instant::now(),
+            used: 0,
+            digested: false,
+        });
+        if w.started.elapsed() >= Duration::from_secs(60) {
+            *w = Window {
+                started: Instant::now(),
+                used: 0,
+                digested: false,
+            };
         }
-        let left = self.per_minute.saturating_sub(entry.1 + forced);
+        let left = self.per_minute.saturating_sub(w.used + forced);
         let granted = wanted.min(left);
-        entry.1 += forced + granted;
-        granted
+        w.used += forced + granted;
+        let digest = granted < wanted && !w.digested;
+        if granted < wanted {
+            w.digested = true;
+        }
+        (granted, digest)
     }
 
     /// The post's rows with each paced channel's rows beyond the budget
@@ -72,7 +96,7 @@ impl Budget {
         for (channel, rows) in by_channel {
             let (critical, rest): (Vec<Planned>, Vec<Planned>) =
                 rows.into_iter().partition(|p| p.severity == "critical");
-            let granted = self.take(channel, rest.len(), critical.len());
+            let (granted, may_digest) = self.take(channel, rest.len(), critical.len());
             out.extend(critical);
             let mut rest = rest.into_iter();
             out.extend(rest.by_ref().take(granted));
@@ -81,7 +105,9 @@ impl Budget {
                 continue;
             }
             folded_total += folded.len();
-            out.push(digest(folded));
+            if may_digest {
+                out.push(digest(folded));
+            }
         }
         (out, folded_total)
     }
@@ -132,5 +158,24 @@ fn digest(folded: Vec<Planned>) -> Planned {
             route: None,
             notices,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minute_takes_its_budget_then_one_digest_then_only_counts() {
+        let b = Budget::new(10);
+        assert_eq!(b.take("slack", 4, 0), (4, false));
+        assert_eq!(b.take("slack", 4, 2), (4, false));
+        // Budget spent: the first overflow digests, later ones do not.
+        assert_eq!(b.take("slack", 5, 0), (0, true));
+        assert_eq!(b.take("slack", 5, 0), (0, false));
+        // Critical alerts are taken whatever is left.
+        assert_eq!(b.take("slack", 0, 3), (0, false));
+        // Another channel has a minute of its own.
+        assert_eq!(b.take("webhook", 3, 0), (3, false));
     }
 }

@@ -11,3 +11,4 @@ mod fleet;
 mod ha;
 mod harness;
 mod scenarios;
+mod storm;
