@@ -223,6 +223,17 @@ pub fn config_with_max_age(
     path
 }
 
+/// Rewrites settings in a config file that [`config`] wrote: each `from`
+/// must be there (a renamed default fails here, not as a silent no-op).
+pub fn edit_config(path: &Path, edits: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from:?} not in {}", path.display());
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
 /// An Alertmanager v4 payload with one alert per (name, severity, status).
 pub fn payload(alerts: &[(&str, &str, &str)]) -> String {
     let items: Vec<String> = alerts

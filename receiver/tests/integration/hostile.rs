@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use llmchat_tests::hostile::{raise_own_open_files, raw_exchange, Attack, Hostile};
 
-use crate::helpers::{config, payload, wait_until, Receiver, TOKEN};
+use crate::helpers::{config, edit_config, payload, wait_until, Receiver, TOKEN};
 
 fn addr(r: &Receiver) -> SocketAddr {
     format!("127.0.0.1:{}", r.port).parse().unwrap()
@@ -19,10 +19,10 @@ fn addr(r: &Receiver) -> SocketAddr {
 fn receiver_config(dir: &std::path::Path) -> std::path::PathBuf {
     let store = format!("sqlite://{}", dir.join("outbox.db").display());
     let path = config(dir, &store, None, Some("http://127.0.0.1:9/hook"), None);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("body_limit_bytes = 4096", "body_limit_bytes = 65536");
-    std::fs::write(&path, text).unwrap();
+    edit_config(
+        &path,
+        &[("body_limit_bytes = 4096", "body_limit_bytes = 65536")],
+    );
     path
 }
 

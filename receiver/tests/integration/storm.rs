@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use llmchat_tests::sinks::{SmtpSink, Target};
 
-use crate::helpers::{config, wait_until, Receiver, TOKEN};
+use crate::helpers::{config, edit_config, wait_until, Receiver, TOKEN};
 
 /// `n` warning alerts in one Alertmanager post, named `Storm<first+i>`.
 fn warnings(first: usize, n: usize) -> String {
@@ -39,14 +39,16 @@ fn a_slack_backlog_of_ten_thousand_warnings_does_not_delay_a_page() {
         Some(smtp.port),
     );
     // Slack's real pace, and posts big enough for a thousand alerts.
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
-            "slack_interval = \"300ms\"",
-            "slack_interval = \"1s\"\nmax_messages_per_minute = 1000000",
-        )
-        .replace("body_limit_bytes = 4096", "body_limit_bytes = 4194304");
-    std::fs::write(&path, text).unwrap();
+    edit_config(
+        &path,
+        &[
+            (
+                "slack_interval = \"300ms\"",
+                "slack_interval = \"1s\"\nmax_messages_per_minute = 1000000",
+            ),
+            ("body_limit_bytes = 4096", "body_limit_bytes = 4194304"),
+        ],
+    );
     let r = Receiver::start(&path);
     for k in 0..10 {
         let resp = r.post(&warnings(k * 1000, 1000), Some(TOKEN));
@@ -119,11 +121,13 @@ fn a_post_over_the_alert_bound_keeps_the_pages_and_counts_the_rest() {
         Some(&hook.url("/hook")),
         Some(smtp.port),
     );
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "body_limit_bytes = 4096",
-        "body_limit_bytes = 4194304\nmax_alerts_per_post = 1000",
+    edit_config(
+        &path,
+        &[(
+            "body_limit_bytes = 4096",
+            "body_limit_bytes = 4194304\nmax_alerts_per_post = 1000",
+        )],
     );
-    std::fs::write(&path, text).unwrap();
     let r = Receiver::start(&path);
     // 1,400 warnings, then 100 critical alerts last in the post.
     let mut body: serde_json::Value = serde_json::from_str(&warnings(0, 1500)).unwrap();
@@ -172,14 +176,16 @@ fn past_the_per_minute_budget_a_post_goes_to_slack_as_one_digest() {
         Some(&hook.url("/hook")),
         None,
     );
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
-            "slack_interval = \"300ms\"",
-            "slack_interval = \"10ms\"\nmax_messages_per_minute = 60",
-        )
-        .replace("body_limit_bytes = 4096", "body_limit_bytes = 4194304");
-    std::fs::write(&path, text).unwrap();
+    edit_config(
+        &path,
+        &[
+            (
+                "slack_interval = \"300ms\"",
+                "slack_interval = \"10ms\"\nmax_messages_per_minute = 60",
+            ),
+            ("body_limit_bytes = 4096", "body_limit_bytes = 4194304"),
+        ],
+    );
     let r = Receiver::start(&path);
     assert_eq!(r.post(&warnings(0, 500), Some(TOKEN)).status(), 200);
     wait_until(
