@@ -100,7 +100,7 @@ def alerts_of(uid):
     return names
 
 
-def dashboard(uid, title, description, panels, receiver=False):
+def dashboard(uid, title, description, panels, receiver=False, annotations=()):
     sel = RSEL if receiver else SEL
     panels = panels + [panel(
         "timeseries", "Alerts firing", "The alerts whose dashboard is this one, while they fire (each alert's `dashboard` annotation links here).",
@@ -131,7 +131,7 @@ def dashboard(uid, title, description, panels, receiver=False):
         "templating": {"list": variables(receiver)},
         # Grafana adds its built-in "Annotations & Alerts" itself; the
         # schema (dashboards/schema-check.py) has no `builtIn` to mark it.
-        "annotations": {"list": []},
+        "annotations": {"list": list(annotations)},
         "links": [{"title": "LLMChat", "type": "dashboards", "tags": ["llmchat"], "asDropdown": True}],
         "panels": panels,
     }
@@ -177,6 +177,17 @@ overview = dashboard("llmchat-overview", "LLMChat / Overview",
     panel("timeseries", "Exporter and collectors", "Whether Prometheus reaches the exporter (up; LLMChatExporterDown) and whether each collector's last scrape worked (LLMChatCollectorFailing).",
           "none", [(f"min(up{{{SEL}}})", "exporter up"),
                    (f"min by (collector) (llmchat_exporter_collector_success{{{SEL}}})", "{{collector}}")], min=0, max=1),
+    panel("timeseries", "Versions", "Backend instances by the version their /health reports (llmchat_app_info; \"unknown\" when it does not match app.version_pattern). Two lines at once is a rollout (LLMChatVersionSkew past 30 minutes); deploys are marked on every graph of this dashboard.",
+          "short", [(f"count by (version) (llmchat_app_info{{{SEL}}})", "{{version}}")], min=0),
+    panel("timeseries", "Restarts", "New start times of each backend instance in 15 minutes, from its /health uptime: a deploy is one, more than 3 is LLMChatRestartLoop.",
+          "short", [(f"changes(llmchat_app_start_time_seconds{{{SEL}}}[15m])", "{{instance}}")], min=0, thresholds=[(3.5, "red")]),
+], annotations=[
+    # Deploys: each instance's version change, from the recording rule
+    # that marks one for five minutes (its labels, instance and version,
+    # are the annotation's text). Only the keys Grafana's schema knows:
+    # the Prometheus annotation's title and tag formats are not in it.
+    {"name": "Deploys", "datasource": DS, "enable": True, "hide": False, "iconColor": "blue",
+     "expr": f"instance:llmchat_app_version_changed:5m{{{SEL}}}"},
 ])
 
 database = dashboard("llmchat-database", "LLMChat / PostgreSQL",

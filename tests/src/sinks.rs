@@ -92,6 +92,12 @@ impl Target {
         *self.body.lock().unwrap() = body.to_string();
     }
 
+    /// The body every later answer carries, for a thread that keeps it
+    /// current (a /health whose uptime grows).
+    pub fn body_handle(&self) -> Arc<Mutex<String>> {
+        self.body.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -340,3 +340,57 @@ fn a_slow_fleet_silences_its_slow_instances_and_thresholds_their_twins() {
         ],
     );
 }
+
+#[test]
+fn a_deploy_regression_silences_the_error_and_latency_alerts_of_its_job() {
+    check(
+        &[
+            alert(
+                "LLMChatDeployRegression",
+                &[
+                    JOB,
+                    ("instance", "host-a:9842"),
+                    ("severity", "critical"),
+                    ("fault", "deploy_regression"),
+                    ("version", "1.5.0"),
+                    ("check", "http_5xx"),
+                ],
+            ),
+            alert(
+                "LLMChatHighErrorRate",
+                &[JOB, ("severity", "warning"), ("fault", "high_error_rate")],
+            ),
+            alert(
+                "LLMChatInstanceSlowResponses",
+                &[
+                    JOB,
+                    ("instance", "host-a:9842"),
+                    ("severity", "warning"),
+                    ("fault", "slow_response"),
+                ],
+            ),
+            // Not an effect of the deploy.
+            alert(
+                "LLMChatDiskUsageHigh",
+                &[JOB, ("instance", "host-a:9842"), ("severity", "warning")],
+            ),
+            // Another job's errors are not this deploy's.
+            alert(
+                "LLMChatHighErrorRate",
+                &[
+                    ("job", "other"),
+                    ("instance", "host-z:9842"),
+                    ("severity", "warning"),
+                    ("fault", "high_error_rate"),
+                ],
+            ),
+        ],
+        &[
+            ("LLMChatDeployRegression", "host-a:9842", false),
+            ("LLMChatHighErrorRate", "", true),
+            ("LLMChatInstanceSlowResponses", "host-a:9842", true),
+            ("LLMChatDiskUsageHigh", "host-a:9842", false),
+            ("LLMChatHighErrorRate", "host-z:9842", false),
+        ],
+    );
+}

@@ -1,9 +1,13 @@
 //! App probe: the guide's daily `curl -f` of the backend's `/health`,
 //! `/health/db` and `/health/redis`, as metrics. The body of `/health`
 //! (the guide's `HealthController`) gives the overall status and each
-//! check.
+//! check, and its `version` and `uptime` become `llmchat_app_info` and
+//! `llmchat_app_start_time_seconds`, which the deploy rules and
+//! `verify-deployment` read.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use prometheus_client::collector::Collector;
@@ -31,13 +35,22 @@ pub const ENTRY: super::Entry = super::Entry {
     },
 };
 
-/// `[app]`: the backend's base URL.
+/// `[app]`: the backend's base URL and which versions it may report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
     /// The backend's base URL.
     pub url: String,
+    /// A regular expression a reported `version` must match in full to
+    /// become the `version` label of `llmchat_app_info`; any other value
+    /// is `unknown`, so a backend cannot grow the label without bound.
+    pub version_pattern: String,
 }
+
+/// A semantic version, an optional `v`, and an optional pre-release or
+/// build suffix (`1.4.2`, `v2.0.0-rc.1`, `1.4.2+build.7`).
+pub const DEFAULT_VERSION_PATTERN: &str =
+    r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([-+][0-9A-Za-z.-]{1,40})?";
 
 /// `--app.*` flags.
 #[serde_with::skip_serializing_none]
@@ -46,13 +59,26 @@ pub struct AppFlags {
     /// The backend's base URL, probed at /health, /health/db, /health/redis.
     #[arg(id = "app.url", long = "app.url", value_name = "URL")]
     pub url: Option<String>,
+    /// A reported version matching this (in full) is a label value; any
+    /// other is `unknown`.
+    #[arg(
+        id = "app.version_pattern",
+        long = "app.version-pattern",
+        value_name = "REGEX"
+    )]
+    pub version_pattern: Option<String>,
 }
 
 impl crate::config::Section for AppConfig {
     fn validate(&self, config: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
         if config.collectors.is_enabled("app") {
             if let Err(e) = AppCollector::new(self) {
-                return Err(llmchat_common::invalid("app.url", &self.url, e));
+                return Err(match e {
+                    AppError::Pattern(_) => {
+                        llmchat_common::invalid("app.version_pattern", &self.version_pattern, e)
+                    }
+                    _ => llmchat_common::invalid("app.url", &self.url, e),
+                });
             }
         }
         Ok(())
@@ -63,6 +89,7 @@ impl Default for AppConfig {
     fn default() -> Self {
         Self {
             url: "http://localhost:3001".into(),
+            version_pattern: DEFAULT_VERSION_PATTERN.into(),
         }
     }
 }
@@ -71,6 +98,8 @@ impl Default for AppConfig {
 pub enum AppError {
     #[error("app.url {0:?} is not an http(s) URL")]
     Url(String),
+    #[error("not a regular expression")]
+    Pattern(#[source] regex::Error),
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
     #[error("the backend's /health failed: {0}")]
@@ -90,8 +119,29 @@ const ENDPOINTS: [(&str, &str); 3] = [
 pub struct AppCollector {
     client: reqwest::Client,
     base: String,
+    version_pattern: regex::Regex,
     published: Published,
+    /// Probes whose `version` did not match the pattern.
+    versions_rejected: AtomicU64,
+    state: Mutex<VersionState>,
 }
+
+/// What earlier probes saw, so that the start time does not jitter and a
+/// rejected version is logged once, not once per scrape.
+#[derive(Debug, Default)]
+struct VersionState {
+    /// The start time published, and the uptime it was derived from.
+    start: Option<(f64, f64)>,
+    /// The last version string rejected (escaped), logged when it first came.
+    rejected: Option<String>,
+}
+
+/// How far a start time derived from a later probe may move before it is
+/// taken as a restart rather than probe latency or a clock adjustment.
+const START_TOLERANCE_SECONDS: f64 = 5.0;
+
+/// At most this much of a rejected version is logged.
+const MAX_LOGGED_VERSION: usize = 80;
 
 impl std::fmt::Debug for AppCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +173,8 @@ impl AppCollector {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(AppError::Url(config.url.clone()));
         }
+        let version_pattern = regex::Regex::new(&format!("^(?:{})$", config.version_pattern))
+            .map_err(AppError::Pattern)?;
         // A redirect is an answer to report, not to follow: the guide's
         // `curl -f` does not follow one either, and a redirect to another
         // host would take the probe there.
@@ -136,7 +188,10 @@ impl AppCollector {
         Ok(Self {
             client,
             base,
+            version_pattern,
             published: Published::new(down_snapshot),
+            versions_rejected: AtomicU64::new(0),
+            state: Mutex::new(VersionState::default()),
         })
     }
 
@@ -216,6 +271,7 @@ impl AppCollector {
                     f.sample(&[("status", known)], f64::from(u8::from(status == known)));
                 }
             }
+            self.version_series(&mut s, body);
             let checks = health_checks(body);
             if !checks.is_empty() {
                 let mut f = s.gauge(
@@ -228,7 +284,76 @@ impl AppCollector {
                 }
             }
         }
+        s.counter(
+            "version_rejected",
+            "Probes of /health whose version did not match app.version_pattern (published as version=\"unknown\").",
+            None,
+        )
+        .value(self.versions_rejected.load(Ordering::Relaxed) as f64);
         (s, health.error.clone())
+    }
+
+    /// `info{version}` and `start_time_seconds` from the body's `version`
+    /// and `uptime`; each absent when the backend does not report it.
+    fn version_series(&self, s: &mut Snapshot, body: &serde_json::Value) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reported) = body.get("version").and_then(|v| v.as_str()) {
+            let version = if self.version_pattern.is_match(reported) {
+                state.rejected = None;
+                reported
+            } else {
+                self.versions_rejected.fetch_add(1, Ordering::Relaxed);
+                let shown: String = reported.chars().take(MAX_LOGGED_VERSION).collect();
+                let shown = llmchat_common::escape::escaped(&shown).to_string();
+                if state.rejected.as_deref() != Some(shown.as_str()) {
+                    tracing::warn!(
+                        version = %shown,
+                        "the backend reports a version that does not match app.version_pattern; published as \"unknown\""
+                    );
+                    state.rejected = Some(shown);
+                }
+                "unknown"
+            };
+            s.gauge(
+                "info",
+                "1 for the version the backend's /health reports (npm_package_version); \"unknown\" when it does not match app.version_pattern.",
+                None,
+            )
+            .sample_dynamic(vec![("version".into(), version.into())], 1.0);
+        }
+        let uptime = body
+            .get("uptime")
+            .and_then(|v| v.as_f64())
+            .filter(|u| u.is_finite() && *u >= 0.0);
+        if let Some(uptime) = uptime {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let start = stable_start(state.start, now, uptime);
+            state.start = Some((start, uptime));
+            s.gauge(
+                "start_time",
+                "When the backend's process started, from its /health uptime (fixed at the first probe; moves only on a restart).",
+                Some(Unit::Seconds),
+            )
+            .value(start);
+        }
+    }
+}
+
+/// The start time to publish: the one published before while the new
+/// reading agrees with it (uptime grew, and now - uptime lies within a few
+/// seconds of it), else a new one rounded to the second (a restart).
+fn stable_start(previous: Option<(f64, f64)>, now: f64, uptime: f64) -> f64 {
+    let derived = now - uptime;
+    match previous {
+        Some((start, last_uptime))
+            if uptime >= last_uptime && (derived - start).abs() <= START_TOLERANCE_SECONDS =>
+        {
+            start
+        }
+        _ => derived.round(),
     }
 }
 
@@ -284,6 +409,39 @@ impl Collector for AppCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_time_moves_only_on_a_restart() {
+        let first = stable_start(None, 1000.4, 100.0);
+        assert_eq!(first, 900.0);
+        // Probe latency and clock noise: the same start.
+        assert_eq!(stable_start(Some((first, 100.0)), 1015.9, 115.2), first);
+        assert_eq!(stable_start(Some((first, 115.0)), 1032.0, 130.0), first);
+        // Uptime went back: a restart, however close the derived time.
+        assert_eq!(stable_start(Some((first, 130.0)), 1040.0, 2.0), 1038.0);
+        // A clock step of a minute: taken as a new start, once.
+        assert_eq!(stable_start(Some((first, 130.0)), 1100.0, 140.0), 960.0);
+    }
+
+    #[test]
+    fn the_default_version_pattern_bounds_the_label() {
+        let c = AppCollector::new(&AppConfig::default()).unwrap();
+        for ok in ["1.4.2", "v2.0.0-rc.1", "1.4.2+build.7", "10.20.30"] {
+            assert!(c.version_pattern.is_match(ok), "{ok}");
+        }
+        let long = format!("1.0.0-{}", "a".repeat(200));
+        for bad in [
+            "",
+            "latest",
+            "1.4",
+            "01.2.3",
+            "1.2.3 ",
+            "1.2.3\n",
+            long.as_str(),
+        ] {
+            assert!(!c.version_pattern.is_match(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn checks_in_both_shapes() {

@@ -4,6 +4,7 @@
 mod backends;
 mod background;
 mod config;
+mod deploys;
 mod exposition;
 mod helpers;
 mod host;

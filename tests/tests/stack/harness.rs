@@ -221,6 +221,9 @@ pub struct Stack {
     pub redis: Redis,
     pub logs: PathBuf,
     pub _backend: Target,
+    /// The version the backend's /health reports, and when its process
+    /// started: [`Stack::deploy`] changes both.
+    backend_version: Arc<Mutex<(String, Instant)>>,
     /// The dead man's switch the Watchdog reaches.
     pub deadmans_switch: Target,
     /// Each receiver's process id, to kill one.
@@ -268,7 +271,7 @@ impl Stack {
             Target::start(vec![]),
             SmtpSink::start(),
         );
-        backend.set_body(r#"{"status":"healthy","checks":[{"name":"database","status":"healthy"},{"name":"redis","status":"healthy"}]}"#);
+        let backend_version = Arc::new(Mutex::new(("1.4.2".to_string(), Instant::now())));
 
         let logs = d.join("logs");
         std::fs::create_dir_all(&logs).unwrap();
@@ -472,6 +475,7 @@ impl Stack {
         let stop = Arc::new(AtomicBool::new(false));
         let error_percent = Arc::new(AtomicU32::new(0));
         spawn_traffic(&logs, stop.clone(), error_percent.clone());
+        spawn_backend_health(&backend, stop.clone(), backend_version.clone());
 
         let stack = Stack {
             _dir: dir,
@@ -479,6 +483,7 @@ impl Stack {
             redis,
             logs,
             _backend: backend,
+            backend_version,
             deadmans_switch,
             receiver_pids,
             slack,
@@ -499,6 +504,12 @@ impl Stack {
             stack.query("up == 1").len() >= targets
         });
         stack
+    }
+
+    /// A deploy of the backend: its /health reports `version` from a
+    /// process started now.
+    pub fn deploy(&self, version: &str) {
+        *self.backend_version.lock().unwrap() = (version.to_string(), Instant::now());
     }
 
     /// An instant query; the result vector.
@@ -665,6 +676,29 @@ pub fn deliveries(hook: &Target, slack: &Target, smtp: &SmtpSink) -> Vec<Deliver
 
 /// nginx traffic (20 requests/s, `error_percent` of them 500) and chat
 /// events in app.log (2/s), until `stop`.
+/// Keeps the backend's /health body current: the guide's
+/// HealthController's status, checks, version and a growing uptime.
+fn spawn_backend_health(
+    backend: &Target,
+    stop: Arc<AtomicBool>,
+    version: Arc<Mutex<(String, Instant)>>,
+) {
+    let body = backend.body_handle();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            let (v, since) = version.lock().unwrap().clone();
+            *body.lock().unwrap() = serde_json::json!({
+                "status": "healthy",
+                "checks": [{"name": "database", "status": "healthy"}, {"name": "redis", "status": "healthy"}],
+                "version": v,
+                "uptime": since.elapsed().as_secs_f64(),
+            })
+            .to_string();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}
+
 pub fn spawn_traffic(logs: &Path, stop: Arc<AtomicBool>, error_percent: Arc<AtomicU32>) {
     use std::io::Write;
     let access = logs.join("access.log");
