@@ -273,6 +273,8 @@ pub struct Cli {
 pub enum Command {
     /// Write the monthly performance report (the guide's PerformanceAnalyzer) from Prometheus.
     Report(crate::report::ReportArgs),
+    /// Judge a deploy from Prometheus: wait for the rollout, then compare the new version with the old (the guide's verify-deployment.sh).
+    VerifyDeployment(crate::verify::VerifyArgs),
 }
 
 impl Cli {

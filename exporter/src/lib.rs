@@ -12,6 +12,7 @@ pub mod logs;
 pub mod report;
 pub mod scrape;
 pub mod shutdown;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -12,8 +12,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    if let Some(llmchat_exporter::config::Command::Report(args)) = &cli.command {
-        return report(args);
+    match &cli.command {
+        Some(llmchat_exporter::config::Command::Report(args)) => return report(args),
+        Some(llmchat_exporter::config::Command::VerifyDeployment(args)) => return verify(args),
+        None => {}
     }
     let check_only = cli.config_check;
     let config = match cli.resolve() {
@@ -77,6 +79,37 @@ fn report(args: &llmchat_exporter::report::ReportArgs) -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `llmchat-exporter verify-deployment`: the verdict as the exit code
+/// (0 pass, 1 regression, 2 inconclusive, 3 rollout not finished), 64 for
+/// a bad flag, 4 when Prometheus could not be asked.
+fn verify(args: &llmchat_exporter::verify::VerifyArgs) -> ExitCode {
+    use llmchat_exporter::verify;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("llmchat-exporter verify-deployment: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(verify::run(args)) {
+        Ok(v) => {
+            print!("{}", verify::render(&v, args.format, args.lang));
+            ExitCode::from(v.exit_code)
+        }
+        Err(e) => {
+            eprintln!("llmchat-exporter verify-deployment: {e}");
+            if e.is_usage() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(verify::EXIT_UNAVAILABLE)
             }
         }
     }

@@ -12,7 +12,7 @@
 mod alerts;
 mod chart;
 mod gather;
-mod histogram;
+pub mod histogram;
 mod model;
 mod prometheus;
 mod render;
@@ -217,7 +217,7 @@ impl Job {
 }
 
 /// `s` inside a PromQL double-quoted string.
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 

@@ -15,3 +15,4 @@ mod report;
 mod report_storage;
 mod tls;
 mod traffic;
+mod verify;

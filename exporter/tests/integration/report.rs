@@ -372,6 +372,32 @@ pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     llmchat_tests::copy_dir(&blocks.join("data"), &data);
+    serve(dir, retention)
+}
+
+/// A real Prometheus holding `series`, backfilled into its own directory
+/// (data relative to now is new each run: nothing to keep).
+pub(crate) fn prometheus_with_recent(series: &[Series]) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.om");
+    std::fs::write(&input, openmetrics(series)).unwrap();
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+        .arg(&input)
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("promtool (apt-get install prometheus)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serve(dir, "100y")
+}
+
+/// Prometheus on the TSDB in `dir`/data.
+fn serve(dir: tempfile::TempDir, retention: &str) -> Prometheus {
+    let data = dir.path().join("data");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
     let port = free_port();
