@@ -65,10 +65,12 @@ pub struct Trigger {
 }
 
 /// The guide's `attemptAutoRecovery`: fault → action name.
-pub const DEFAULT_TRIGGERS: [(&str, &str); 3] = [
+pub const DEFAULT_TRIGGERS: [(&str, &str); 4] = [
     ("high_memory_usage", "gc"),
     ("high_error_rate", "restart"),
     ("slow_response", "cache_cleanup"),
+    // LLMChatDeployRegression (docs/deploys.md).
+    ("deploy_regression", "rollback"),
 ];
 
 /// One action as configured: its limits, and what it does (`effect`).
@@ -82,6 +84,15 @@ pub struct ActionConfig {
     pub max_runs_per_hour: u32,
     pub dry_run: bool,
     pub cancel_on_resolve: bool,
+    /// Alert labels whose values join the scope of the cooldown, the run
+    /// lock and the hourly slots: `["version"]` runs a rollback once per
+    /// deploy (and instance), not once per cooldown.
+    pub scope_labels: Vec<String>,
+    /// Labels the alert must carry, each matching its regular expression
+    /// in full, before the action runs; else `skipped_label_mismatch`. A
+    /// value that reaches a command's environment is then known to be
+    /// what the site's script expects (a version, not `--upload-pack=...`).
+    pub require_labels: Vec<(String, regex::Regex)>,
     pub effect: EffectConfig,
 }
 
@@ -128,6 +139,10 @@ macro_rules! effect_kinds {
             /// Stop a running action when its alert resolves.
             #[serde(default)]
             pub cancel_on_resolve: bool,
+            #[serde(default)]
+            pub scope_labels: Vec<String>,
+            #[serde(default)]
+            pub require_labels: BTreeMap<String, String>,
             $( pub $key: Option<$spec>, )*
         }
 
@@ -143,11 +158,27 @@ macro_rules! effect_kinds {
                     let (last, rest) = KINDS.split_last().unwrap_or((&"", &[]));
                     return Err(format!("needs exactly one of {} or {last}", rest.join(", ")));
                 }
+                for label in a.scope_labels.iter().chain(a.require_labels.keys()) {
+                    if !is_label_name(label) {
+                        return Err(format!("{label:?} is not a Prometheus label name"));
+                    }
+                }
+                let require_labels = a
+                    .require_labels
+                    .into_iter()
+                    .map(|(label, pattern)| {
+                        regex::Regex::new(&format!("^(?:{pattern})$"))
+                            .map(|re| (label.clone(), re))
+                            .map_err(|e| format!("require_labels.{label}: not a regular expression: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?;
                 Ok(ActionConfig {
                     cooldown: a.cooldown,
                     max_runs_per_hour: a.max_runs_per_hour,
                     dry_run: a.dry_run,
                     cancel_on_resolve: a.cancel_on_resolve,
+                    scope_labels: a.scope_labels,
+                    require_labels,
                     effect: kinds.remove(0),
                 })
             }
@@ -168,6 +199,13 @@ fn default_cooldown() -> Duration {
 
 fn default_max_runs() -> u32 {
     6
+}
+
+/// Prometheus' label name grammar.
+fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 pub(super) fn is_redis_url(u: &str) -> bool {

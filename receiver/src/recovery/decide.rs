@@ -51,7 +51,7 @@ impl Recovery {
     /// (`recovery.instance`, or an `http` action's `url_by_instance`), so
     /// that host-a's restart does not hold back host-b's.
     pub(super) fn scope(&self, action: &Action, alert: &Alert) -> String {
-        if self.instance.is_some() || action.effect.per_instance() {
+        let mut scope = if self.instance.is_some() || action.effect.per_instance() {
             let instance = alert
                 .labels
                 .get("instance")
@@ -60,7 +60,16 @@ impl Recovery {
             format!("{}@{instance}", action.name)
         } else {
             action.name.clone()
+        };
+        for label in &action.config.scope_labels {
+            let value = alert.labels.get(label).map(String::as_str).unwrap_or("");
+            // Bounded: the scope is a key in the store and in Redis. Two
+            // values alike in their first 64 characters share a scope,
+            // which can only hold a run back.
+            let value: String = value.chars().take(64).collect();
+            scope.push_str(&format!("#{label}={value}"));
         }
+        scope
     }
 
     pub(super) async fn decide_and_run(&self, name: &str, alert: &Alert, post: Share) {
@@ -88,6 +97,18 @@ impl Recovery {
                     post,
                     dry_run,
                     Decision::SkippedOtherInstance,
+                    Some(detail),
+                )
+                .await;
+        }
+        if let Some(detail) = label_mismatch(&action.config, alert) {
+            return self
+                .record_skip(
+                    &action,
+                    alert,
+                    post,
+                    dry_run,
+                    Decision::SkippedLabelMismatch,
                     Some(detail),
                 )
                 .await;
@@ -311,4 +332,20 @@ impl Recovery {
         }
         self.notify(&record, alert, post.to_slack, Some(took)).await;
     }
+}
+
+/// Why the alert does not carry what the action requires, if it does not.
+/// The value itself is not repeated: it came from outside.
+fn label_mismatch(config: &super::ActionConfig, alert: &Alert) -> Option<String> {
+    config
+        .require_labels
+        .iter()
+        .find_map(|(label, re)| match alert.labels.get(label) {
+            None => Some(format!("the alert has no {label} label (require_labels)")),
+            Some(v) if !re.is_match(v) => Some(format!(
+                "the alert's {label} ({} characters) does not match require_labels.{label}",
+                v.chars().count()
+            )),
+            Some(_) => None,
+        })
 }

@@ -20,13 +20,16 @@ pub enum Decision {
     /// The alert is for an instance this receiver does not act for
     /// (`recovery.instance`), or one the action has no target for.
     SkippedOtherInstance,
+    /// A label the action requires (`require_labels`) is missing or does
+    /// not match.
+    SkippedLabelMismatch,
     /// The receiver stopped during the run (found by the maintenance loop).
     Abandoned,
 }
 
 impl Decision {
     /// Every final result: the metric's label values, each started at 0.
-    pub const FINAL: [Decision; 11] = [
+    pub const FINAL: [Decision; 12] = [
         Decision::Succeeded,
         Decision::Failed,
         Decision::TimedOut,
@@ -37,6 +40,7 @@ impl Decision {
         Decision::SkippedRunning,
         Decision::SkippedUnavailable,
         Decision::SkippedOtherInstance,
+        Decision::SkippedLabelMismatch,
         Decision::Abandoned,
     ];
 
@@ -65,6 +69,7 @@ impl Decision {
             Decision::SkippedRunning => "skipped_running",
             Decision::SkippedUnavailable => "skipped_unavailable",
             Decision::SkippedOtherInstance => "skipped_other_instance",
+            Decision::SkippedLabelMismatch => "skipped_label_mismatch",
             Decision::Abandoned => "abandoned",
         }
     }

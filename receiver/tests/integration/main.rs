@@ -12,6 +12,7 @@ mod recovery_caps;
 mod recovery_instances;
 mod redirects;
 mod requests;
+mod rollback;
 mod slack_api;
 mod store_faults;
 mod store_migrations;
