@@ -232,6 +232,8 @@ pub struct Stack {
     pub hook: Target,
     pub smtp: SmtpSink,
     pub restarts: PathBuf,
+    /// What the rollback action ran with: previous version, version.
+    pub rollbacks: PathBuf,
     pub prom_url: String,
     pub am_urls: Vec<String>,
     pub receiver_urls: Vec<String>,
@@ -313,6 +315,7 @@ impl Stack {
         let token_file = d.join("receiver_token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let restarts = d.join("restarts");
+        let rollbacks = d.join("rollbacks");
         let store_for = |i: usize| {
             if opts.receivers > 1 {
                 format!("postgres://postgres@127.0.0.1:{}/receiver", pg.port)
@@ -339,13 +342,17 @@ impl Stack {
                      to = {{ critical = [\"oncall@llmchat.test\"], warning = [\"team@llmchat.test\"], default = [\"team@llmchat.test\"] }}\n\
                      [channels.slack]\nwebhook_url = \"{}\"\n\
                      [channels.webhook]\nurl = \"{}\"\n\
-                     [recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo \\\"$LLMCHAT_ALERT_ALERTNAME\\\" >> {}\"]\ntimeout = \"10s\"\n",
+                     [recovery.actions.restart.command]\nargv = [\"sh\", \"-c\", \"echo \\\"$LLMCHAT_ALERT_ALERTNAME\\\" >> {}\"]\ntimeout = \"10s\"\n\
+                     [recovery.actions.rollback]\ncooldown = \"1h\"\nscope_labels = [\"version\"]\n\
+                     require_labels = {{ previous_version = '[0-9]+\\.[0-9]+\\.[0-9]+' }}\n\
+                     [recovery.actions.rollback.command]\nargv = [\"sh\", \"-c\", \"echo \\\"$LLMCHAT_ALERT_PREVIOUS_VERSION $LLMCHAT_ALERT_VERSION $#\\\" >> {}\"]\ntimeout = \"10s\"\n",
                     token_file.display(),
                     store_for(i),
                     smtp.port,
                     slack.url("/services/T000/B000/XXXX"),
                     hook.url("/hook"),
-                    restarts.display()
+                    restarts.display(),
+                    rollbacks.display()
                 ),
             )
             .unwrap();
@@ -490,6 +497,7 @@ impl Stack {
             hook,
             smtp,
             restarts,
+            rollbacks,
             prom_url,
             am_urls,
             receiver_urls,

@@ -7,6 +7,7 @@
 mod compose;
 mod compose_hosts;
 mod dashboards;
+mod deploys;
 mod fleet;
 mod ha;
 mod harness;
