@@ -11,6 +11,7 @@
 
 mod alerts;
 mod chart;
+mod deploys;
 mod gather;
 pub mod histogram;
 mod model;
@@ -25,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+pub use deploys::{Deploy, DeployHour};
 pub use model::{Finding, Report, Severity, Source};
 pub use prometheus::Client;
 pub use time::Zone;

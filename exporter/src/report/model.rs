@@ -190,6 +190,8 @@ pub struct Report {
     pub most_saturated_hour: Option<Period>,
     /// Alerts that fired in the period (Prometheus' `ALERTS`).
     pub alerts: Vec<FiredAlert>,
+    /// Version changes of the job (`llmchat_app_info`), oldest first.
+    pub deploys: Vec<super::Deploy>,
     pub findings: Vec<Finding>,
 }
 

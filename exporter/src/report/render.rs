@@ -167,6 +167,7 @@ pub fn markdown(r: &Report, lang: Lang, zone: &Zone, chart: Option<&str>) -> Str
     }
     worst(w, r, zone, t);
     alerts(w, r, zone, t);
+    deploys(w, r, zone, t);
     let _ = writeln!(w, "## {}\n", t.resources);
     let _ = writeln!(w, "- {}: {}", t.cpu, usage(&r.cpu, t));
     let _ = writeln!(w, "- {}: {}", t.memory, usage(&r.memory, t));
@@ -290,6 +291,57 @@ fn alerts(w: &mut String, r: &Report, zone: &Zone, t: &Text) {
     }
     if r.alerts.len() > ALERT_ROWS {
         let _ = writeln!(w, "| … +{} | | | | | |", r.alerts.len() - ALERT_ROWS);
+    }
+    w.push('\n');
+}
+
+/// At most this many deploys are listed; the rest are counted.
+const DEPLOY_ROWS: usize = 20;
+
+fn deploys(w: &mut String, r: &Report, zone: &Zone, t: &Text) {
+    let _ = writeln!(w, "## {}\n", t.deploys);
+    if r.deploys.is_empty() {
+        let _ = writeln!(w, "{}\n", t.no_deploys);
+        return;
+    }
+    let _ = writeln!(w, "{}\n|---|---|---|---|---|---|---|---|", t.deploys_header);
+    let p95 = |e: Option<super::histogram::Estimate>| {
+        ms(
+            e.map(|e| e.seconds),
+            e.is_some_and(|e| e.above_top_bucket),
+            t,
+        )
+    };
+    for d in r.deploys.iter().take(DEPLOY_ROWS) {
+        let _ = writeln!(
+            w,
+            "| {} | {}{} | {} | {} | {} | {} | {} | {} |",
+            zone.minute(d.at),
+            cell(&d.version),
+            if d.worst { " ⚠" } else { "" },
+            cell(d.previous_version.as_deref().unwrap_or("-")),
+            d.instances,
+            pct(d.before.error_ratio, t),
+            pct(d.after.error_ratio, t),
+            p95(d.before.p95),
+            p95(d.after.p95),
+        );
+    }
+    if r.deploys.len() > DEPLOY_ROWS {
+        let _ = writeln!(w, "| … +{} | | | | | | | |", r.deploys.len() - DEPLOY_ROWS);
+    }
+    if let Some(d) = r.deploys.iter().find(|d| d.worst) {
+        let _ = writeln!(
+            w,
+            "\n{}{} ({}): {} → {}, P95 {} → {}.",
+            t.worst_deploy,
+            cell(&d.version),
+            zone.minute(d.at),
+            pct(d.before.error_ratio, t),
+            pct(d.after.error_ratio, t),
+            p95(d.before.p95),
+            p95(d.after.p95),
+        );
     }
     w.push('\n');
 }

@@ -18,6 +18,8 @@ const PEAK: i64 = FROM + 14 * 86_400 + 20 * 3600;
 /// 2026-10-20T03:00:00Z to 06:00: three hours at 30% 5xx (1.5% otherwise).
 pub(crate) const INCIDENT: i64 = FROM + 19 * 86_400 + 3 * 3600;
 const INCIDENT_END: i64 = INCIDENT + 3 * 3600;
+/// 2026-10-06T10:00:00Z: a deploy that changed nothing.
+const DEPLOY_CLEAN: i64 = FROM + 5 * 86_400 + 10 * 3600;
 
 /// The share of requests answered 5xx in the step starting at `t`.
 fn share_5xx(t: i64) -> f64 {
@@ -253,6 +255,34 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
         end,
         STEP as usize,
     );
+    // Versions: a clean deploy on October 6 and one at the start of the
+    // incident (the worst); the staging job's own deploy stays out.
+    let mut version = |labels: &str, from: i64, to: i64| {
+        let points = (from..to)
+            .step_by(STEP as usize)
+            .filter(|t| (start..=end).contains(t))
+            .map(|t| (t, 1.0))
+            .collect();
+        out.push(Series {
+            name: "llmchat_app_info".into(),
+            labels: labels.into(),
+            points,
+        });
+    };
+    version(&format!(r#"{job},version="1.4.0""#), start, DEPLOY_CLEAN);
+    version(&format!(r#"{job},version="1.4.1""#), DEPLOY_CLEAN, INCIDENT);
+    version(&format!(r#"{job},version="1.5.0""#), INCIDENT, end + STEP);
+    let staging = r#"job="staging-exporter",instance="s:9842""#;
+    version(
+        &format!(r#"{staging},version="9.9.9""#),
+        start,
+        FROM + 2 * 86_400,
+    );
+    version(
+        &format!(r#"{staging},version="9.9.10""#),
+        FROM + 2 * 86_400,
+        end + STEP,
+    );
     out
 }
 
@@ -472,6 +502,41 @@ fn json(prom: &Prometheus, extra: &[&str]) -> serde_json::Value {
 fn monthly_report_from_a_real_prometheus() {
     let prom = prometheus_with_a_month();
     let r = json(&prom, &MONTH);
+    // The job's two deploys (not the staging job's), each with the hour
+    // before and after; the one at the incident's start is the worst.
+    let deploys = r["deploys"].as_array().expect("deploys");
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    let (clean, bad) = (&deploys[0], &deploys[1]);
+    assert_eq!(clean["version"], "1.4.1");
+    assert_eq!(clean["previous_version"], "1.4.0");
+    assert!(
+        (clean["at"].as_f64().unwrap() - DEPLOY_CLEAN as f64).abs() <= 60.0,
+        "{clean}"
+    );
+    assert_eq!(clean["worst"], false);
+    close(
+        clean["after"]["error_ratio"].as_f64().unwrap(),
+        0.015,
+        "clean after",
+    );
+    assert_eq!(bad["version"], "1.5.0");
+    assert_eq!(bad["previous_version"], "1.4.1");
+    assert_eq!(bad["instances"], 1);
+    assert!(
+        (bad["at"].as_f64().unwrap() - INCIDENT as f64).abs() <= 60.0,
+        "{bad}"
+    );
+    assert_eq!(bad["worst"], true);
+    close(
+        bad["before"]["error_ratio"].as_f64().unwrap(),
+        0.015,
+        "before the bad deploy",
+    );
+    close(
+        bad["after"]["error_ratio"].as_f64().unwrap(),
+        0.3,
+        "after the bad deploy",
+    );
     let f = |k: &str| {
         r[k].as_f64()
             .unwrap_or_else(|| panic!("{k} missing in {r}"))
