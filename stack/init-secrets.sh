@@ -17,8 +17,10 @@ mkdir -p "$dir"
 write() {
   printf '%s' "$2" > "$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1"
 }
+# 40 characters of [A-Za-z0-9] (238 bits), always 40: base64 of 32 bytes
+# with '/', '+' and '=' removed was sometimes shorter.
 generate() {
-  head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40
+  LC_ALL=C tr -dc 'A-Za-z0-9' < /dev/urandom | head -c 40
 }
 put() {
   name=$1 value=$2 once=$3

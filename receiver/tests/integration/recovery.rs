@@ -990,3 +990,44 @@ fn a_run_cut_short_by_a_receiver_crash_is_recorded_as_abandoned() {
         .unwrap();
     assert_eq!(after["result"], "timed_out", "{after}");
 }
+
+/// A pid file that names another program's process (a stale file whose
+/// pid was reused): the signal is not sent, the process lives on, and the
+/// audit says why.
+#[test]
+fn a_signal_action_refuses_a_pid_file_naming_another_program() {
+    let Sinks { dir, hook, slack } = Sinks::start();
+    let mut other = Command::new("sleep")
+        .arg("300")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("backend.pid");
+    std::fs::write(&pid_file, other.id().to_string()).unwrap();
+    let cfg = recovery_config(
+        dir.path(),
+        &hook,
+        &slack,
+        &format!(
+            "[recovery.actions.gc.signal]\nsignal = \"SIGTERM\"\npid_file = \"{}\"\nprocess_name = \"node\"\n",
+            pid_file.display()
+        ),
+    );
+    let r = Receiver::start(&cfg);
+    let labels = [
+        ("alertname", "LLMChatHighMemoryUsage"),
+        ("fault", "high_memory_usage"),
+    ];
+    r.post(&alert("firing", "fp-stale", &labels), Some(TOKEN));
+    let gc = finished(&r, "gc", 1);
+    assert_eq!(gc[0]["result"], "failed", "{}", gc[0]);
+    let said = format!("{} {}", gc[0]["detail"], gc[0]["output"]);
+    assert!(said.contains("sleep") && said.contains("node"), "{said}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the unrelated process was signalled"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+}

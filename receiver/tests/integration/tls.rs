@@ -148,3 +148,47 @@ fn file_basic_auth_and_the_receivers_own_token_together_exit_64() {
         "{stderr}"
     );
 }
+
+/// SMTP credentials over a connection without TLS: refused at start (exit
+/// 64, naming the key) for a relay on another host, accepted for one on
+/// this host or with the explicit opt-in.
+#[test]
+fn smtp_credentials_in_clear_to_another_host_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    for (host, opt_in, ok) in [
+        ("mail.example.com", "", false),
+        ("127.0.0.1", "", true),
+        ("mail.example.com", "allow_plaintext_auth = true\n", true),
+    ] {
+        let path = crate::helpers::config(dir.path(), &store, None, None, Some(2525));
+        crate::helpers::edit_config(
+            &path,
+            &[(
+                "smtp_host = \"127.0.0.1\"\n",
+                &format!("smtp_host = \"{host}\"\nusername = \"alerts\"\npassword = \"relay-secret-password\"\n{opt_in}"),
+            )],
+        );
+        let out = std::process::Command::new(crate::helpers::BIN)
+            .arg("--config.file")
+            .arg(&path)
+            .arg("--config.check")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!said.contains("relay-secret-password"), "{said}");
+        if ok {
+            assert!(out.status.success(), "{host} {opt_in}: {said}");
+        } else {
+            assert_eq!(out.status.code(), Some(64), "{said}");
+            assert!(
+                said.contains("channels.email") && said.contains("in clear"),
+                "{said}"
+            );
+        }
+    }
+}
