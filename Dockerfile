@@ -13,6 +13,9 @@ FROM rust:1.90.0-slim-bookworm AS build
 ARG RUST_TOOLCHAIN=1.95.0
 RUN rustup toolchain install "$RUST_TOOLCHAIN" --profile minimal \
  && rustup default "$RUST_TOOLCHAIN"
+# make: the receiver's allocator (jemalloc) is built from its C sources.
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The dependencies first, in a layer of their own: with an unchanged
 # Cargo.lock a rebuild downloads nothing.

@@ -78,4 +78,6 @@ echo "16 posts at once: $(python3 -c "import time; print(f'{time.time()-$start:.
 echo "RSS after 16 posts: $(rss)"
 sleep 10
 echo "RSS 10 s later: $(rss)"
+sleep 20
+echo "RSS 30 s later: $(rss)"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^llmchat_receiver_(outbox_pending|alerts_folded_total)'

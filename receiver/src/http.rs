@@ -33,6 +33,8 @@ pub struct AppState {
     pub web_guard: Arc<llmchat_common::webconfig::WebGuard>,
     /// Posts being parsed and stored (`web.max_concurrent_posts`).
     pub posts: Arc<tokio::sync::Semaphore>,
+    /// One more slot, only for posts that carry a critical alert.
+    pub urgent_posts: Arc<tokio::sync::Semaphore>,
     /// Messages per minute per channel (`delivery.max_messages_per_minute`).
     pub budget: crate::budget::Budget,
 }
@@ -207,13 +209,21 @@ where
         })?
         .to_bytes();
     // Bounded work at once: a storm of 1 MiB posts queues here instead
-    // of each holding its parsed alerts and rows in memory together.
-    let Ok(Ok(_parsing)) = tokio::time::timeout(
-        state.web.limits.body_timeout,
-        state.posts.clone().acquire_owned(),
-    )
-    .await
-    else {
+    // of each holding its parsed alerts and rows in memory together. A
+    // post with a critical alert may also take the slot kept for pages,
+    // so that it does not wait behind thousands of warning groups.
+    let urgent = carries_critical(&body);
+    let permit = async {
+        if urgent {
+            tokio::select! {
+                p = state.posts.clone().acquire_owned() => p,
+                p = state.urgent_posts.clone().acquire_owned() => p,
+            }
+        } else {
+            state.posts.clone().acquire_owned().await
+        }
+    };
+    let Ok(Ok(_parsing)) = tokio::time::timeout(state.web.limits.body_timeout, permit).await else {
         return Err(RequestError::Busy);
     };
     let mut hook = payload::parse(&body).map_err(|e| RequestError::BadRequest(e.to_string()))?;
@@ -238,6 +248,16 @@ where
         StatusCode::OK,
         &json!({"alerts": hook.alerts.len(), "stored": stored, "duplicates": duplicates}),
     ))
+}
+
+/// Whether a post's raw body carries a critical alert, before it is
+/// parsed: a hint for the slot kept for pages, never a decision about the
+/// alerts themselves (routing reads the parsed labels).
+fn carries_critical(body: &[u8]) -> bool {
+    static CRITICAL: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r#""severity"\s*:\s*"critical""#).expect("a valid pattern")
+    });
+    CRITICAL.is_match(body)
 }
 
 /// Keeps at most `web.max_alerts_per_post` alerts of a post: firing before

@@ -98,6 +98,7 @@ pub async fn run(
         recovery,
         web_guard: web_guard.clone(),
         posts: Arc::new(tokio::sync::Semaphore::new(config.web.max_concurrent_posts)),
+        urgent_posts: Arc::new(tokio::sync::Semaphore::new(1)),
         budget: budget::Budget::new(config.delivery.max_messages_per_minute),
     });
     let listener = tokio::net::TcpListener::bind(addr)

@@ -7,6 +7,12 @@ use llmchat_receiver::Cli;
 
 use llmchat_common::EXIT_USAGE;
 
+/// jemalloc, not the system's malloc: after an alert storm its decay hands
+/// the pages the posts took back to the system within seconds, where
+/// glibc's arenas keep them (bench/storm-memory.sh, README "Benchmarks").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let mut cli = match llmchat_common::parse_cli_with(|| Cli::parse_from_args(std::env::args_os()))
     {

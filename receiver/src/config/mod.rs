@@ -55,6 +55,8 @@ pub struct WebConfig {
     pub max_alerts_per_post: usize,
     /// Posts read and parsed at once; the others wait (up to
     /// `web.limits.body_timeout`), then get 503, which Alertmanager retries.
+    /// A post carrying a critical alert may also take one slot kept for
+    /// such posts: a page does not queue behind a storm of warnings.
     pub max_concurrent_posts: usize,
     /// exporter-toolkit's web-config file: TLS, mutual TLS, basic auth for
     /// every path, response headers; re-read when it changes or on SIGHUP.

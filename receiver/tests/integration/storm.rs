@@ -214,3 +214,78 @@ fn past_the_per_minute_budget_a_post_goes_to_slack_as_one_digest() {
     // The webhook, unpaced, got every alert.
     assert_eq!(hook.requests().len(), 500);
 }
+
+/// The slot kept for pages: with every post slot taken by a warning post
+/// waiting on the store (another process holds SQLite's write lock), the
+/// warnings queued behind it get 503 at the wait's end, and a post with a
+/// critical alert takes the kept slot and is stored (200) once the lock
+/// goes.
+#[test]
+fn a_page_does_not_queue_behind_warning_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("outbox.db");
+    let path = config(
+        dir.path(),
+        &format!("sqlite://{}", db.display()),
+        None,
+        Some("http://127.0.0.1:9/hook"),
+        None,
+    );
+    edit_config(
+        &path,
+        &[(
+            "body_limit_bytes = 4096\n",
+            "body_limit_bytes = 65536\nmax_concurrent_posts = 1\n[web.limits]\nbody_timeout = \"1s\"\n",
+        )],
+    );
+    let r = Receiver::start(&path);
+    // Another writer holds the lock for 3 s (the receiver waits up to its
+    // busy_timeout of 5 s).
+    let mut locker = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3, time, sys\nc = sqlite3.connect({:?}, isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(3)\nc.execute('ROLLBACK')\n",
+            db.display().to_string()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let post = |name: String, severity: &'static str| {
+        let body = crate::helpers::payload(&[(name.as_str(), severity, "firing")]);
+        let base = r.base.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let status = reqwest::blocking::Client::new()
+                .post(format!("{base}/webhook"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16();
+            (status, started.elapsed())
+        })
+    };
+    let first = post("Warning0".into(), "warning");
+    std::thread::sleep(Duration::from_millis(200));
+    let queued: Vec<_> = (1..4)
+        .map(|i| post(format!("Warning{i}"), "warning"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let page = post("ThePage".into(), "critical");
+    let page = page.join().unwrap();
+    let queued: Vec<u16> = queued.into_iter().map(|h| h.join().unwrap().0).collect();
+    assert_eq!(page.0, 200, "the page waited {:?}", page.1);
+    assert_eq!(queued, vec![503, 503, 503]);
+    assert_eq!(first.join().unwrap().0, 200);
+    locker.wait().unwrap();
+}
