@@ -6,6 +6,7 @@ use memchr::memmem;
 use serde::Deserialize;
 
 use crate::logs::access_format::{as_f64, lookup, DurationUnit};
+use crate::logs::llm_usage::{Malformed, Usage, UsageConfig};
 
 /// Where the chat fields are in an event line, and how the metrics are
 /// bounded and bucketed.
@@ -25,6 +26,9 @@ pub struct ChatConfig {
     pub max_agents: usize,
     /// Bucket bounds of `llmchat_chat_response_duration_seconds`.
     pub buckets: Vec<f64>,
+    /// `[chat.llm]`: model, provider, tokens, time to first token, error
+    /// types and prices.
+    pub llm: UsageConfig,
 }
 
 impl Default for ChatConfig {
@@ -38,6 +42,7 @@ impl Default for ChatConfig {
             duration_unit: DurationUnit::Ms,
             max_agents: 100,
             buckets: vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0],
+            llm: UsageConfig::default(),
         }
     }
 }
@@ -62,6 +67,7 @@ pub struct ChatEvent {
     pub agent_id: String,
     pub status: ChatStatus,
     pub duration_seconds: Option<f64>,
+    pub usage: Usage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +78,8 @@ pub enum ChatError {
     Status(String),
     #[error("chat event with an invalid duration")]
     Duration,
+    #[error(transparent)]
+    Usage(#[from] Malformed),
 }
 
 pub struct Parser {
@@ -135,10 +143,12 @@ impl Parser {
                     .ok_or(ChatError::Duration)?,
             ),
         };
+        let usage = f.llm.read(value, status == ChatStatus::Error)?;
         Ok(ChatEvent {
             agent_id,
             status,
             duration_seconds,
+            usage,
         })
     }
 }
@@ -162,7 +172,8 @@ mod tests {
             ChatEvent {
                 agent_id: "gpt-4o".into(),
                 status: ChatStatus::Success,
-                duration_seconds: Some(1.83)
+                duration_seconds: Some(1.83),
+                usage: Usage::default(),
             }
         );
         let e = p()

@@ -21,6 +21,7 @@ pub mod chat;
 pub mod chat_event;
 pub mod level;
 pub mod lines;
+pub mod llm_usage;
 pub mod route;
 pub mod tail;
 

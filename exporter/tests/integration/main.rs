@@ -10,6 +10,7 @@ mod helpers;
 mod host;
 mod hostile;
 mod http;
+mod llm_usage;
 mod logs;
 mod report;
 mod report_storage;
