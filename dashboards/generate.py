@@ -181,6 +181,14 @@ overview = dashboard("llmchat-overview", "LLMChat / Overview",
           "short", [(f"count by (version) (llmchat_app_info{{{SEL}}})", "{{version}}")], min=0),
     panel("timeseries", "Restarts", "New start times of each backend instance in 15 minutes, from its /health uptime: a deploy is one, more than 3 is LLMChatRestartLoop.",
           "short", [(f"changes(llmchat_app_start_time_seconds{{{SEL}}}[15m])", "{{instance}}")], min=0, thresholds=[(3.5, "red")]),
+    panel("timeseries", "LLM provider errors", "Share of each LLM provider's calls that failed, by error type (rate_limited, timeout, overloaded, context_length, content_filter, auth, provider_5xx, other), from the chat events; LLMChatProviderDegraded above 10% on one provider while the others answer.",
+          "percentunit", [(f"sum by (provider, error_type) (rate(llmchat_chat_provider_errors_total{{{SEL}}}[{RI}])) / on (provider) group_left () sum by (provider) (rate(llmchat_chat_provider_calls_total{{{SEL}}}[{RI}]))", "{{provider}} {{error_type}}")],
+          min=0, thresholds=[(0.1, "red")]),
+    panel("timeseries", "LLM tokens per second", "Tokens per second by model and type (input, output, cached input), from the chat events' usage.",
+          "short", [(f"sum by (model, type) (rate(llmchat_chat_tokens_total{{{SEL}}}[{RI}]))", "{{model}} {{type}}")], min=0),
+    panel("timeseries", "Time to first token", "p50 and p95 of the time to the first streamed token by agent (estimated from the histogram's buckets).",
+          "s", [(f"histogram_quantile({q}, sum by (agent_id, le) (rate(llmchat_chat_time_to_first_token_seconds_bucket{{{SEL}}}[{RI}])))", f"{{{{agent_id}}}} {n}")
+                for q, n in ((0.5, "p50"), (0.95, "p95"))]),
 ], annotations=[
     # Deploys: each instance's version change, from the recording rule
     # that marks one for five minutes (its labels, instance and version,

@@ -144,6 +144,12 @@ struct ModelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    agent_id: Arc<str>,
+    provider: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     agent_id: Arc<str>,
     provider: Arc<str>,
@@ -165,6 +171,7 @@ struct Totals {
     token_usage: HashMap<TokenLabels, HistogramCounts>,
     unpriced: HashMap<TokenLabels, u64>,
     first_token: HashMap<ModelLabels, HistogramCounts>,
+    calls: HashMap<ProviderLabels, u64>,
     errors: HashMap<ErrorLabels, u64>,
     cost: HashMap<CostLabels, f64>,
 }
@@ -262,11 +269,17 @@ impl ChatRecorder {
     /// Tokens, spend, time to first token and the provider's error.
     fn record_usage(&mut self, agent: Arc<str>, usage: &Usage) {
         let model = self.models.get(usage.model.as_deref().unwrap_or("unknown"));
+        let provider = self
+            .providers
+            .get(usage.provider.as_deref().unwrap_or("unknown"));
         let b = &mut self.batch;
+        *b.calls
+            .entry(ProviderLabels {
+                agent_id: agent.clone(),
+                provider: provider.clone(),
+            })
+            .or_insert(0) += 1;
         if let Some(error_type) = usage.error_type {
-            let provider = self
-                .providers
-                .get(usage.provider.as_deref().unwrap_or("unknown"));
             *b.errors
                 .entry(ErrorLabels {
                     agent_id: agent.clone(),
@@ -364,6 +377,7 @@ impl ChatRecorder {
         add(&mut totals.messages, &mut b.messages);
         add(&mut totals.tokens, &mut b.tokens);
         add(&mut totals.unpriced, &mut b.unpriced);
+        add(&mut totals.calls, &mut b.calls);
         add(&mut totals.errors, &mut b.errors);
         add(&mut totals.cost, &mut b.cost);
         merge(&mut totals.durations, &mut b.durations);
@@ -445,6 +459,13 @@ impl Collector for ChatCollector {
             Some(Unit::Seconds),
             &FIRST_TOKEN_BUCKETS,
             totals.first_token.iter().map(|(k, h)| (k.clone(), h)),
+        )?;
+        counter_family(
+            &mut e,
+            "provider_calls",
+            "Chat events by agent and LLM provider (unknown when the event names none): the denominator of the provider error ratios.",
+            None,
+            totals.calls.iter().map(|(k, v)| (k.clone(), *v as f64)),
         )?;
         counter_family(
             &mut e,

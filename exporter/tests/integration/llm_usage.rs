@@ -41,6 +41,7 @@ struct Expected {
     tokens: BTreeMap<(String, String, &'static str), u64>,
     cost: BTreeMap<(String, String), f64>,
     errors: BTreeMap<(String, String, &'static str), u64>,
+    calls: BTreeMap<(String, String), u64>,
     first_token_count: BTreeMap<(String, String), u64>,
     malformed: u64,
 }
@@ -71,6 +72,7 @@ fn generate(n: usize) -> (String, Expected) {
             _ => ("my-dify-app", "dify"),
         };
         let _ = write!(line, r#","model":"{model}","provider":"{provider}""#);
+        *x.calls.entry((agent.into(), provider.into())).or_default() += 1;
         if failed {
             let (err, kind) = if rate_limited {
                 (
@@ -228,6 +230,15 @@ fn tokens_spend_first_token_and_provider_errors_match_the_generator() {
             ),
             *n as f64,
             "{agent} {provider} {kind}"
+        );
+    }
+    for ((agent, provider), n) in &x.calls {
+        assert_eq!(
+            s(
+                "llmchat_chat_provider_calls_total",
+                &[("agent_id", agent), ("provider", provider)]
+            ),
+            *n as f64
         );
     }
     let limited: f64 = x

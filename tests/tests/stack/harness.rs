@@ -729,8 +729,26 @@ pub fn spawn_traffic(logs: &Path, stop: Arc<AtomicBool>, error_percent: Arc<Atom
             }
             if n % 10 == 0 {
                 let status = if n % 40 == 0 { "error" } else { "success" };
+                // What the LLM call behind it says: an OpenAI-style usage
+                // object and the time to the first token, or the
+                // provider's 429.
+                let (model, provider) = if n % 20 == 0 {
+                    ("gpt-4o", "openai")
+                } else {
+                    ("claude-3-5-sonnet", "anthropic")
+                };
+                let call = if status == "error" {
+                    r#""error":{"status":429,"type":"rate_limit_error"}"#.to_string()
+                } else {
+                    format!(
+                        r#""usage":{{"prompt_tokens":{},"completion_tokens":{}}},"time_to_first_token_ms":{}"#,
+                        300 + n % 900,
+                        40 + n % 300,
+                        150 + n % 400
+                    )
+                };
                 let line = format!(
-                    "{{\"level\":\"info\",\"event\":\"chat_message\",\"agent_id\":\"agent-{}\",\"status\":\"{status}\",\"duration_ms\":{}}}\n",
+                    "{{\"level\":\"info\",\"event\":\"chat_message\",\"agent_id\":\"agent-{}\",\"status\":\"{status}\",\"duration_ms\":{},\"model\":\"{model}\",\"provider\":\"{provider}\",{call}}}\n",
                     n % 3,
                     800 + n % 700
                 );
