@@ -150,14 +150,9 @@ fn generate(n: usize) -> (String, Expected) {
     (out, x)
 }
 
-#[test]
-fn tokens_spend_first_token_and_provider_errors_match_the_generator() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    std::fs::write(&log, "").unwrap();
-    let config = dir.path().join("exporter.toml");
-    std::fs::write(&config, PRICES).unwrap();
-    let e = Exporter::start(&[
+/// The exporter tailing `log` for chat events, with `config`'s `[chat]`.
+fn start(config: &std::path::Path, log: &std::path::Path) -> Exporter {
+    Exporter::start(&[
         "--config.file",
         config.to_str().unwrap(),
         "--collector.logs",
@@ -166,7 +161,17 @@ fn tokens_spend_first_token_and_provider_errors_match_the_generator() {
         "100ms",
         "--logs.app",
         log.to_str().unwrap(),
-    ]);
+    ])
+}
+
+#[test]
+fn tokens_spend_first_token_and_provider_errors_match_the_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "").unwrap();
+    let config = dir.path().join("exporter.toml");
+    std::fs::write(&config, PRICES).unwrap();
+    let e = start(&config, &log);
     let (lines, x) = generate(6000);
     append(&log, lines.as_bytes());
     let total_events = 6000.0;
@@ -282,16 +287,7 @@ fn models_past_the_limit_become_other_and_bad_price_tables_exit_64() {
     std::fs::write(&log, "").unwrap();
     let config = dir.path().join("exporter.toml");
     std::fs::write(&config, "[chat.llm]\nmax_models = 2\n").unwrap();
-    let e = Exporter::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--collector.logs",
-        "--collector.chat",
-        "--logs.poll-interval",
-        "100ms",
-        "--logs.app",
-        log.to_str().unwrap(),
-    ]);
+    let e = start(&config, &log);
     let mut lines = String::new();
     for i in 0..10 {
         let _ = writeln!(
