@@ -11,5 +11,6 @@ mod deploys;
 mod fleet;
 mod ha;
 mod harness;
+mod llm;
 mod scenarios;
 mod storm;
