@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::histogram::{quantile, Estimate};
+use super::histogram::{buckets, quantile, Estimate};
 use super::prometheus::Client;
 use super::{alerts, Job, ReportError};
 
@@ -92,28 +92,16 @@ async fn hour(client: &Client, job: &Job, end: f64) -> Result<DeployHour, Report
         format!("sum(increase({errors}[1h]))"),
         format!("sum by (le) (increase({bucket}[1h]))"),
     );
-    let (n, e, buckets) = tokio::try_join!(
+    let (n, e, bucket_counts) = tokio::try_join!(
         client.scalar(&requests, end),
         client.scalar(&errors, end),
         client.vector(&bucket, end),
     )?;
-    let buckets: Vec<(f64, f64)> = buckets
-        .into_iter()
-        .filter_map(|(l, c)| {
-            let le = l.get("le")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, c))
-        })
-        .collect();
     let requests = n.unwrap_or(0.0);
     Ok(DeployHour {
         requests,
         error_ratio: (requests > 0.0).then(|| e.unwrap_or(0.0) / requests),
-        p95: quantile(0.95, &buckets),
+        p95: quantile(0.95, &buckets(&bucket_counts)),
     })
 }
 

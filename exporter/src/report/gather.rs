@@ -222,10 +222,7 @@ pub async fn build(
         memory_by_instance.iter().map(|u| u.mean).sum::<f64>() / memory_by_instance.len() as f64
     });
 
-    let bucket_counts: Vec<(f64, f64)> = buckets
-        .iter()
-        .filter_map(|(l, c)| Some((l.get("le")?.parse().ok()?, *c)))
-        .collect();
+    let bucket_counts = histogram::buckets(&buckets);
     let p95 = histogram::quantile(0.95, &bucket_counts);
     let p99 = histogram::quantile(0.99, &bucket_counts);
 

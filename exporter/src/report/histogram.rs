@@ -16,6 +16,15 @@ pub struct Estimate {
     pub above_top_bucket: bool,
 }
 
+/// `sum by (le) (...)`'s answer as (bound, count) pairs; Rust reads
+/// Prometheus' `+Inf` as infinity.
+pub fn buckets(series: &[(super::prometheus::Labels, f64)]) -> Vec<(f64, f64)> {
+    series
+        .iter()
+        .filter_map(|(l, c)| Some((l.get("le")?.parse().ok()?, *c)))
+        .collect()
+}
+
 /// Cumulative bucket counts by upper bound (`le`, `+Inf` included), in any
 /// order. `None` without observations or without a `+Inf` bucket.
 pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<Estimate> {

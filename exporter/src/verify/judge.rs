@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{Selectors, Span, Verdict, VerifyError};
-use crate::report::histogram::{quantile, Estimate};
+use crate::report::histogram::{self, quantile, Estimate};
 use crate::report::Client;
 
 /// The limits, with the deploy alert's defaults: the guide's 1% error
@@ -156,10 +156,7 @@ async fn figures(client: &Client, sel: &str, span: Span) -> Result<Figures, Veri
         client.scalar(&health, t),
         client.scalar(&health_mean, t),
     );
-    let buckets: Vec<(f64, f64)> = buckets?
-        .into_iter()
-        .filter_map(|(l, c)| Some((parse_le(l.get("le")?)?, c)))
-        .collect();
+    let buckets = histogram::buckets(&buckets?);
     let mut agents: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for (labels, n) in chat? {
         let Some(agent) = labels.get("agent_id") else {
@@ -180,13 +177,6 @@ async fn figures(client: &Client, sel: &str, span: Span) -> Result<Figures, Veri
         chat: agents,
         health: health?.zip(health_mean?),
     })
-}
-
-fn parse_le(le: &str) -> Option<f64> {
-    match le {
-        "+Inf" => Some(f64::INFINITY),
-        other => other.parse().ok(),
-    }
 }
 
 /// The limit a new figure fails above: over `factor` times the baseline
