@@ -15,11 +15,11 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::registry::Unit;
 
-use crate::collectors::encode::{counter_family, histogram_family, HistogramCounts};
+use crate::collectors::encode::{counter_family, gauge_family, histogram_family, HistogramCounts};
 use crate::config::{validate_buckets, Config, Section};
 use crate::logs::access_format::DurationUnit;
 use crate::logs::chat_event::{ChatConfig, ChatStatus, Parser};
-use crate::logs::llm_usage::{Usage, UsageConfig};
+use crate::logs::llm_usage::{Budget, Usage, UsageConfig};
 use llmchat_common::{invalid, ConfigError};
 
 /// The collector's line in [`crate::collectors::ALL`]. Chat events are
@@ -161,6 +161,13 @@ struct CostLabels {
     agent_id: Arc<str>,
     model: Arc<str>,
     currency: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    /// `day` or `month`.
+    period: &'static str,
+    currency: String,
 }
 
 #[derive(Default)]
@@ -390,6 +397,7 @@ impl ChatRecorder {
 pub struct ChatCollector {
     bounds: Arc<[f64]>,
     totals: Arc<Mutex<Totals>>,
+    budget: Option<Budget>,
 }
 
 impl std::fmt::Debug for ChatCollector {
@@ -415,7 +423,11 @@ pub fn new(config: &ChatConfig) -> (ChatRecorder, ChatCollector) {
             batch: Totals::default(),
             totals: totals.clone(),
         },
-        ChatCollector { bounds, totals },
+        ChatCollector {
+            bounds,
+            totals,
+            budget: config.llm.budget.clone(),
+        },
     )
 }
 
@@ -481,6 +493,18 @@ impl Collector for ChatCollector {
             None,
             totals.cost.iter().map(|(k, v)| (k.clone(), *v)),
         )?;
+        if let Some(b) = &self.budget {
+            let periods = [("day", b.daily), ("month", b.monthly)];
+            gauge_family(
+                &mut e,
+                "cost_budget",
+                "The LLM spend budget of a UTC day or month, from chat.llm.budget: the one place the budget rules read it.",
+                None,
+                periods.into_iter().filter_map(|(period, v)| {
+                    Some((BudgetLabels { period, currency: b.currency.clone() }, v?))
+                }),
+            )?;
+        }
         counter_family(
             &mut e,
             "unpriced_tokens",

@@ -109,6 +109,19 @@ pub struct Price {
     pub currency: String,
 }
 
+/// `[chat.llm.budget]`: what the month's and the day's LLM spend may be,
+/// in one currency. Published as `llmchat_chat_cost_budget{period}` so the
+/// budget rules and the dashboard read it from the one place it is set;
+/// days and months are UTC's, as OpenAI's and Anthropic's usage pages are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// ISO 4217 code; spend in other currencies is not judged against it.
+    pub currency: String,
+    pub daily: Option<f64>,
+    pub monthly: Option<f64>,
+}
+
 /// `[chat]`'s LLM fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -131,6 +144,7 @@ pub struct UsageConfig {
     /// Model name → price. A model without one is counted in
     /// `llmchat_chat_unpriced_tokens_total`, never as free.
     pub prices: BTreeMap<String, Price>,
+    pub budget: Option<Budget>,
 }
 
 impl Default for UsageConfig {
@@ -158,6 +172,7 @@ impl Default for UsageConfig {
             max_models: 50,
             max_providers: 20,
             prices: BTreeMap::new(),
+            budget: None,
         }
     }
 }
@@ -177,19 +192,39 @@ impl UsageConfig {
                 ));
             }
         }
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
         for (model, p) in &self.prices {
-            let ok = |x: f64| x.is_finite() && x >= 0.0;
             if !ok(p.input) || !ok(p.output) || !p.cached_input.is_none_or(ok) {
                 return Err((
                     "chat.llm.prices",
                     format!("{model}: prices must be numbers >= 0"),
                 ));
             }
-            let c = &p.currency;
-            if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            if !is_currency(&p.currency) {
                 return Err((
                     "chat.llm.prices",
-                    format!("{model}: currency {c:?} is not an ISO 4217 code such as USD"),
+                    format!(
+                        "{model}: currency {:?} is not an ISO 4217 code such as USD",
+                        p.currency
+                    ),
+                ));
+            }
+        }
+        if let Some(b) = &self.budget {
+            if !is_currency(&b.currency) {
+                return Err((
+                    "chat.llm.budget",
+                    format!(
+                        "currency {:?} is not an ISO 4217 code such as USD",
+                        b.currency
+                    ),
+                ));
+            }
+            let positive = |x: &Option<f64>| x.is_none_or(|x| ok(x) && x > 0.0);
+            if !positive(&b.daily) || !positive(&b.monthly) {
+                return Err((
+                    "chat.llm.budget",
+                    "daily and monthly must be numbers > 0".into(),
                 ));
             }
         }
@@ -201,6 +236,10 @@ impl UsageConfig {
         }
         Ok(())
     }
+}
+
+fn is_currency(c: &str) -> bool {
+    c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 /// What one event carries about its LLM call; every part optional.

@@ -34,6 +34,10 @@ input = 3.0
 output = 15.0
 cached_input = 0.3
 currency = "USD"
+[chat.llm.budget]
+currency = "USD"
+daily = 250.0
+monthly = 5000.0
 "#;
 
 #[derive(Default)]
@@ -271,6 +275,18 @@ fn tokens_spend_first_token_and_provider_errors_match_the_generator() {
     );
     // The token histogram has the GenAI conventions' boundaries.
     assert!(text.contains(r#"le="6.7108864e+07""#), "{text}");
+    // The budget, from the one place it is set, for the rules to read.
+    for (period, amount) in [("day", 250.0), ("month", 5000.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                "llmchat_chat_cost_budget",
+                &[("period", period), ("currency", "USD")]
+            ),
+            Some(amount),
+            "{period}"
+        );
+    }
     // Prometheus' own linter takes the new families as they are.
     let out = crate::helpers::run_with_stdin("promtool", &["check", "metrics"], text.as_bytes());
     assert!(
@@ -320,6 +336,14 @@ fn models_past_the_limit_become_other_and_bad_price_tables_exit_64() {
         (
             "[[chat.llm.error_types]]\ntype = \"teapot\"\nstatuses = [418]\n",
             "chat.llm.error_types",
+        ),
+        (
+            "[chat.llm.budget]\ncurrency = \"USD\"\ndaily = -5\n",
+            "chat.llm.budget",
+        ),
+        (
+            "[chat.llm.budget]\ncurrency = \"usd\"\nmonthly = 100\n",
+            "chat.llm.budget",
         ),
     ] {
         std::fs::write(&config, toml).unwrap();
