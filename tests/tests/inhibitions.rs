@@ -394,3 +394,65 @@ fn a_deploy_regression_silences_the_error_and_latency_alerts_of_its_job() {
         ],
     );
 }
+
+#[test]
+fn a_budget_page_silences_its_own_warning_only() {
+    let budget = |name: &str, job: &str, severity: &str| {
+        alert(
+            name,
+            &[("job", job), ("severity", severity), ("currency", "USD")],
+        )
+    };
+    let alerts = [
+        budget("LLMChatDailyBudgetForecast", "llmchat-exporter", "critical"),
+        budget("LLMChatDailyBudgetForecast", "llmchat-exporter", "warning"),
+        // Another job's budget, and the month's warning, are other news.
+        budget("LLMChatDailyBudgetForecast", "staging", "warning"),
+        budget(
+            "LLMChatMonthlyBudgetForecast",
+            "llmchat-exporter",
+            "warning",
+        ),
+    ];
+    let am = Alertmanager::start();
+    am.post(&alerts);
+    am.inhibited(alerts.len());
+    let got: Vec<Value> = reqwest::blocking::get(format!("{}/api/v2/alerts", am.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut got: Vec<(String, String, String, bool)> = got
+        .iter()
+        .map(|a| {
+            let l = |k: &str| a["labels"][k].as_str().unwrap_or("").to_string();
+            let inhibited = a["status"]["inhibitedBy"]
+                .as_array()
+                .is_some_and(|v| !v.is_empty());
+            (l("alertname"), l("job"), l("severity"), inhibited)
+        })
+        .collect();
+    got.sort();
+    let want = [
+        (
+            "LLMChatDailyBudgetForecast",
+            "llmchat-exporter",
+            "critical",
+            false,
+        ),
+        (
+            "LLMChatDailyBudgetForecast",
+            "llmchat-exporter",
+            "warning",
+            true,
+        ),
+        ("LLMChatDailyBudgetForecast", "staging", "warning", false),
+        (
+            "LLMChatMonthlyBudgetForecast",
+            "llmchat-exporter",
+            "warning",
+            false,
+        ),
+    ]
+    .map(|(a, j, s, i)| (a.to_string(), j.to_string(), s.to_string(), i));
+    assert_eq!(got, want);
+}

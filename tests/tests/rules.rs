@@ -304,8 +304,18 @@ fn every_alert_links_a_dashboard_that_shows_its_data() {
         let text = dashboards
             .get(&uid)
             .unwrap_or_else(|| panic!("{name}: no dashboard with uid {uid}"));
-        for (record, source) in &recorded {
-            expr = expr.replace(record, &format!("({source})"));
+        // Recording rules read recording rules: substitute until none is
+        // left, longest names first (one may be a prefix of another).
+        let mut records: Vec<(&String, &String)> = recorded.iter().collect();
+        records.sort_by_key(|(record, _)| std::cmp::Reverse(record.len()));
+        for _ in 0..8 {
+            let before = expr.clone();
+            for (record, source) in &records {
+                expr = expr.replace(record.as_str(), &format!("({source})"));
+            }
+            if expr == before {
+                break;
+            }
         }
         let metrics: Vec<&str> = metric.find_iter(&expr).map(|m| m.as_str()).collect();
         let panel_id = panel_id.unwrap_or_else(|| panic!("{name} has no numeric dashboard_panel"));
