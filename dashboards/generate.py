@@ -314,12 +314,43 @@ alerts = dashboard("llmchat-alerts-recovery", "LLMChat / Alerts & recovery",
           thresholds=[(600, "red")]),
 ], receiver=True)
 
+# The budget's recording rules aggregate by job and currency: their
+# `instance=~"$instance"` (the linter's rule) matches while "All" is chosen.
+llm = dashboard("llmchat-llm", "LLMChat / LLM usage & cost",
+    "What LLMChat's LLM calls cost and how its providers answer: spend against the budget (chat.llm.budget), tokens, cost by agent, time to first token and provider errors.", [
+    panel("timeseries", "Spend today (UTC) against the budget", "What the job has spent since 00:00 UTC, where the last hour's rate takes it by 24:00, and the daily budget (chat.llm.budget.daily). LLMChatDailyBudgetForecast warns when the forecast reaches 80% of the budget and pages at 100%.",
+          "short", [(f"llmchat:chat_cost:spent_today{{{SEL}}}", "{{job}} spent ({{currency}})"),
+                    (f"llmchat:chat_cost:forecast_today{{{SEL}}}", "{{job}} forecast by 24:00 ({{currency}})"),
+                    (f'max by (job, currency) (llmchat_chat_cost_budget{{{SEL}, period="day"}})', "{{job}} budget ({{currency}})")], min=0),
+    panel("timeseries", "Spend this month (UTC) against the budget", "What the job has spent since the 1st, 00:00 UTC, where the last day's rate takes it by the month's end, and the monthly budget (chat.llm.budget.monthly). LLMChatMonthlyBudgetForecast warns at 80% and pages at 100%.",
+          "short", [(f"llmchat:chat_cost:spent_month{{{SEL}}}", "{{job}} spent ({{currency}})"),
+                    (f"llmchat:chat_cost:forecast_month{{{SEL}}}", "{{job}} forecast by the month's end ({{currency}})"),
+                    (f'max by (job, currency) (llmchat_chat_cost_budget{{{SEL}, period="month"}})', "{{job}} budget ({{currency}})")], min=0),
+    panel("timeseries", "Cost per hour by agent", "Spend per hour by agent, at the current rate, from the price table (chat.llm.prices); models without a price are in Unpriced tokens, not here.",
+          "short", [(f"sum by (agent_id, currency) (rate(llmchat_chat_cost_total{{{SEL}}}[{RI}])) * 3600", "{{agent_id}} ({{currency}}/h)")], min=0),
+    panel("timeseries", "Tokens per second by model and type", "Tokens per second by model and type (input, output, cached input), from the chat events' usage (gen_ai.client.token.usage). LLMChatTokenRateAnomaly at three times the same hour of the last two weeks.",
+          "short", [(f"sum by (model, type) (rate(llmchat_chat_tokens_total{{{SEL}}}[{RI}]))", "{{model}} {{type}}")], min=0),
+    panel("timeseries", "Time to first token by agent", "p50 and p95 of the time to the first streamed token by agent, estimated from the histogram's buckets (the GenAI boundaries). LLMChatTimeToFirstTokenBudgetBurn when over 1% of an agent's answers take more than 2.56 s.",
+          "s", [(f"histogram_quantile({q}, sum by (agent_id, le) (rate(llmchat_chat_time_to_first_token_seconds_bucket{{{SEL}}}[{RI}])))", f"{{{{agent_id}}}} {n}")
+                for q, n in ((0.5, "p50"), (0.95, "p95"))], min=0, thresholds=[(2.56, "red")]),
+    panel("timeseries", "Errors by provider and type", "Share of each provider's calls that failed, by error type (rate_limited, timeout, overloaded, context_length, content_filter, auth, provider_5xx, other). LLMChatProviderDegraded above 10% on one provider while the others answer.",
+          "percentunit", [(f"sum by (provider, error_type) (rate(llmchat_chat_provider_errors_total{{{SEL}}}[{RI}])) / on (provider) group_left () sum by (provider) (rate(llmchat_chat_provider_calls_total{{{SEL}}}[{RI}]))", "{{provider}} {{error_type}}")],
+          min=0, thresholds=[(0.1, "red")]),
+    panel("timeseries", "Input tokens per request by model", "Mean input tokens per LLM call by model: context growing per session, or a changed prompt, shows here before the bill.",
+          "short", [(f'sum by (model) (rate(llmchat_chat_token_usage_sum{{{SEL}, type="input"}}[{RI}])) / sum by (model) (rate(llmchat_chat_token_usage_count{{{SEL}, type="input"}}[{RI}]))', "{{model}}")], min=0),
+    panel("timeseries", "Unpriced tokens", "Tokens per second of models without a price in chat.llm.prices: spend the cost panels and the budget do not see. Add the model's price.",
+          "short", [(f"sum by (model, type) (rate(llmchat_chat_unpriced_tokens_total{{{SEL}}}[{RI}]))", "{{model}} {{type}}")], min=0),
+    panel("timeseries", "LLM calls by instance and provider", "Chat events per second with an LLM call, by exporter instance and provider.",
+          "ops", [(f"sum by (instance, provider) (rate(llmchat_chat_provider_calls_total{{{SEL}}}[{RI}]))", "{{instance}} {{provider}}")], min=0),
+])
+
 DASHBOARDS = {
     "overview.json": overview,
     "database.json": database,
     "redis.json": redis,
     "host-logs.json": host,
     "alerts-recovery.json": alerts,
+    "llm-usage.json": llm,
 }
 
 

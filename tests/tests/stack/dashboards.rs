@@ -173,6 +173,7 @@ fn dashboards_are_complete_and_provisioned() {
         "LLMChat / Redis",
         "LLMChat / Host & logs",
         "LLMChat / Alerts & recovery",
+        "LLMChat / LLM usage & cost",
     ] {
         assert!(titles.contains(want), "no dashboard {want}: {titles:?}");
     }

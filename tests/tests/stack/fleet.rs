@@ -136,7 +136,12 @@ impl Fleet {
             ready(&format!("http://127.0.0.1:{port}/-/ready"), "host exporter");
             let instance = format!("127.0.0.1:{port}");
             let error_percent = Arc::new(AtomicU32::new(0));
-            spawn_traffic(&logs, stop.clone(), error_percent.clone());
+            spawn_traffic(
+                &logs,
+                stop.clone(),
+                error_percent.clone(),
+                Arc::new(AtomicBool::new(true)),
+            );
 
             // This host's receiver: acts only for this host's instance.
             let restarts = d.join(format!("{name}-restarts"));

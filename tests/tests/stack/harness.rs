@@ -240,6 +240,9 @@ pub struct Stack {
     pub started: SystemTime,
     /// Percent of the background traffic answered 500.
     pub error_percent: Arc<AtomicU32>,
+    /// Whether the OpenAI stand-in answers every other call 429 (from the
+    /// start; the LLM test turns it off, then on mid-run).
+    pub openai_rate_limiting: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     _procs: Vec<Proc>,
 }
@@ -285,10 +288,20 @@ impl Stack {
         std::fs::write(backups.join("database_20261126_020000.sql"), "-- dump\n").unwrap();
         std::fs::write(backups.join("application_20261126_020000.tar.gz"), "tar").unwrap();
 
-        // The exporter, configured by environment as in docker-compose.yml.
+        // The exporter, configured by environment as in docker-compose.yml;
+        // prices and the budget are tables, so a file: Claude priced, GPT-4o
+        // not (the unpriced-tokens panel), a budget the traffic stays under.
         let exporter_port = free_port();
+        let exporter_config = d.join("exporter.toml");
+        std::fs::write(
+            &exporter_config,
+            "[chat.llm.prices.claude-3-5-sonnet]\ninput = 3.0\noutput = 15.0\ncurrency = \"USD\"\n\
+             [chat.llm.budget]\ncurrency = \"USD\"\ndaily = 500.0\nmonthly = 10000.0\n",
+        )
+        .unwrap();
         procs.push(Proc::spawn(
             Command::new(bin("llmchat-exporter"))
+                .arg(format!("--config.file={}", exporter_config.display()))
                 .env(
                     "LLMCHAT_EXPORTER_WEB_LISTEN_ADDRESS",
                     format!("127.0.0.1:{exporter_port}"),
@@ -481,7 +494,13 @@ impl Stack {
 
         let stop = Arc::new(AtomicBool::new(false));
         let error_percent = Arc::new(AtomicU32::new(0));
-        spawn_traffic(&logs, stop.clone(), error_percent.clone());
+        let openai_rate_limiting = Arc::new(AtomicBool::new(true));
+        spawn_traffic(
+            &logs,
+            stop.clone(),
+            error_percent.clone(),
+            openai_rate_limiting.clone(),
+        );
         spawn_backend_health(&backend, stop.clone(), backend_version.clone());
 
         let stack = Stack {
@@ -503,6 +522,7 @@ impl Stack {
             receiver_urls,
             started,
             error_percent,
+            openai_rate_limiting,
             stop,
             _procs: procs,
         };
@@ -707,7 +727,12 @@ fn spawn_backend_health(
     });
 }
 
-pub fn spawn_traffic(logs: &Path, stop: Arc<AtomicBool>, error_percent: Arc<AtomicU32>) {
+pub fn spawn_traffic(
+    logs: &Path,
+    stop: Arc<AtomicBool>,
+    error_percent: Arc<AtomicU32>,
+    openai_rate_limiting: Arc<AtomicBool>,
+) {
     use std::io::Write;
     let access = logs.join("access.log");
     let app = logs.join("app.log");
@@ -728,7 +753,8 @@ pub fn spawn_traffic(logs: &Path, stop: Arc<AtomicBool>, error_percent: Arc<Atom
                 let _ = f.write_all(batch.as_bytes());
             }
             if n % 10 == 0 {
-                let status = if n % 40 == 0 { "error" } else { "success" };
+                let limited = n % 40 == 0 && openai_rate_limiting.load(Ordering::Acquire);
+                let status = if limited { "error" } else { "success" };
                 // What the LLM call behind it says: an OpenAI-style usage
                 // object and the time to the first token, or the
                 // provider's 429.
