@@ -14,6 +14,7 @@ mod chart;
 mod deploys;
 mod gather;
 pub mod histogram;
+mod llm;
 mod model;
 mod prometheus;
 mod render;
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 pub use deploys::{Deploy, DeployHour};
+pub use llm::LlmUsage;
 pub use model::{Finding, Report, Severity, Source};
 pub use prometheus::Client;
 pub use time::Zone;
@@ -216,6 +218,11 @@ impl Job {
             format!("{metric}{{{},{extra}}}", self.matcher)
         }
     }
+}
+
+/// `s` as a Markdown table cell: a `|` in a label must not split it.
+pub fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
 }
 
 /// `s` inside a PromQL double-quoted string.

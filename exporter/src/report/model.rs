@@ -192,6 +192,8 @@ pub struct Report {
     pub alerts: Vec<FiredAlert>,
     /// Version changes of the job (`llmchat_app_info`), oldest first.
     pub deploys: Vec<super::Deploy>,
+    /// Tokens, spend, time to first token and provider errors.
+    pub llm: super::LlmUsage,
     pub findings: Vec<Finding>,
 }
 
@@ -292,6 +294,7 @@ pub fn check_thresholds(r: &Report) -> Vec<Finding> {
             );
         }
     }
+    out.extend(r.llm.findings());
     out
 }
 

@@ -9,7 +9,7 @@ use super::histogram::Estimate;
 use super::model::{Period, Report, Severity, Usage};
 use super::text::{self, Text};
 use super::time::Zone;
-use super::Lang;
+use super::{cell, llm, Lang};
 
 fn ms(v: Option<f64>, above: bool, t: &Text) -> String {
     match v {
@@ -49,11 +49,6 @@ fn count(v: f64) -> String {
 fn trim(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-/// Markdown table cells must not be split by a `|` in a label.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
 }
 
 /// `2026-10-15 20:00–21:00`.
@@ -188,6 +183,7 @@ pub fn markdown(r: &Report, lang: Lang, zone: &Zone, chart: Option<&str>) -> Str
         )
     );
     database(w, r, t);
+    llm::render(w, &r.llm, lang);
     if !r.agents.is_empty() {
         let _ = writeln!(w, "## {}\n\n{}\n|---|---|---|---|", t.chat, t.chat_header);
         for a in &r.agents {

@@ -259,6 +259,18 @@ pub fn finding(f: &Finding, lang: Lang) -> String {
             "数据库连接数峰值达到 max_connections 的 {:.2}% (阈值 80%)",
             v * 100.0
         ),
+        ("agent_cost_per_message", Lang::En) => format!(
+            "Agent {}'s LLM cost per message is {:.2} times the previous period's (threshold {})",
+            name(&s.agent_id),
+            v,
+            f.threshold
+        ),
+        ("agent_cost_per_message", Lang::Zh) => format!(
+            "智能体 {} 的每条消息 LLM 费用是上一时段的 {:.2} 倍 (阈值 {})",
+            name(&s.agent_id),
+            v,
+            f.threshold
+        ),
         (_, Lang::En) => format!(
             "Agent {}'s error ratio is {:.2}% (threshold 5%)",
             name(&s.agent_id),
@@ -288,6 +300,8 @@ pub fn advice(kind: &str, lang: Lang, context: &str) -> String {
         ("database_connections", Lang::Zh) => "检查 idle in transaction 会话与连接池泄漏；后端连接池每个进程 min 2、max 10。可引入 PgBouncer 或提高 max_connections。",
         ("agent_errors", Lang::En) => "Check the provider (status, quota, credentials) of each of these agents:",
         ("agent_errors", Lang::Zh) => "逐个检查这些智能体的模型服务商 (状态、配额、凭证)：",
+        ("agent_cost_per_message", Lang::En) => "Compare the agent's input tokens per request and its model with the previous period (LLM usage & cost dashboard): a longer prompt or history, a pricier model, or lost prompt caching; see the runbook of LLMChatMonthlyBudgetForecast.",
+        ("agent_cost_per_message", Lang::Zh) => "对比该智能体每次请求的输入 token 与所用模型和上一时段的差异 (LLM 用量与费用仪表盘)：提示词或历史变长、换了更贵的模型，或提示缓存失效；参见 LLMChatMonthlyBudgetForecast 的处理手册。",
         ("alerts", Lang::En) => "Review the alerts that fired (table above) with their runbooks (docs/runbooks.md); the longest:",
         (_, Lang::Zh) => "对照处理手册 (docs/runbooks.md) 复查上表中触发的告警；持续最久的：",
         (_, Lang::En) => "",

@@ -134,20 +134,6 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
             &move |t| if le == "+Inf" { n(t) * 10.0 } else { 0.0 },
         );
     }
-    for (agent, status, per_step) in [
-        ("gpt-4o", "success", 100.0),
-        ("gpt-4o", "error", 1.0),
-        ("claude", "success", 50.0),
-        ("claude", "error", 5.0),
-        ("qwen", "success", 92.0),
-        ("qwen", "error", 8.0),
-    ] {
-        counter(
-            "llmchat_chat_messages_total",
-            format!(r#"{job},agent_id="{agent}",status="{status}""#),
-            &move |_| per_step,
-        );
-    }
     // pg_stat_statements: 1,000 statements a step at 5 ms on average, two
     // of them calls of slow statements.
     counter(
@@ -283,7 +269,146 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
         FROM + 2 * 86_400,
         end + STEP,
     );
+    chat_and_llm(&mut out, start, end);
     out
+}
+
+/// What a counter grows by in the step starting at a time.
+type PerStep<'a> = &'a dyn Fn(i64) -> f64;
+
+/// The bounds of FIRST_TOKEN_BUCKETS (the GenAI conventions') the data
+/// below lands in, and +Inf: the others would only repeat their
+/// neighbours' counts, and a month of them is slow to backfill.
+const FIRST_TOKEN_BOUNDS: [&str; 5] = ["0.32", "0.64", "1.28", "2.56", "+Inf"];
+
+/// The chat events' series, per 5-minute step; messages and spend from a
+/// month before FROM (the LLM section compares each agent's cost per
+/// message with the period before): gpt-4o on OpenAI (0.425 USD, 1 rate-limited call),
+/// claude on Anthropic (0.405 USD, 5 overloaded), qwen on Dify (CNY:
+/// 0.144 before FROM, 0.224 from it, its input doubled; 8 provider 5xx)
+/// and an unpriced embedding model.
+fn chat_and_llm(out: &mut Vec<Series>, start: i64, end: i64) {
+    let job = r#"job="llmchat-exporter",instance="a:9842""#;
+    let early = start.min(FROM - 30 * 86_400);
+    let mut counter = |name: &str, labels: String, inc: &dyn Fn(i64) -> f64| {
+        let start = if name == "llmchat_chat_messages_total" || name == "llmchat_chat_cost_total" {
+            early
+        } else {
+            start
+        };
+        let mut v = 0.0;
+        let mut points = vec![(start, 0.0)];
+        let mut t = start;
+        while t < end {
+            v += inc(t);
+            t += STEP;
+            points.push((t, v));
+        }
+        out.push(Series {
+            name: name.into(),
+            labels,
+            points,
+        });
+    };
+    for (agent, status, per_step) in [
+        ("gpt-4o", "success", 100.0),
+        ("gpt-4o", "error", 1.0),
+        ("claude", "success", 50.0),
+        ("claude", "error", 5.0),
+        ("qwen", "success", 92.0),
+        ("qwen", "error", 8.0),
+    ] {
+        counter(
+            "llmchat_chat_messages_total",
+            format!(r#"{job},agent_id="{agent}",status="{status}""#),
+            &move |_| per_step,
+        );
+    }
+    let qwen_input = |t: i64| if t < FROM { 50_000.0 } else { 100_000.0 };
+    let tokens: [(&str, &str, &str, PerStep); 8] = [
+        ("gpt-4o", "gpt-4o", "input", &|_| 100_000.0),
+        ("gpt-4o", "gpt-4o", "cached_input", &|_| 20_000.0),
+        ("gpt-4o", "gpt-4o", "output", &|_| 20_000.0),
+        ("claude", "claude-3-5-sonnet", "input", &|_| 60_000.0),
+        ("claude", "claude-3-5-sonnet", "output", &|_| 15_000.0),
+        ("qwen", "qwen-max", "input", &qwen_input),
+        ("qwen", "qwen-max", "output", &|_| 10_000.0),
+        ("qwen", "bge-embed", "input", &|_| 5_000.0),
+    ];
+    for (agent, model, kind, inc) in tokens {
+        counter(
+            "llmchat_chat_tokens_total",
+            format!(r#"{job},agent_id="{agent}",model="{model}",type="{kind}""#),
+            inc,
+        );
+    }
+    counter(
+        "llmchat_chat_unpriced_tokens_total",
+        format!(r#"{job},agent_id="qwen",model="bge-embed",type="input""#),
+        &|_| 5_000.0,
+    );
+    let qwen_cost = move |t: i64| (qwen_input(t) * 1.6 + 10_000.0 * 6.4) / 1e6;
+    let costs: [(&str, &str, &str, PerStep); 3] = [
+        ("gpt-4o", "gpt-4o", "USD", &|_| 0.425),
+        ("claude", "claude-3-5-sonnet", "USD", &|_| 0.405),
+        ("qwen", "qwen-max", "CNY", &qwen_cost),
+    ];
+    for (agent, model, currency, inc) in costs {
+        counter(
+            "llmchat_chat_cost_total",
+            format!(r#"{job},agent_id="{agent}",model="{model}",currency="{currency}""#),
+            inc,
+        );
+    }
+    for (agent, provider, calls, error_type, errors) in [
+        ("gpt-4o", "openai", 101.0, "rate_limited", 1.0),
+        ("claude", "anthropic", 55.0, "overloaded", 5.0),
+        ("qwen", "dify", 100.0, "provider_5xx", 8.0),
+    ] {
+        counter(
+            "llmchat_chat_provider_calls_total",
+            format!(r#"{job},agent_id="{agent}",provider="{provider}""#),
+            &move |_| calls,
+        );
+        counter(
+            "llmchat_chat_provider_errors_total",
+            format!(r#"{job},agent_id="{agent}",provider="{provider}",error_type="{error_type}""#),
+            &move |_| errors,
+        );
+    }
+    // Streamed answers per step, cumulative by bound: gpt-4o 50 within
+    // 0.32 s, 90 within 0.64 s, all 100 within 1.28 s; claude 20 within
+    // 0.64 s, 38 within 1.28 s, all 40 within 2.56 s.
+    for (agent, model, cumulative) in [
+        (
+            "gpt-4o",
+            "gpt-4o",
+            [(0.32, 50.0), (0.64, 90.0), (1.28, 100.0)],
+        ),
+        (
+            "claude",
+            "claude-3-5-sonnet",
+            [(0.64, 20.0), (1.28, 38.0), (2.56, 40.0)],
+        ),
+    ] {
+        for le in FIRST_TOKEN_BOUNDS {
+            let bound: f64 = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            let below = cumulative
+                .iter()
+                .rev()
+                .find(|(b, _)| bound >= *b)
+                .map_or(0.0, |(_, n)| *n);
+            counter(
+                "llmchat_chat_time_to_first_token_seconds_bucket",
+                format!(r#"{job},agent_id="{agent}",model="{model}",le="{le}""#),
+                &move |_| below,
+            );
+        }
+    }
 }
 
 pub(crate) fn openmetrics(series: &[Series]) -> String {
@@ -738,11 +863,154 @@ fn monthly_report_from_a_real_prometheus() {
         ("database_connections", "warning", ""),
         ("agent_errors", "warning", "agent_id=qwen"),
         ("agent_errors", "warning", "agent_id=claude"),
+        ("agent_cost_per_message", "warning", "agent_id=qwen"),
     ]
     .iter()
     .map(|(k, s, x)| (k.to_string(), s.to_string(), x.to_string()))
     .collect();
     assert_eq!(findings, want);
+
+    // LLM usage, against the generator's own figures (8,640 steps): tokens
+    // per agent and model, spend to the cent, the top agents by spend per
+    // currency, cost per message against September's, time to first token
+    // and provider error rates.
+    let llm = &r["llm"];
+    let model = |agent: &str, model: &str| {
+        llm["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["agent_id"] == agent && m["model"] == model)
+            .unwrap_or_else(|| panic!("{agent}/{model} in {llm}"))
+            .clone()
+    };
+    for (agent, name, input, cached, output, cost) in [
+        (
+            "gpt-4o",
+            "gpt-4o",
+            100_000.0,
+            20_000.0,
+            20_000.0,
+            Some(3672.00),
+        ),
+        (
+            "claude",
+            "claude-3-5-sonnet",
+            60_000.0,
+            0.0,
+            15_000.0,
+            Some(3499.20),
+        ),
+        ("qwen", "qwen-max", 100_000.0, 0.0, 10_000.0, Some(1935.36)),
+        ("qwen", "bge-embed", 5_000.0, 0.0, 0.0, None),
+    ] {
+        let m = model(agent, name);
+        let what = format!("{agent}/{name}");
+        close(m["input_tokens"].as_f64().unwrap(), input * 8640.0, &what);
+        close(
+            m["cached_input_tokens"].as_f64().unwrap(),
+            cached * 8640.0,
+            &what,
+        );
+        close(m["output_tokens"].as_f64().unwrap(), output * 8640.0, &what);
+        match cost {
+            Some(c) => assert!(
+                (m["cost"].as_f64().unwrap() - c).abs() < 0.005,
+                "{what}: spend {} against {c}",
+                m["cost"]
+            ),
+            None => assert!(m["cost"].is_null(), "{what}: unpriced, not free: {m}"),
+        }
+    }
+    close(
+        llm["unpriced_tokens"].as_f64().unwrap(),
+        5_000.0 * 8640.0,
+        "unpriced",
+    );
+    let agents: Vec<(String, String)> = llm["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["currency"].as_str().unwrap().into(),
+                a["agent_id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let pairs = |l: &[(&str, &str)]| -> Vec<(String, String)> {
+        l.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        agents,
+        pairs(&[("CNY", "qwen"), ("USD", "gpt-4o"), ("USD", "claude")])
+    );
+    let qwen = &llm["agents"][0];
+    close(
+        qwen["cost_per_message"].as_f64().unwrap(),
+        0.224 / 100.0,
+        "qwen now",
+    );
+    close(
+        qwen["previous_cost_per_message"].as_f64().unwrap(),
+        0.144 / 100.0,
+        "qwen before",
+    );
+    let gpt = &llm["agents"][1];
+    close(
+        gpt["cost_per_message"].as_f64().unwrap(),
+        gpt["previous_cost_per_message"].as_f64().unwrap(),
+        "gpt-4o's cost per message did not move",
+    );
+    let first = llm["first_token"].as_array().unwrap();
+    let p = |i: usize, q: &str| first[i][q]["seconds"].as_f64().unwrap();
+    assert_eq!(first[0]["agent_id"], "claude");
+    close(
+        first[0]["answers"].as_f64().unwrap(),
+        40.0 * 8640.0,
+        "claude answers",
+    );
+    close(p(0, "p50"), 0.64, "claude p50");
+    close(p(0, "p95"), 1.28, "claude p95");
+    close(p(0, "p99"), 2.304, "claude p99");
+    assert_eq!(first[1]["agent_id"], "gpt-4o");
+    close(p(1, "p50"), 0.32, "gpt-4o p50");
+    close(p(1, "p95"), 0.96, "gpt-4o p95");
+    close(p(1, "p99"), 1.216, "gpt-4o p99");
+    type Provider = (String, f64, Vec<(String, f64)>);
+    let providers: Vec<Provider> = llm["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let errors = p["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_f64().unwrap()))
+                .collect();
+            (
+                p["provider"].as_str().unwrap().into(),
+                p["calls"].as_f64().unwrap(),
+                errors,
+            )
+        })
+        .collect();
+    let want_providers = [
+        ("openai", 101.0, "rate_limited", 1.0),
+        ("dify", 100.0, "provider_5xx", 8.0),
+        ("anthropic", 55.0, "overloaded", 5.0),
+    ];
+    assert_eq!(providers.len(), 3, "{providers:?}");
+    for ((name, calls, errors), (want, n, kind, failed)) in providers.iter().zip(want_providers) {
+        assert_eq!(name, want);
+        close(*calls, n * 8640.0, want);
+        assert_eq!(errors.len(), 1, "{want}: {errors:?}");
+        assert_eq!(errors[0].0, kind);
+        close(errors[0].1, failed * 8640.0, kind);
+    }
 
     // Markdown, English and Chinese, with the chart beside it.
     let dir = tempfile::tempdir().unwrap();

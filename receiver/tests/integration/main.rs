@@ -7,6 +7,7 @@ mod delivery;
 mod email_format;
 mod helpers;
 mod hostile;
+mod llm_fallback;
 mod recovery;
 mod recovery_caps;
 mod recovery_instances;
