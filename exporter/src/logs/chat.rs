@@ -6,7 +6,9 @@
 //! logs collector (chat events are lines of the same winston JSON log); a
 //! scrape encodes the totals.
 
-use std::collections::{HashMap, HashSet};
+// FxHash, as access.rs: several map updates per chat event, keys bounded
+// (max_agents, max_models, max_providers) so hash flooding has no room.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
@@ -207,7 +209,7 @@ impl Bounded {
     fn new(max: usize) -> Self {
         Bounded {
             max,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             other: Arc::from(OTHER_AGENT),
         }
     }
@@ -235,6 +237,8 @@ pub struct ChatRecorder {
     models: Bounded,
     providers: Bounded,
     llm: UsageConfig,
+    /// The currencies of the price table, as labels.
+    currencies: Vec<Arc<str>>,
     batch: Totals,
     totals: Arc<Mutex<Totals>>,
 }
@@ -332,11 +336,22 @@ impl ChatRecorder {
             }
         }
         if let Some((cost, currency)) = priced {
-            *b.cost
+            // One Arc per currency, not one allocation per event.
+            let currency = match self.currencies.iter().find(|c| ***c == *currency) {
+                Some(c) => c.clone(),
+                None => {
+                    let c: Arc<str> = Arc::from(currency);
+                    self.currencies.push(c.clone());
+                    c
+                }
+            };
+            *self
+                .batch
+                .cost
                 .entry(CostLabels {
                     agent_id: agent,
                     model,
-                    currency: Arc::from(currency),
+                    currency,
                 })
                 .or_insert(0.0) += cost;
         }
@@ -415,11 +430,12 @@ pub fn new(config: &ChatConfig) -> (ChatRecorder, ChatCollector) {
             parser: Parser::new(config.clone()),
             bounds: bounds.clone(),
             max_agents: config.max_agents,
-            agents: HashSet::new(),
+            agents: HashSet::default(),
             other: Arc::from(OTHER_AGENT),
             models: Bounded::new(config.llm.max_models),
             providers: Bounded::new(config.llm.max_providers),
             llm: config.llm.clone(),
+            currencies: Vec::new(),
             batch: Totals::default(),
             totals: totals.clone(),
         },
