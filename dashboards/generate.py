@@ -281,6 +281,16 @@ host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
           "bytes", [(f"max by (kind) (llmchat_backup_newest_size_bytes{{{SEL}}})", "{{kind}}")]),
     panel("timeseries", "Backup files", "Backup files of each kind in the folder (none of the database: LLMChatBackupsAbsent).",
           "short", [(f"max by (kind) (llmchat_backup_files{{{SEL}}})", "{{kind}}")]),
+    panel("timeseries", "Backups read back", "Whether the newest complete backup of each kind reads back whole (pg_dump's trailer, pg_restore, gzip and tar to the end; 0: LLMChatBackupInvalid), and files found invalid per hour by reason. A file still being written is not judged.",
+          "short", [(f"min by (kind) (llmchat_backup_newest_valid{{{SEL}}})", "{{kind}} valid"),
+                    (f"sum by (kind, reason) (increase(llmchat_backup_invalid_files_total{{{SEL}}}[1h]))", "{{kind}} invalid ({{reason}}) per hour")],
+          min=0),
+    panel("timeseries", "Oldest backup age", "Age of the oldest backup file of each kind: backup.sh deletes after 30 days, over 32 is LLMChatBackupRetentionNotApplied.",
+          "s", [(f"time() - min by (kind) (llmchat_backup_oldest_timestamp_seconds{{{SEL}}})", "{{kind}}")],
+          thresholds=[(32 * 86400, "red")]),
+    panel("timeseries", "Backup folder size", "Bytes of the files in the backup folder, by exporter instance, and the bytes the read-back checks read per second.",
+          "bytes", [(f"max by (instance) (llmchat_backup_dir_size_bytes{{{SEL}}})", "{{instance}} folder"),
+                    (f"sum by (instance) (rate(llmchat_backup_checked_bytes_total{{{SEL}}}[{RI}]))", "{{instance}} checked per second")]),
 ])
 
 N = f"llmchat_receiver_notifications_total{{{RSEL}}}"

@@ -308,6 +308,30 @@ impl Postgres {
         self.psql_db("llmchat", sql)
     }
 
+    /// `pg_dump` of the llmchat database with `args` (`--format=custom`),
+    /// as the guide's backup.sh runs it: its output.
+    pub fn dump(&self, args: &[&str]) -> Vec<u8> {
+        let out = hermetic(&mut Command::new(pg_bindir().join("pg_dump")))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(args)
+            .arg("llmchat")
+            .output()
+            .expect("pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Where `pg_restore` is (the server's own bindir: it may not be on
+    /// the PATH).
+    pub fn pg_restore() -> PathBuf {
+        pg_bindir().join("pg_restore")
+    }
+
     pub fn psql_f64(&self, sql: &str) -> f64 {
         self.psql(sql)
             .parse()

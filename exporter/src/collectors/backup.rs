@@ -1,10 +1,15 @@
 //! Backup collector: the guide's `backup.sh` layout in `--backup.dir`
 //! (`database_*.sql`, `application_*.tar.gz`, `config_*.tar.gz`,
 //! `uploads_*.tar.gz`). For each kind, the newest file's time and size and
-//! whether it is empty: the script's own "verify backup" step.
+//! whether it is empty (the script's own "verify backup" step), the oldest
+//! file's time (a retention that stopped deleting shows), the folder's
+//! size, and whether the newest file that is complete can be read back:
+//! `backup_check.rs` checks each new file once, in the background.
 
 use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
+
+use llmchat_common::{duration, invalid};
 
 use futures_util::future::BoxFuture;
 use prometheus_client::collector::Collector;
@@ -13,6 +18,7 @@ use prometheus_client::registry::Unit;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+use super::backup_check::{self, Invalid, Seen, SharedState};
 use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
@@ -24,6 +30,9 @@ pub const ENTRY: super::Entry = super::Entry {
     help: "the newest file of each kind backup.sh writes to backup.dir",
     start: |config, ctx| {
         let c = Arc::new(BackupCollector::new(&config.backup));
+        if config.backup.check {
+            tokio::spawn(check_loop(config.backup.clone(), c.checks.clone()));
+        }
         ctx.registry
             .sub_registry_with_prefix("backup")
             .register_collector(Box::new(c.clone()));
@@ -31,11 +40,24 @@ pub const ENTRY: super::Entry = super::Entry {
     },
 };
 
-/// `[backup]`: where `backup.sh` writes.
+/// `[backup]`: where `backup.sh` writes, and how its files are checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
     pub dir: PathBuf,
+    /// Whether each new file is read back (`backup_check.rs`).
+    pub check: bool,
+    /// How often the folder is looked at for files to check.
+    #[serde(with = "duration")]
+    pub check_interval: Duration,
+    /// A file unchanged this long (and between two looks) is complete.
+    #[serde(with = "duration")]
+    pub settle: Duration,
+    /// Read budget of the checks, bytes a second.
+    pub check_bytes_per_second: u64,
+    /// The program that reads custom-format dumps (`pg_dump -Fc`); the
+    /// header alone is checked when it is not installed.
+    pub pg_restore: PathBuf,
 }
 
 /// `--backup.*` flags.
@@ -45,10 +67,37 @@ pub struct BackupFlags {
     /// Directory backup.sh writes to.
     #[arg(id = "backup.dir", long = "backup.dir", value_name = "PATH")]
     pub dir: Option<PathBuf>,
+    /// Read each new backup file back (gzip, tar, pg_dump's trailer).
+    #[arg(id = "backup.check", long = "backup.check", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub check: Option<bool>,
+    /// How often the backup folder is looked at for new files to check.
+    #[arg(id = "backup.check_interval", long = "backup.check-interval", value_name = "DURATION", value_parser = duration::flag)]
+    pub check_interval: Option<String>,
+    /// A backup file unchanged this long is complete and may be checked.
+    #[arg(id = "backup.settle", long = "backup.settle", value_name = "DURATION", value_parser = duration::flag)]
+    pub settle: Option<String>,
+    /// Read budget of the checks, bytes a second.
+    #[arg(
+        id = "backup.check_bytes_per_second",
+        long = "backup.check-bytes-per-second",
+        value_name = "BYTES"
+    )]
+    pub check_bytes_per_second: Option<u64>,
 }
 
 impl crate::config::Section for BackupConfig {
     fn validate(&self, _: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
+        if self.check_interval.is_zero() {
+            return Err(invalid("backup.check_interval", "0s", "must be above zero"));
+        }
+        if self.check_bytes_per_second < 64 * 1024 {
+            return Err(invalid(
+                "backup.check_bytes_per_second",
+                self.check_bytes_per_second,
+                "must be at least 65536 (64 KiB a second)",
+            ));
+        }
         Ok(())
     }
 }
@@ -57,6 +106,13 @@ impl Default for BackupConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("/backups/llmchat"),
+            check: true,
+            check_interval: Duration::from_secs(60),
+            settle: Duration::from_secs(60),
+            // 20 MiB/s: a 50 GB uploads archive is read in about 40
+            // minutes, a small share of a disk's bandwidth.
+            check_bytes_per_second: 20 * 1024 * 1024,
+            pg_restore: PathBuf::from("pg_restore"),
         }
     }
 }
@@ -82,11 +138,14 @@ struct Newest {
     files: usize,
     modified: f64,
     size: u64,
+    oldest: f64,
 }
 
 pub struct BackupCollector {
     dir: PathBuf,
     published: Published,
+    /// What the background checks found.
+    checks: SharedState,
 }
 
 impl std::fmt::Debug for BackupCollector {
@@ -100,19 +159,41 @@ impl BackupCollector {
         Self {
             dir: config.dir.clone(),
             published: Published::new(Snapshot::default),
+            checks: SharedState::default(),
         }
     }
 }
 
-fn scan(dir: &std::path::Path) -> Result<(bool, Vec<Newest>), std::io::Error> {
-    let mut newest = vec![Newest::default(); KINDS.len()];
+/// What one look at the folder found.
+#[derive(Debug, Default)]
+struct Listing {
+    exists: bool,
+    newest: Vec<Newest>,
+    /// Every regular file at the top of the folder, of any name.
+    total_bytes: u64,
+    /// The backup files: path, kind, size and time.
+    files: Vec<(PathBuf, &'static str, Seen)>,
+}
+
+fn scan(dir: &std::path::Path) -> Result<Listing, std::io::Error> {
+    let mut out = Listing {
+        newest: vec![Newest::default(); KINDS.len()],
+        ..Listing::default()
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, newest)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
+    out.exists = true;
     for entry in entries {
         let entry = entry?;
+        // Not followed: a symlink's target is not this folder's to size.
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        out.total_bytes += meta.len();
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let Some(kind) = KINDS
@@ -121,23 +202,66 @@ fn scan(dir: &std::path::Path) -> Result<(bool, Vec<Newest>), std::io::Error> {
         else {
             continue;
         };
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
         let modified = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
-        let n = &mut newest[kind];
+        let n = &mut out.newest[kind];
         n.files += 1;
         if n.files == 1 || modified > n.modified {
             n.modified = modified;
             n.size = meta.len();
         }
+        if n.files == 1 || modified < n.oldest {
+            n.oldest = modified;
+        }
+        out.files.push((
+            entry.path(),
+            KINDS[kind].0,
+            Seen {
+                size: meta.len(),
+                modified,
+            },
+        ));
     }
-    Ok((true, newest))
+    Ok(out)
+}
+
+/// Looks at the folder every `check_interval` and reads back each file
+/// that is new, complete and not yet judged; logs each invalid file once.
+async fn check_loop(config: BackupConfig, state: SharedState) {
+    let pg_restore = backup_check::find_program(&config.pg_restore);
+    if pg_restore.is_none() {
+        tracing::info!(
+            program = %config.pg_restore.display(),
+            "pg_restore not found: custom-format dumps get their header checked only"
+        );
+    }
+    let mut tick = tokio::time::interval(config.check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (dir, state, pg_restore) = (config.dir.clone(), state.clone(), pg_restore.clone());
+        let (settle, budget) = (config.settle, config.check_bytes_per_second);
+        let judged = tokio::task::spawn_blocking(move || {
+            let files = scan(&dir).map(|l| l.files).unwrap_or_default();
+            backup_check::pass(&state, &files, settle, budget, pg_restore.as_deref())
+        })
+        .await
+        .unwrap_or_default();
+        for (path, kind, checked) in judged {
+            if let Err(reason) = checked.verdict {
+                let file = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                tracing::warn!(
+                    kind,
+                    file = file.as_deref().unwrap_or(""),
+                    reason = reason.as_str(),
+                    "backup file cannot be read back"
+                );
+            }
+        }
+    }
 }
 
 impl Source for BackupCollector {
@@ -148,10 +272,11 @@ impl Source for BackupCollector {
     fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
         let dir = self.dir.clone();
         Box::pin(async move {
-            let (exists, newest) = tokio::task::spawn_blocking(move || scan(&dir))
+            let listing = tokio::task::spawn_blocking(move || scan(&dir))
                 .await
                 .map_err(BackupError::Join)?
                 .map_err(BackupError::List)?;
+            let (exists, newest) = (listing.exists, &listing.newest);
             let mut s = Snapshot::default();
             s.gauge(
                 "dir_exists",
@@ -164,12 +289,12 @@ impl Source for BackupCollector {
                 "Backup files of each kind in the backup directory.",
                 None,
             );
-            for ((kind, _, _), n) in KINDS.iter().zip(&newest) {
+            for ((kind, _, _), n) in KINDS.iter().zip(newest) {
                 f.sample(&[("kind", kind)], n.files as f64);
             }
             let present: Vec<_> = KINDS
                 .iter()
-                .zip(&newest)
+                .zip(newest)
                 .filter(|(_, n)| n.files > 0)
                 .map(|((kind, _, _), n)| (*kind, n.clone()))
                 .collect();
@@ -197,6 +322,23 @@ impl Source for BackupCollector {
             for (kind, n) in &present {
                 f.sample(&[("kind", kind)], f64::from(u8::from(n.size == 0)));
             }
+            let mut f = s.gauge(
+                "oldest_timestamp",
+                "Modification time of the oldest backup file of each kind, Unix time: older than the retention (backup.sh deletes after 30 days) means the deletion stopped.",
+                Some(Unit::Seconds),
+            );
+            for (kind, n) in &present {
+                f.sample(&[("kind", kind)], n.oldest);
+            }
+            if exists {
+                s.gauge(
+                    "dir_size",
+                    "Bytes of all the regular files at the top of the backup folder.",
+                    Some(Unit::Bytes),
+                )
+                .value(listing.total_bytes as f64);
+            }
+            self.publish_checks(&mut s, &listing);
             self.published.set(s);
             Ok(())
         })
@@ -204,6 +346,68 @@ impl Source for BackupCollector {
 
     fn clear(&self) {
         self.published.set_down();
+    }
+}
+
+impl BackupCollector {
+    /// The background checks' findings: the verdict on the newest file of
+    /// each kind that has been judged (a file still being written is not,
+    /// so the previous one stands meanwhile), when it was judged, and the
+    /// running totals.
+    fn publish_checks(&self, s: &mut Snapshot, listing: &Listing) {
+        let state = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut newest: Vec<(&'static str, &backup_check::Judged)> = Vec::new();
+        for (path, kind, _) in &listing.files {
+            let Some(j) = state.judged.get(path) else {
+                continue;
+            };
+            match newest.iter_mut().find(|(k, _)| k == kind) {
+                Some(n) if n.1.seen.modified < j.seen.modified => n.1 = j,
+                Some(_) => {}
+                None => newest.push((kind, j)),
+            }
+        }
+        let mut f = s.gauge(
+            "newest_valid",
+            "1 if the newest complete backup file of the kind reads back whole (pg_dump's trailer, pg_restore, gzip and tar to the end), 0 if not; absent until one is checked.",
+            None,
+        );
+        for (kind, j) in &newest {
+            f.sample(
+                &[("kind", kind)],
+                f64::from(u8::from(j.checked.verdict.is_ok())),
+            );
+        }
+        let mut f = s.gauge(
+            "newest_check_timestamp",
+            "When the check of the newest complete backup file of the kind finished, Unix time.",
+            Some(Unit::Seconds),
+        );
+        for (kind, j) in &newest {
+            f.sample(&[("kind", kind)], j.at);
+        }
+        let mut f = s.counter(
+            "checked",
+            "Bytes read back by the backup checks, by kind.",
+            Some(Unit::Bytes),
+        );
+        for (kind, _, _) in KINDS {
+            f.sample(
+                &[("kind", kind)],
+                *state.checked_bytes.get(kind).unwrap_or(&0) as f64,
+            );
+        }
+        let mut f = s.counter(
+            "invalid_files",
+            "Backup files found unreadable, by kind and reason (truncated, corrupt, unreadable); each file counted once.",
+            None,
+        );
+        for (kind, _, _) in KINDS {
+            for reason in [Invalid::Truncated, Invalid::Corrupt, Invalid::Unreadable] {
+                let n = state.invalid.get(&(kind, reason)).copied().unwrap_or(0);
+                f.sample(&[("kind", kind), ("reason", reason.as_str())], n as f64);
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod backends;
 mod background;
+mod backup_check;
 mod config;
 mod deploys;
 mod exposition;

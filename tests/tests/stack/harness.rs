@@ -285,8 +285,23 @@ impl Stack {
         }
         let backups = d.join("backups");
         std::fs::create_dir_all(&backups).unwrap();
-        std::fs::write(backups.join("database_20261126_020000.sql"), "-- dump\n").unwrap();
-        std::fs::write(backups.join("application_20261126_020000.tar.gz"), "tar").unwrap();
+        // Backups that read back: a plain dump with pg_dump's trailer, a
+        // real tar.gz (the exporter checks both within a second here).
+        std::fs::write(
+            backups.join("database_20261126_020000.sql"),
+            "--\n-- PostgreSQL database dump\n--\n\nSELECT 1;\n\n--\n-- PostgreSQL database dump complete\n--\n\n",
+        )
+        .unwrap();
+        let archived = Command::new("tar")
+            .arg("czf")
+            .arg(backups.join("application_20261126_020000.tar.gz"))
+            .arg("-C")
+            .arg(&logs)
+            .arg("app.log")
+            .status()
+            .unwrap()
+            .success();
+        assert!(archived, "tar czf");
 
         // The exporter, configured by environment as in docker-compose.yml;
         // prices and the budget are tables, so a file: Claude priced, GPT-4o
@@ -315,6 +330,8 @@ impl Stack {
                 .env("LLMCHAT_EXPORTER_REDIS_URL", redis.url())
                 .env("LLMCHAT_EXPORTER_APP_URL", backend.url(""))
                 .env("LLMCHAT_EXPORTER_BACKUP_DIR", &backups)
+                .env("LLMCHAT_EXPORTER_BACKUP_CHECK_INTERVAL", "1s")
+                .env("LLMCHAT_EXPORTER_BACKUP_SETTLE", "1s")
                 // A process that surely runs here, for the backend-process panel.
                 .env("LLMCHAT_EXPORTER_HOST_PROCESS_NAME", "prometheus"),
             "llmchat-exporter",
