@@ -288,8 +288,9 @@ host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
     panel("timeseries", "Oldest backup age", "Age of the oldest backup file of each kind: backup.sh deletes after 30 days, over 32 is LLMChatBackupRetentionNotApplied.",
           "s", [(f"time() - min by (kind) (llmchat_backup_oldest_timestamp_seconds{{{SEL}}})", "{{kind}}")],
           thresholds=[(32 * 86400, "red")]),
-    panel("timeseries", "Backup folder size", "Bytes of the files in the backup folder, by exporter instance, and the bytes the read-back checks read per second.",
+    panel("timeseries", "Backup folder size", "Bytes of the files in the backup folder and free on its filesystem, by exporter instance (LLMChatBackupDiskFillsBeforeNextBackup when the free space in 26 hours, at the last day's rate, is less than the newest backup set), and the bytes the read-back checks read per second.",
           "bytes", [(f"max by (instance) (llmchat_backup_dir_size_bytes{{{SEL}}})", "{{instance}} folder"),
+                    (f"max by (instance) (llmchat_backup_filesystem_available_bytes{{{SEL}}})", "{{instance}} free on its filesystem"),
                     (f"sum by (instance) (rate(llmchat_backup_checked_bytes_total{{{SEL}}}[{RI}]))", "{{instance}} checked per second")]),
 ])
 

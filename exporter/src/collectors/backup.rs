@@ -173,6 +173,27 @@ struct Listing {
     total_bytes: u64,
     /// The backup files: path, kind, size and time.
     files: Vec<(PathBuf, &'static str, Seen)>,
+    /// The filesystem the folder is on: mount point, size, available.
+    filesystem: Option<(String, u64, u64)>,
+}
+
+/// The filesystem holding `dir`: the mount with the longest mount point
+/// that contains it (a backup disk mounted under /backups, or the root).
+fn filesystem_of(dir: &std::path::Path) -> Option<(String, u64, u64)> {
+    let dir = dir.canonicalize().ok()?;
+    let mut disks = sysinfo::Disks::new().ok()?;
+    disks.refresh(true);
+    disks
+        .iter()
+        .filter(|d| dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map(|d| {
+            (
+                d.mount_point().to_string_lossy().into_owned(),
+                d.total_space(),
+                d.available_space(),
+            )
+        })
 }
 
 fn scan(dir: &std::path::Path) -> Result<Listing, std::io::Error> {
@@ -180,6 +201,7 @@ fn scan(dir: &std::path::Path) -> Result<Listing, std::io::Error> {
         newest: vec![Newest::default(); KINDS.len()],
         ..Listing::default()
     };
+    out.filesystem = filesystem_of(dir);
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -337,6 +359,21 @@ impl Source for BackupCollector {
                     Some(Unit::Bytes),
                 )
                 .value(listing.total_bytes as f64);
+            }
+            if let Some((mountpoint, size, available)) = &listing.filesystem {
+                let labels = [("mountpoint", mountpoint.as_str())];
+                s.gauge(
+                    "filesystem_size",
+                    "Size of the filesystem the backup folder is on.",
+                    Some(Unit::Bytes),
+                )
+                .sample(&labels, *size as f64);
+                s.gauge(
+                    "filesystem_available",
+                    "Bytes available to the backup script on the backup folder's filesystem: LLMChatBackupDiskFillsBeforeNextBackup forecasts it.",
+                    Some(Unit::Bytes),
+                )
+                .sample(&labels, *available as f64);
             }
             self.publish_checks(&mut s, &listing);
             self.published.set(s);

@@ -220,6 +220,13 @@ fn real_dumps_and_archives_read_back_and_each_truncation_or_flipped_byte_is_caug
         sample(&text, "llmchat_backup_dir_size_bytes", &[]),
         Some(total as f64)
     );
+    // The filesystem it is on, for the fill forecast.
+    let fs_line = text
+        .lines()
+        .find(|l| l.starts_with("llmchat_backup_filesystem_available_bytes{mountpoint=\"/"))
+        .unwrap_or_else(|| panic!("no filesystem of the backup folder: {text}"));
+    let free: f64 = fs_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(free > 0.0, "{fs_line}");
 
     // Judged once: more passes log no file twice, count nothing again.
     std::thread::sleep(Duration::from_millis(800));
