@@ -11,7 +11,7 @@ use super::model::{
 };
 use super::prometheus::{Client, Labels};
 use super::time::Zone;
-use super::{alerts, deploys, llm, timeline, Job, ReportError};
+use super::{alerts, backups, deploys, llm, timeline, Job, ReportError};
 
 /// The step of the one subquery left (the connections' summed peak): a
 /// minute, or whole minutes over long periods, to stay under 25,000 steps
@@ -126,11 +126,12 @@ pub async fn build(
         )),
     )?;
 
-    let (hours, fired, deploys, llm) = tokio::try_join!(
+    let (hours, fired, deploys, llm, backups) = tokio::try_join!(
         timeline::hours(client, job, zone, from, to),
         alerts::fired(client, job, from, to),
         deploys::deploys(client, job, from, to),
         llm::usage(client, job, &d, to),
+        backups::backups(client, job, &d, to),
     )?;
 
     let has_host = cpu_mean.is_some() || !memory_by_instance.is_empty();
@@ -297,6 +298,7 @@ pub async fn build(
         alerts: fired,
         deploys,
         llm,
+        backups,
         findings: Vec::new(),
     };
     report.findings = check_thresholds(&report);

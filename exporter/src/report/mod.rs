@@ -10,6 +10,7 @@
 //! error (exit 1), never a report that looks healthy.
 
 mod alerts;
+mod backups;
 mod chart;
 mod deploys;
 mod gather;
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+pub use backups::KindBackups;
 pub use deploys::{Deploy, DeployHour};
 pub use llm::LlmUsage;
 pub use model::{Finding, Report, Severity, Source};

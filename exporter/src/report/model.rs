@@ -26,6 +26,9 @@ pub struct Subject {
     pub mountpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// A backup kind (`database`, `uploads`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_kind: Option<String>,
 }
 
 /// One `checkThresholds` finding (or a derived one: disk, connections,
@@ -194,6 +197,8 @@ pub struct Report {
     pub deploys: Vec<super::Deploy>,
     /// Tokens, spend, time to first token and provider errors.
     pub llm: super::LlmUsage,
+    /// Backups made, read back and found invalid, per kind.
+    pub backups: Vec<super::KindBackups>,
     pub findings: Vec<Finding>,
 }
 
@@ -295,6 +300,7 @@ pub fn check_thresholds(r: &Report) -> Vec<Finding> {
         }
     }
     out.extend(r.llm.findings());
+    out.extend(super::backups::findings(&r.backups));
     out
 }
 

@@ -9,7 +9,7 @@ use super::histogram::Estimate;
 use super::model::{Period, Report, Severity, Usage};
 use super::text::{self, Text};
 use super::time::Zone;
-use super::{cell, llm, Lang};
+use super::{backups, cell, llm, Lang};
 
 fn ms(v: Option<f64>, above: bool, t: &Text) -> String {
     match v {
@@ -183,6 +183,7 @@ pub fn markdown(r: &Report, lang: Lang, zone: &Zone, chart: Option<&str>) -> Str
         )
     );
     database(w, r, t);
+    backups::render(w, &r.backups, lang);
     llm::render(w, &r.llm, lang);
     if !r.agents.is_empty() {
         let _ = writeln!(w, "## {}\n\n{}\n|---|---|---|---|", t.chat, t.chat_header);

@@ -259,6 +259,16 @@ pub fn finding(f: &Finding, lang: Lang) -> String {
             "数据库连接数峰值达到 max_connections 的 {:.2}% (阈值 80%)",
             v * 100.0
         ),
+        ("backup_invalid", Lang::En) => format!(
+            "{} {} backup file(s) could not be read back in the period, or the newest one does not; a restore from it would fail",
+            v,
+            name(&s.backup_kind)
+        ),
+        ("backup_invalid", Lang::Zh) => format!(
+            "本时段有 {} 个 {} 备份文件无法回读，或最新的备份无法回读；用它恢复会失败",
+            v,
+            name(&s.backup_kind)
+        ),
         ("agent_cost_per_message", Lang::En) => format!(
             "Agent {}'s LLM cost per message is {:.2} times the previous period's (threshold {})",
             name(&s.agent_id),
@@ -300,6 +310,8 @@ pub fn advice(kind: &str, lang: Lang, context: &str) -> String {
         ("database_connections", Lang::Zh) => "检查 idle in transaction 会话与连接池泄漏；后端连接池每个进程 min 2、max 10。可引入 PgBouncer 或提高 max_connections。",
         ("agent_errors", Lang::En) => "Check the provider (status, quota, credentials) of each of these agents:",
         ("agent_errors", Lang::Zh) => "逐个检查这些智能体的模型服务商 (状态、配额、凭证)：",
+        ("backup_invalid", Lang::En) => "Keep the last backup that reads back until a new one does; see the runbook of LLMChatBackupInvalid (the exporter's log names each file and why).",
+        ("backup_invalid", Lang::Zh) => "在新备份通过回读校验之前，保留最后一个可回读的备份；参见 LLMChatBackupInvalid 的处理手册 (导出器日志会列出每个文件及原因)。",
         ("agent_cost_per_message", Lang::En) => "Compare the agent's input tokens per request and its model with the previous period (LLM usage & cost dashboard): a longer prompt or history, a pricier model, or lost prompt caching; see the runbook of LLMChatMonthlyBudgetForecast.",
         ("agent_cost_per_message", Lang::Zh) => "对比该智能体每次请求的输入 token 与所用模型和上一时段的差异 (LLM 用量与费用仪表盘)：提示词或历史变长、换了更贵的模型，或提示缓存失效；参见 LLMChatMonthlyBudgetForecast 的处理手册。",
         ("alerts", Lang::En) => "Review the alerts that fired (table above) with their runbooks (docs/runbooks.md); the longest:",

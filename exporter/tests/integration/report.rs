@@ -270,7 +270,54 @@ pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
         end + STEP,
     );
     chat_and_llm(&mut out, start, end);
+    backup_series(&mut out, start, end);
     out
+}
+
+/// backup.sh at 02:00 every day, each file read back at 02:05; the
+/// database dump of October 12 is found truncated (the newest dump does
+/// not read back until the next night's).
+fn backup_series(out: &mut Vec<Series>, start: i64, end: i64) {
+    let job = r#"job="llmchat-exporter",instance="a:9842""#;
+    let bad = FROM + 11 * 86_400 + 7500;
+    let mut gauge = |name: &str, kind: &str, value: &dyn Fn(i64) -> f64| {
+        let points = (start..=end)
+            .step_by(STEP as usize)
+            .map(|t| (t, value(t)))
+            .collect();
+        out.push(Series {
+            name: name.into(),
+            labels: format!(r#"{job},kind="{kind}""#),
+            points,
+        });
+    };
+    let at = |t: i64, offset: i64| ((t - offset).div_euclid(86_400) * 86_400 + offset) as f64;
+    for kind in ["database", "uploads"] {
+        gauge("llmchat_backup_newest_timestamp_seconds", kind, &|t| {
+            at(t, 7200)
+        });
+        gauge(
+            "llmchat_backup_newest_check_timestamp_seconds",
+            kind,
+            &|t| at(t, 7500),
+        );
+        let broken = kind == "database";
+        gauge("llmchat_backup_newest_valid", kind, &move |t| {
+            if broken && (bad..bad + 86_400).contains(&t) {
+                0.0
+            } else {
+                1.0
+            }
+        });
+    }
+    out.push(Series {
+        name: "llmchat_backup_invalid_files_total".into(),
+        labels: format!(r#"{job},kind="database",reason="truncated""#),
+        points: (start..=end)
+            .step_by(STEP as usize)
+            .map(|t| (t, if t >= bad { 1.0 } else { 0.0 }))
+            .collect(),
+    });
 }
 
 /// What a counter grows by in the step starting at a time.
@@ -843,7 +890,7 @@ fn monthly_report_from_a_real_prometheus() {
         .unwrap()
         .iter()
         .map(|f| {
-            let subject = ["route", "instance", "mountpoint", "agent_id"]
+            let subject = ["route", "instance", "mountpoint", "agent_id", "backup_kind"]
                 .iter()
                 .filter_map(|k| f[*k].as_str().map(|v| format!("{k}={v}")))
                 .collect::<Vec<_>>()
@@ -864,11 +911,36 @@ fn monthly_report_from_a_real_prometheus() {
         ("agent_errors", "warning", "agent_id=qwen"),
         ("agent_errors", "warning", "agent_id=claude"),
         ("agent_cost_per_message", "warning", "agent_id=qwen"),
+        ("backup_invalid", "critical", "backup_kind=database"),
     ]
     .iter()
     .map(|(k, s, x)| (k.to_string(), s.to_string(), x.to_string()))
     .collect();
     assert_eq!(findings, want);
+
+    // Backups: one a night per kind, each read back, October 12's dump
+    // truncated; the newest of each reads back at the month's end.
+    let backups: Vec<(String, f64, f64, f64, bool)> = r["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kind"].as_str().unwrap().to_string(),
+                k["made"].as_f64().unwrap(),
+                k["checked"].as_f64().unwrap(),
+                k["invalid"]["truncated"].as_f64().unwrap_or(0.0),
+                k["newest_valid"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        backups,
+        [
+            ("database".to_string(), 30.0, 30.0, 1.0, true),
+            ("uploads".to_string(), 30.0, 30.0, 0.0, true),
+        ]
+    );
 
     // LLM usage, against the generator's own figures (8,640 steps): tokens
     // per agent and model, spend to the cent, the top agents by spend per
