@@ -3,7 +3,7 @@
 # repository or printed here.
 #
 # receiver_token: a value from the environment (.env) wins, so a rotation
-#   is `docker compose up -d` with a new LLMCHAT_RECEIVER_TOKEN: Alertmanager
+#   is `docker compose up -d` (`docker-compose up -d`) with a new LLMCHAT_RECEIVER_TOKEN: Alertmanager
 #   re-reads the file on every request and the receiver when it changes.
 # grafana_admin_password: written once. Grafana uses it only when it
 #   creates its admin; rewriting it later would make the file lie about a
@@ -26,13 +26,13 @@ put() {
   name=$1 value=$2 once=$3
   if [ -s "$dir/$name" ] && [ "$once" = once ]; then
     if [ -n "$value" ] && [ "$value" != "$(cat "$dir/$name")" ]; then
-      echo "$name: the value in .env differs from the one in use, which is kept (Grafana has its admin already); to change it: docker compose exec grafana grafana cli admin reset-admin-password, then see README"
+      echo "$name: the value in .env differs from the one in use, which is kept (Grafana has its admin already); to change it: docker compose exec grafana grafana cli admin reset-admin-password (docker-compose exec ... with docker-compose 1.29), then see README"
     fi
   elif [ -n "$value" ]; then
     write "$name" "$value"
   elif [ ! -s "$dir/$name" ]; then
     write "$name" "$(generate)"
-    echo "generated $name (read it with: docker compose exec grafana cat $dir/$name)"
+    echo "generated $name (read it with: docker compose exec grafana cat $dir/$name, or docker-compose exec grafana cat $dir/$name)"
   fi
   # Read by the grafana, alertmanager and receiver users; the volume is
   # mounted by those services only.

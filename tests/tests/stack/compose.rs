@@ -487,3 +487,56 @@ fn the_long_term_switch_adds_victoriametrics_and_remote_write_only() {
     );
     assert!(out.status.success(), "{}", said(&out));
 }
+
+/// Debian's docker-compose 1.29 is supported: every `docker compose`
+/// command the README, the compose files and the stack's scripts give is
+/// also given as `docker-compose`, on the same line or the next.
+#[test]
+fn every_compose_command_is_given_in_both_forms() {
+    let mut files = vec!["README.md".to_string()];
+    for dir in [".", "stack"] {
+        for e in std::fs::read_dir(repo_root().join(dir)).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let path = if dir == "." {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            if (name.starts_with("docker-compose") && name.ends_with(".yml"))
+                || (dir == "stack" && name.ends_with(".sh"))
+            {
+                files.push(path);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(at) = line.find("docker compose ") else {
+                continue;
+            };
+            // Where the README says it was not run: not a command to type.
+            if line.contains("No Docker engine was available") {
+                continue;
+            }
+            let rest = &line[at + "docker compose ".len()..];
+            let first_word = rest.split_whitespace().next().unwrap_or("");
+            let both = line.contains("docker-compose ")
+                || lines
+                    .iter()
+                    .skip(i + 1)
+                    .take(3)
+                    .any(|next| next.contains(&format!("docker-compose {first_word}")));
+            if !both {
+                missing.push(format!("{file}:{}: {line}", i + 1));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "Compose v2 only:\n{}",
+        missing.join("\n")
+    );
+}

@@ -302,3 +302,114 @@ fn the_secrets_script_rotates_the_token_and_keeps_grafanas_password() {
         "first-password-from-env"
     );
 }
+
+/// Docker's `.dockerignore` matching (moby/patternmatcher): patterns in
+/// order, the last that matches a path or one of its parents decides; `!`
+/// re-includes; `**` spans directories, `*` and `?` stay within one.
+fn dockerignore_excludes(patterns: &[(bool, regex::Regex)], path: &str) -> bool {
+    let mut excluded = false;
+    let parts: Vec<&str> = path.split('/').collect();
+    for (include, re) in patterns {
+        let hit = (1..=parts.len()).any(|n| re.is_match(&parts[..n].join("/")));
+        if hit {
+            excluded = !include;
+        }
+    }
+    excluded
+}
+
+fn dockerignore_patterns() -> Vec<(bool, regex::Regex)> {
+    let text = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (include, p) = match l.strip_prefix('!') {
+                Some(p) => (true, p),
+                None => (false, l),
+            };
+            let p = p.trim_start_matches("./").trim_start_matches('/');
+            let p = p.trim_end_matches('/');
+            let mut re = String::from("^");
+            let chars: Vec<char> = p.chars().collect();
+            let mut i = 0;
+            while i < chars.len() {
+                match chars[i] {
+                    '*' if chars.get(i + 1) == Some(&'*') => {
+                        if chars.get(i + 2) == Some(&'/') {
+                            re.push_str("(.*/)?");
+                            i += 3;
+                        } else {
+                            re.push_str(".*");
+                            i += 2;
+                        }
+                        continue;
+                    }
+                    '*' => re.push_str("[^/]*"),
+                    '?' => re.push_str("[^/]"),
+                    c => re.push_str(&regex::escape(&c.to_string())),
+                }
+                i += 1;
+            }
+            re.push('$');
+            (include, regex::Regex::new(&re).unwrap())
+        })
+        .collect()
+}
+
+/// No key, certificate or environment file reaches the build context
+/// (stack/make-certs.sh's output included), while everything the build
+/// reads does.
+#[test]
+fn the_build_context_holds_no_key_and_no_env_file() {
+    let patterns = dockerignore_patterns();
+    for secret in [
+        "stack/tls/ca.key",
+        "stack/tls/ca.pem",
+        "stack/tls/server.crt",
+        "stack/tls/client-key.pem",
+        "secrets/db.key",
+        "exporter/tests/fixtures/leaf.pem",
+        "id.p12",
+        ".env",
+        ".env.production",
+        "target/release/llmchat-exporter",
+        "exporter/fuzz/target/x",
+        ".git/config",
+    ] {
+        assert!(
+            dockerignore_excludes(&patterns, secret),
+            "{secret} would be sent to the build"
+        );
+    }
+    let tracked = String::from_utf8(
+        std::process::Command::new("git")
+            .args(["ls-files"])
+            .current_dir(repo_root())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mut sent = 0;
+    for path in tracked.lines() {
+        let excluded = dockerignore_excludes(&patterns, path);
+        let sensitive = path.ends_with(".pem")
+            || path.ends_with(".key")
+            || (path.starts_with(".env") && path != ".env.example");
+        assert!(!sensitive || excluded, "{path} would be sent to the build");
+        let needed = path.ends_with("Cargo.toml")
+            || path == "Cargo.lock"
+            || path.ends_with("build.rs")
+            || (path.contains("/src/") && !path.contains("/fuzz/"))
+            || ["receiver/migrations/", "receiver/templates/", "config/"]
+                .iter()
+                .any(|p| path.starts_with(p));
+        assert!(
+            !needed || !excluded,
+            "{path} is needed by the build but not sent"
+        );
+        sent += usize::from(!excluded);
+    }
+    assert!(sent > 50, "only {sent} files sent");
+}
