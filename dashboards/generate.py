@@ -292,6 +292,10 @@ host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
           "bytes", [(f"max by (instance) (llmchat_backup_dir_size_bytes{{{SEL}}})", "{{instance}} folder"),
                     (f"max by (instance) (llmchat_backup_filesystem_available_bytes{{{SEL}}})", "{{instance}} free on its filesystem"),
                     (f"sum by (instance) (rate(llmchat_backup_checked_bytes_total{{{SEL}}}[{RI}]))", "{{instance}} checked per second")]),
+    panel("timeseries", "Restore drill", "The optional restore drill ([backup.drill]): whether the last one restored the newest dump into the scratch database with row counts near the live ones (LLMChatBackupDrillFailing at 0), and the days since the last success (LLMChatBackupDrillTooOld over 8).",
+          "short", [(f"min by (instance) (llmchat_backup_drill_success{{{SEL}}})", "{{instance}} last drill succeeded"),
+                    (f"(time() - max by (instance) (llmchat_backup_drill_last_success_timestamp_seconds{{{SEL}}})) / 86400", "{{instance}} days since a success")],
+          min=0),
 ])
 
 N = f"llmchat_receiver_notifications_total{{{RSEL}}}"

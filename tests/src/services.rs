@@ -332,6 +332,11 @@ impl Postgres {
         pg_bindir().join("pg_restore")
     }
 
+    /// Where `psql` is, the same way.
+    pub fn psql_program() -> PathBuf {
+        pg_bindir().join("psql")
+    }
+
     pub fn psql_f64(&self, sql: &str) -> f64 {
         self.psql(sql)
             .parse()

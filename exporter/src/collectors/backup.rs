@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::backup_check::{self, Invalid, Seen, SharedState};
+use super::backup_drill::{self, DrillConfig, SharedDrill};
 use super::snapshot::{Published, Snapshot};
 use super::{RefreshError, Source};
 
@@ -32,6 +33,15 @@ pub const ENTRY: super::Entry = super::Entry {
         let c = Arc::new(BackupCollector::new(&config.backup));
         if config.backup.check {
             tokio::spawn(check_loop(config.backup.clone(), c.checks.clone()));
+        }
+        if config.backup.drill.enabled {
+            tokio::spawn(backup_drill::drill_loop(
+                config.backup.drill.clone(),
+                config.backup.dir.clone(),
+                config.backup.settle,
+                config.database.url.clone(),
+                c.drill.clone(),
+            ));
         }
         ctx.registry
             .sub_registry_with_prefix("backup")
@@ -58,6 +68,8 @@ pub struct BackupConfig {
     /// The program that reads custom-format dumps (`pg_dump -Fc`); the
     /// header alone is checked when it is not installed.
     pub pg_restore: PathBuf,
+    /// `[backup.drill]`: the optional restore drill.
+    pub drill: DrillConfig,
 }
 
 /// `--backup.*` flags.
@@ -87,7 +99,10 @@ pub struct BackupFlags {
 }
 
 impl crate::config::Section for BackupConfig {
-    fn validate(&self, _: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
+    fn validate(&self, config: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
+        self.drill
+            .check(&config.database.url)
+            .map_err(|(key, reason)| invalid(key, "(not shown)", reason))?;
         if self.check_interval.is_zero() {
             return Err(invalid("backup.check_interval", "0s", "must be above zero"));
         }
@@ -113,6 +128,7 @@ impl Default for BackupConfig {
             // minutes, a small share of a disk's bandwidth.
             check_bytes_per_second: 20 * 1024 * 1024,
             pg_restore: PathBuf::from("pg_restore"),
+            drill: DrillConfig::default(),
         }
     }
 }
@@ -146,6 +162,9 @@ pub struct BackupCollector {
     published: Published,
     /// What the background checks found.
     checks: SharedState,
+    /// The restore drill's outcomes; published only when it is enabled.
+    drill: SharedDrill,
+    drill_enabled: bool,
 }
 
 impl std::fmt::Debug for BackupCollector {
@@ -160,6 +179,8 @@ impl BackupCollector {
             dir: config.dir.clone(),
             published: Published::new(Snapshot::default),
             checks: SharedState::default(),
+            drill: SharedDrill::default(),
+            drill_enabled: config.drill.enabled,
         }
     }
 }
@@ -376,6 +397,9 @@ impl Source for BackupCollector {
                 .sample(&labels, *available as f64);
             }
             self.publish_checks(&mut s, &listing);
+            if self.drill_enabled {
+                self.publish_drill(&mut s);
+            }
             self.published.set(s);
             Ok(())
         })
@@ -387,6 +411,53 @@ impl Source for BackupCollector {
 }
 
 impl BackupCollector {
+    /// The restore drill: the last run's outcome, duration and rows, the
+    /// last success, and runs by result.
+    fn publish_drill(&self, s: &mut Snapshot) {
+        let d = self.drill.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ok) = d.last_ok {
+            s.gauge(
+                "drill_success",
+                "1 if the last restore drill restored the newest database dump and its row counts matched the live ones, else 0.",
+                None,
+            )
+            .value(f64::from(u8::from(ok)));
+            s.gauge(
+                "drill_duration",
+                "How long the last restore drill took.",
+                Some(Unit::Seconds),
+            )
+            .value(d.last_duration);
+        }
+        if let Some(at) = d.last_success {
+            s.gauge(
+                "drill_last_success_timestamp",
+                "When a restore drill last succeeded, Unix time.",
+                Some(Unit::Seconds),
+            )
+            .value(at);
+        }
+        let mut f = s.gauge(
+            "drill_rows",
+            "Rows of each counted table restored by the last successful drill.",
+            None,
+        );
+        for (table, n) in &d.rows {
+            f.sample(&[("table", table.as_str())], *n);
+        }
+        let mut f = s.counter(
+            "drill_runs",
+            "Restore drills by result: succeeded, failed, refused (the scratch database holds tables no drill made).",
+            None,
+        );
+        for result in ["succeeded", "failed", "refused"] {
+            f.sample(
+                &[("result", result)],
+                *d.runs.get(result).unwrap_or(&0) as f64,
+            );
+        }
+    }
+
     /// The background checks' findings: the verdict on the newest file of
     /// each kind that has been judged (a file still being written is not,
     /// so the previous one stands meanwhile), when it was judged, and the

@@ -16,6 +16,7 @@ pub mod app;
 pub mod background;
 pub mod backup;
 pub mod backup_check;
+pub mod backup_drill;
 pub mod database;
 pub mod encode;
 pub mod host;

@@ -1,7 +1,8 @@
 //! The period's backups, per kind: how many new files `backup.sh` made
 //! (changes of the newest file's time), how many the exporter read back,
 //! how many failed and why, and whether the newest one at the period's
-//! end reads back. The section renders itself, in English or Chinese.
+//! end reads back; and the restore drills of the period by result. The
+//! section renders itself, in English or Chinese.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -30,24 +31,30 @@ fn label(l: &Labels, name: &str) -> String {
     l.get(name).cloned().unwrap_or_default()
 }
 
+/// The period's backups per kind, and its restore drills by result.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Backups {
+    pub kinds: Vec<KindBackups>,
+    /// Restore drills by result (succeeded, failed, refused); empty when
+    /// the drill is off.
+    pub drills: BTreeMap<String, f64>,
+}
+
 /// The period `[to - d, to]`'s backups; `d` is a PromQL duration.
-pub async fn backups(
-    client: &Client,
-    job: &Job,
-    d: &str,
-    to: f64,
-) -> Result<Vec<KindBackups>, ReportError> {
+pub async fn backups(client: &Client, job: &Job, d: &str, to: f64) -> Result<Backups, ReportError> {
     let v = |expr: String| async move { client.vector(&expr, to).await };
     let newest = job.sel("llmchat_backup_newest_timestamp_seconds", "");
     let checked = job.sel("llmchat_backup_newest_check_timestamp_seconds", "");
     let invalid = job.sel("llmchat_backup_invalid_files_total", "");
     let valid = job.sel("llmchat_backup_newest_valid", "");
     // max across exporters watching the same folder: the same files.
-    let (made, checks, invalid, valid) = tokio::try_join!(
+    let drills = job.sel("llmchat_backup_drill_runs_total", "");
+    let (made, checks, invalid, valid, drills) = tokio::try_join!(
         v(format!("max by (kind) (changes({newest}[{d}]))")),
         v(format!("max by (kind) (changes({checked}[{d}]))")),
         v(format!("max by (kind, reason) (increase({invalid}[{d}]))")),
         v(format!("min by (kind) (last_over_time({valid}[{d}]))")),
+        v(format!("max by (result) (increase({drills}[{d}]))")),
     )?;
     let mut out: BTreeMap<String, KindBackups> = BTreeMap::new();
     for (l, n) in &made {
@@ -66,7 +73,13 @@ pub async fn backups(
     for (l, n) in &valid {
         kind_of(&mut out, l).newest_valid = Some(*n >= 1.0);
     }
-    Ok(out.into_values().collect())
+    Ok(Backups {
+        kinds: out.into_values().collect(),
+        drills: drills
+            .iter()
+            .map(|(l, n)| (label(l, "result"), n.round()))
+            .collect(),
+    })
 }
 
 fn kind_of<'a>(out: &'a mut BTreeMap<String, KindBackups>, l: &Labels) -> &'a mut KindBackups {
@@ -78,9 +91,21 @@ fn kind_of<'a>(out: &'a mut BTreeMap<String, KindBackups>, l: &Labels) -> &'a mu
 }
 
 /// A kind with an invalid file in the period, or whose newest file does
-/// not read back: critical, as a restore from it would fail.
-pub fn findings(kinds: &[KindBackups]) -> Vec<Finding> {
-    kinds
+/// not read back: critical, as a restore from it would fail. A drill that
+/// failed or was refused: a warning.
+pub fn findings(b: &Backups) -> Vec<Finding> {
+    let failed_drills: f64 = ["failed", "refused"]
+        .iter()
+        .filter_map(|r| b.drills.get(*r))
+        .sum();
+    let drill = (failed_drills > 0.0).then(|| Finding {
+        kind: "backup_drill_failed",
+        severity: Severity::Warning,
+        value: failed_drills,
+        threshold: 0.0,
+        subject: Subject::default(),
+    });
+    b.kinds
         .iter()
         .filter_map(|k| {
             let invalid: f64 = k.invalid.values().sum();
@@ -95,12 +120,14 @@ pub fn findings(kinds: &[KindBackups]) -> Vec<Finding> {
                 },
             })
         })
+        .chain(drill)
         .collect()
 }
 
 /// The section, in Markdown.
-pub fn render(w: &mut String, kinds: &[KindBackups], lang: Lang) {
-    let (title, none, header, yes, no, unknown) = match lang {
+pub fn render(w: &mut String, b: &Backups, lang: Lang) {
+    let kinds = &b.kinds;
+    let (title, none, header, yes, no, unknown, drills) = match lang {
         Lang::En => (
             "Backups",
             "No backup metrics in the period (llmchat_backup_*).",
@@ -108,6 +135,7 @@ pub fn render(w: &mut String, kinds: &[KindBackups], lang: Lang) {
             "yes",
             "**no**",
             "not checked",
+            "Restore drills: ",
         ),
         Lang::Zh => (
             "备份",
@@ -116,6 +144,7 @@ pub fn render(w: &mut String, kinds: &[KindBackups], lang: Lang) {
             "是",
             "**否**",
             "未校验",
+            "恢复演练：",
         ),
     };
     let _ = writeln!(w, "## {title}\n");
@@ -148,6 +177,14 @@ pub fn render(w: &mut String, kinds: &[KindBackups], lang: Lang) {
         );
     }
     w.push('\n');
+    if !b.drills.is_empty() {
+        let runs: Vec<String> = b
+            .drills
+            .iter()
+            .map(|(result, n)| format!("{n} {}", cell(result)))
+            .collect();
+        let _ = writeln!(w, "{drills}{}\n", runs.join(", "));
+    }
 }
 
 #[cfg(test)]
@@ -174,9 +211,18 @@ mod tests {
             newest_valid: Some(true),
             ..KindBackups::default()
         };
-        let f = findings(&[bad, newest_bad, fine]);
+        let mut b = Backups {
+            kinds: vec![bad, newest_bad, fine],
+            drills: BTreeMap::new(),
+        };
+        let f = findings(&b);
         let kinds: Vec<_> = f.iter().map(|f| f.subject.backup_kind.clone()).collect();
         assert_eq!(kinds, [Some("database".into()), Some("uploads".into())]);
         assert!(f.iter().all(|f| f.severity == Severity::Critical));
+        b.drills.insert("succeeded".into(), 29.0);
+        assert_eq!(findings(&b).len(), 2, "a succeeded drill is no finding");
+        b.drills.insert("failed".into(), 1.0);
+        let f = findings(&b);
+        assert_eq!(f.last().map(|f| f.kind), Some("backup_drill_failed"));
     }
 }

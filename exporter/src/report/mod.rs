@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-pub use backups::KindBackups;
+pub use backups::{Backups, KindBackups};
 pub use deploys::{Deploy, DeployHour};
 pub use llm::LlmUsage;
 pub use model::{Finding, Report, Severity, Source};

@@ -197,8 +197,8 @@ pub struct Report {
     pub deploys: Vec<super::Deploy>,
     /// Tokens, spend, time to first token and provider errors.
     pub llm: super::LlmUsage,
-    /// Backups made, read back and found invalid, per kind.
-    pub backups: Vec<super::KindBackups>,
+    /// Backups made, read back and found invalid, per kind; the drills.
+    pub backups: super::Backups,
     pub findings: Vec<Finding>,
 }
 

@@ -269,6 +269,10 @@ pub fn finding(f: &Finding, lang: Lang) -> String {
             v,
             name(&s.backup_kind)
         ),
+        ("backup_drill_failed", Lang::En) => format!(
+            "{v} restore drill(s) failed or were refused in the period"
+        ),
+        ("backup_drill_failed", Lang::Zh) => format!("本时段有 {v} 次恢复演练失败或被拒绝"),
         ("agent_cost_per_message", Lang::En) => format!(
             "Agent {}'s LLM cost per message is {:.2} times the previous period's (threshold {})",
             name(&s.agent_id),
@@ -312,6 +316,8 @@ pub fn advice(kind: &str, lang: Lang, context: &str) -> String {
         ("agent_errors", Lang::Zh) => "逐个检查这些智能体的模型服务商 (状态、配额、凭证)：",
         ("backup_invalid", Lang::En) => "Keep the last backup that reads back until a new one does; see the runbook of LLMChatBackupInvalid (the exporter's log names each file and why).",
         ("backup_invalid", Lang::Zh) => "在新备份通过回读校验之前，保留最后一个可回读的备份；参见 LLMChatBackupInvalid 的处理手册 (导出器日志会列出每个文件及原因)。",
+        ("backup_drill_failed", Lang::En) => "Read the exporter's log for each drill's reason (the restore, the row counts, a refused scratch database); see the runbook of LLMChatBackupDrillFailing.",
+        ("backup_drill_failed", Lang::Zh) => "在导出器日志中查看每次演练的原因 (恢复失败、行数不符或临时数据库被拒绝)；参见 LLMChatBackupDrillFailing 的处理手册。",
         ("agent_cost_per_message", Lang::En) => "Compare the agent's input tokens per request and its model with the previous period (LLM usage & cost dashboard): a longer prompt or history, a pricier model, or lost prompt caching; see the runbook of LLMChatMonthlyBudgetForecast.",
         ("agent_cost_per_message", Lang::Zh) => "对比该智能体每次请求的输入 token 与所用模型和上一时段的差异 (LLM 用量与费用仪表盘)：提示词或历史变长、换了更贵的模型，或提示缓存失效；参见 LLMChatMonthlyBudgetForecast 的处理手册。",
         ("alerts", Lang::En) => "Review the alerts that fired (table above) with their runbooks (docs/runbooks.md); the longest:",

@@ -4,6 +4,7 @@
 mod backends;
 mod background;
 mod backup_check;
+mod backup_drill;
 mod config;
 mod deploys;
 mod exposition;

@@ -63,25 +63,37 @@ fn generate() -> Vec<Series> {
     generate_between(FROM - 86_400, TO + 3600)
 }
 
+/// A counter from 0 at `start`, growing by `inc(t)` in the step starting
+/// at `t`, until `end`.
+fn counter_series(
+    name: &str,
+    labels: String,
+    start: i64,
+    end: i64,
+    inc: &dyn Fn(i64) -> f64,
+) -> Series {
+    let mut v = 0.0;
+    let mut points = vec![(start, 0.0)];
+    let mut t = start;
+    while t < end {
+        v += inc(t);
+        t += STEP;
+        points.push((t, v));
+    }
+    Series {
+        name: name.into(),
+        labels,
+        points,
+    }
+}
+
 /// The same series between `start` and `end` (a server that keeps less,
 /// or more, than the month).
 pub(crate) fn generate_between(start: i64, end: i64) -> Vec<Series> {
     let job = r#"job="llmchat-exporter",instance="a:9842""#;
     let mut out = Vec::new();
     let mut counter = |name: &str, labels: String, inc: &dyn Fn(i64) -> f64| {
-        let mut v = 0.0;
-        let mut points = vec![(start, 0.0)];
-        let mut t = start;
-        while t < end {
-            v += inc(t);
-            t += STEP;
-            points.push((t, v));
-        }
-        out.push(Series {
-            name: name.into(),
-            labels,
-            points,
-        });
+        out.push(counter_series(name, labels, start, end, inc));
     };
     let n = |t: i64| (rate(t) * STEP) as f64;
     let shares: [(&str, &dyn Fn(i64) -> f64); 3] = [
@@ -310,6 +322,31 @@ fn backup_series(out: &mut Vec<Series>, start: i64, end: i64) {
             }
         });
     }
+    // The restore drill at 03:00 every day; October 12's failed.
+    let drill_day = FROM + 11 * 86_400 + 10_800;
+    for (result, counts) in [
+        (
+            "succeeded",
+            &(|day: i64| day != drill_day) as &dyn Fn(i64) -> bool,
+        ),
+        ("failed", &|day: i64| day == drill_day),
+    ] {
+        out.push(Series {
+            name: "llmchat_backup_drill_runs_total".into(),
+            labels: format!(r#"{job},result="{result}""#),
+            points: (start..=end)
+                .step_by(STEP as usize)
+                .map(|t| {
+                    let first = (start - 10_800).div_euclid(86_400) + 1;
+                    let last = (t - 10_800).div_euclid(86_400);
+                    let n = (first..=last)
+                        .filter(|d| counts(d * 86_400 + 10_800))
+                        .count();
+                    (t, n as f64)
+                })
+                .collect(),
+        });
+    }
     out.push(Series {
         name: "llmchat_backup_invalid_files_total".into(),
         labels: format!(r#"{job},kind="database",reason="truncated""#),
@@ -343,19 +380,7 @@ fn chat_and_llm(out: &mut Vec<Series>, start: i64, end: i64) {
         } else {
             start
         };
-        let mut v = 0.0;
-        let mut points = vec![(start, 0.0)];
-        let mut t = start;
-        while t < end {
-            v += inc(t);
-            t += STEP;
-            points.push((t, v));
-        }
-        out.push(Series {
-            name: name.into(),
-            labels,
-            points,
-        });
+        out.push(counter_series(name, labels, start, end, inc));
     };
     for (agent, status, per_step) in [
         ("gpt-4o", "success", 100.0),
@@ -912,6 +937,7 @@ fn monthly_report_from_a_real_prometheus() {
         ("agent_errors", "warning", "agent_id=claude"),
         ("agent_cost_per_message", "warning", "agent_id=qwen"),
         ("backup_invalid", "critical", "backup_kind=database"),
+        ("backup_drill_failed", "warning", ""),
     ]
     .iter()
     .map(|(k, s, x)| (k.to_string(), s.to_string(), x.to_string()))
@@ -920,7 +946,7 @@ fn monthly_report_from_a_real_prometheus() {
 
     // Backups: one a night per kind, each read back, October 12's dump
     // truncated; the newest of each reads back at the month's end.
-    let backups: Vec<(String, f64, f64, f64, bool)> = r["backups"]
+    let backups: Vec<(String, f64, f64, f64, bool)> = r["backups"]["kinds"]
         .as_array()
         .unwrap()
         .iter()
@@ -941,6 +967,9 @@ fn monthly_report_from_a_real_prometheus() {
             ("uploads".to_string(), 30.0, 30.0, 0.0, true),
         ]
     );
+    // The restore drills: one a night, October 12's failed.
+    assert_eq!(r["backups"]["drills"]["succeeded"], 29.0);
+    assert_eq!(r["backups"]["drills"]["failed"], 1.0);
 
     // LLM usage, against the generator's own figures (8,640 steps): tokens
     // per agent and model, spend to the cent, the top agents by spend per

@@ -285,13 +285,20 @@ impl Stack {
         }
         let backups = d.join("backups");
         std::fs::create_dir_all(&backups).unwrap();
-        // Backups that read back: a plain dump with pg_dump's trailer, a
-        // real tar.gz (the exporter checks both within a second here).
-        std::fs::write(
-            backups.join("database_20261126_020000.sql"),
-            "--\n-- PostgreSQL database dump\n--\n\nSELECT 1;\n\n--\n-- PostgreSQL database dump complete\n--\n\n",
-        )
-        .unwrap();
+        // Backups that read back: a real pg_dump of the stack's database
+        // (an hour old, so settled; the restore drill restores it into
+        // llmchat_drill), a real tar.gz (checked within a second here).
+        let dump = backups.join("database_20261126_020000.sql");
+        std::fs::write(&dump, pg.dump(&["--format=plain"])).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&dump)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        pg.psql_db("postgres", "CREATE DATABASE llmchat_drill");
+        // The live counts the drill compares with (n_live_tup) now.
+        pg.psql("ANALYZE");
         let archived = Command::new("tar")
             .arg("czf")
             .arg(backups.join("application_20261126_020000.tar.gz"))
@@ -310,8 +317,15 @@ impl Stack {
         let exporter_config = d.join("exporter.toml");
         std::fs::write(
             &exporter_config,
-            "[chat.llm.prices.claude-3-5-sonnet]\ninput = 3.0\noutput = 15.0\ncurrency = \"USD\"\n\
-             [chat.llm.budget]\ncurrency = \"USD\"\ndaily = 500.0\nmonthly = 10000.0\n",
+            format!(
+                "[chat.llm.prices.claude-3-5-sonnet]\ninput = 3.0\noutput = 15.0\ncurrency = \"USD\"\n\
+                 [chat.llm.budget]\ncurrency = \"USD\"\ndaily = 500.0\nmonthly = 10000.0\n\
+                 [backup.drill]\nenabled = true\nscratch_url = \"postgres://postgres@127.0.0.1:{}/llmchat_drill\"\n\
+                 psql = \"{}\"\npg_restore = \"{}\"\n",
+                pg.port,
+                Postgres::psql_program().display(),
+                Postgres::pg_restore().display()
+            ),
         )
         .unwrap();
         procs.push(Proc::spawn(

@@ -187,6 +187,25 @@ fn four_faults_alert_notify_recover_and_resolve_through_the_real_chain() {
         .channels("LLMChatNotificationsFailing", "firing")
         .is_empty());
 
+    // The restore drill restored the stack's own dump into its scratch
+    // database, counts matching; the backups read back.
+    for (expr, what) in [
+        (
+            "llmchat_backup_drill_success == 1",
+            "a successful restore drill",
+        ),
+        (
+            "llmchat_backup_newest_valid{kind=\"database\"} == 1",
+            "the dump read back",
+        ),
+        (
+            "llmchat_backup_newest_valid{kind=\"application\"} == 1",
+            "the archive read back",
+        ),
+    ] {
+        wait_until(FIRE, what, || !stack.query(expr).is_empty());
+    }
+
     crate::dashboards::every_panel_returns_data(&stack);
 
     // The pair's share of the fault-to-email time, for the README.
