@@ -34,6 +34,10 @@ pub struct DrillConfig {
     /// Daily by default; "168h" for weekly.
     #[serde(with = "duration")]
     pub interval: Duration,
+    /// Whether a drill runs as soon as the exporter starts; by default the
+    /// first one runs an interval later, so an exporter that restarts
+    /// (a deploy, a crash loop) does not restore the database each time.
+    pub run_at_start: bool,
     /// Each statement of the restore and the counts.
     #[serde(with = "duration")]
     pub statement_timeout: Duration,
@@ -55,6 +59,7 @@ impl Default for DrillConfig {
             enabled: false,
             scratch_url: String::new(),
             interval: Duration::from_secs(86_400),
+            run_at_start: false,
             statement_timeout: Duration::from_secs(30 * 60),
             timeout: Duration::from_secs(2 * 3600),
             tables: ["chat_sessions", "messages", "agents"]
@@ -454,6 +459,10 @@ pub async fn drill_loop(
 ) {
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if !config.run_at_start {
+        // The interval's first tick is immediate: skip it.
+        tick.tick().await;
+    }
     loop {
         tick.tick().await;
         let started = Instant::now();

@@ -17,7 +17,7 @@ fn config(dir: &Path, backups: &Path, live: &str, scratch: &str) -> std::path::P
         format!(
             "[database]\nurl = \"{live}\"\n\
              [backup]\ndir = \"{}\"\ncheck = false\nsettle = \"30s\"\n\
-             [backup.drill]\nenabled = true\nscratch_url = \"{scratch}\"\ninterval = \"1h\"\n\
+             [backup.drill]\nenabled = true\nscratch_url = \"{scratch}\"\ninterval = \"1h\"\nrun_at_start = true\n\
              statement_timeout = \"60s\"\ntimeout = \"120s\"\npsql = \"{}\"\npg_restore = \"{}\"\n",
             backups.display(),
             Postgres::psql_program().display(),
@@ -200,4 +200,33 @@ fn a_scratch_url_naming_the_live_database_exits_64() {
         assert!(err.contains("live database"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
     }
+}
+
+#[test]
+fn by_default_the_first_drill_waits_an_interval_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        dir.path(),
+        "postgres://postgres@127.0.0.1:1/llmchat",
+        "postgres://postgres@127.0.0.1:1/llmchat_drill",
+    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("run_at_start = true\n", "");
+    std::fs::write(&cfg, text).unwrap();
+    let e = Exporter::start(&["--collector.backup", "--config.file", cfg.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let text = e.scrape_text();
+    // Enabled, so its counters are there, all at 0; no run yet.
+    assert_eq!(runs(&text, "failed"), 0.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "llmchat_backup_drill_runs_total",
+            &[("result", "succeeded")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(sample(&text, "llmchat_backup_drill_success", &[]), None);
 }

@@ -320,7 +320,7 @@ impl Stack {
             format!(
                 "[chat.llm.prices.claude-3-5-sonnet]\ninput = 3.0\noutput = 15.0\ncurrency = \"USD\"\n\
                  [chat.llm.budget]\ncurrency = \"USD\"\ndaily = 500.0\nmonthly = 10000.0\n\
-                 [backup.drill]\nenabled = true\nscratch_url = \"postgres://postgres@127.0.0.1:{}/llmchat_drill\"\n\
+                 [backup.drill]\nenabled = true\nrun_at_start = true\nscratch_url = \"postgres://postgres@127.0.0.1:{}/llmchat_drill\"\n\
                  psql = \"{}\"\npg_restore = \"{}\"\n",
                 pg.port,
                 Postgres::psql_program().display(),
