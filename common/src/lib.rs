@@ -31,6 +31,16 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Locks `mutex`, taking the data of one whose holder panicked: every
+/// mutex here guards counters, caches and tables that stay consistent
+/// between statements, and one panicked task must not stop the metrics or
+/// the deliveries of every other.
+pub fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// sysexits EX_USAGE: the command line or the configuration was refused.
 pub const EXIT_USAGE: u8 = 64;
 

@@ -7,6 +7,7 @@
 //! registry. A collector that fails or times out costs its own series and
 //! nothing else: the scrape itself always answers.
 
+use llmchat_common::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,11 +154,11 @@ impl Exporter {
     }
 
     fn remember(&self, results: Vec<CheckResult>) {
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), results));
+        *lock(&self.latest) = Some((Instant::now(), results));
     }
 
     fn fresh_results(&self) -> Option<Vec<CheckResult>> {
-        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = lock(&self.latest);
         latest
             .as_ref()
             .filter(|(at, _)| at.elapsed() < HEALTH_FRESH_FOR)

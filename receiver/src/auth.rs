@@ -11,6 +11,7 @@
 //! characters required at start keeps the token read last, and that is
 //! logged once when it starts and once when it ends.
 
+use llmchat_common::lock;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -64,7 +65,7 @@ impl Auth {
 
     /// The bearer token, re-read first if its file changed.
     fn bearer(&self) -> Option<String> {
-        let mut b = self.bearer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = lock(&self.bearer);
         let Some(path) = &self.file else {
             return b.token.clone();
         };

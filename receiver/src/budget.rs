@@ -10,6 +10,7 @@
 //! and unpaced ones (a webhook, read by a program) drain at network speed
 //! and get every alert.
 
+use llmchat_common::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -48,7 +49,7 @@ impl Budget {
     /// whether the rest may still go as this minute's digest. `forced`
     /// are taken whatever is left (critical alerts).
     fn take(&self, channel: &'static str, wanted: usize, forced: usize) -> (usize, bool) {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = lock(&self.used);
         let w = used.entry(channel).or_insert(Window {
             started: Instant::now(),
             used: 0,

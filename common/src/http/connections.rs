@@ -16,6 +16,7 @@
 //! Counted in `*_http_connections_closed_total{reason}` and
 //! `*_http_connections_open`; the cap in force is `*_http_connections_max`.
 
+use crate::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -157,7 +158,7 @@ impl Connections {
     /// Takes a slot for a new connection, closing the longest-waiting idle
     /// one at the cap; `None` when every slot has a request being handled.
     pub fn admit(self: &Arc<Self>) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = lock(&self.open);
         if open.len() >= self.cap {
             let victim = open
                 .values()
@@ -275,7 +276,7 @@ pub enum Waiting {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = lock(&self.table.open);
         // Absent when it was evicted (and already uncounted).
         if open.remove(&self.conn.id).is_some() {
             self.table.open_gauge.dec();

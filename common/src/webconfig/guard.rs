@@ -1,6 +1,7 @@
 //! [`WebGuard`]: the web-config file in force, what the server asks of
 //! each connection and request, and its re-reading (on change or SIGHUP).
 
+use crate::lock;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,7 +112,7 @@ impl WebGuard {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
                 for cache in [&self.passed, &self.failed] {
-                    cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    lock(cache).clear();
                 }
                 self.reloads
                     .get_or_create(&ReloadLabels { result: "success" })
@@ -213,21 +214,10 @@ impl WebGuard {
             digest.update(part.as_bytes());
         }
         let key: [u8; 32] = digest.finalize().into();
-        if hash.is_some()
-            && self
-                .passed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key)
-        {
+        if hash.is_some() && lock(&self.passed).contains(&key) {
             return Ok(());
         }
-        if self
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key)
-        {
+        if lock(&self.failed).contains(&key) {
             return Err(AuthError::Wrong);
         }
         let permit = self.auth_slot().await?;
@@ -246,7 +236,7 @@ impl WebGuard {
         .unwrap_or(false);
         // Bounded: a flood of distinct passwords cannot grow either cache.
         let cache = if ok { &self.passed } else { &self.failed };
-        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(cache);
         if cache.len() >= 1024 {
             cache.clear();
         }

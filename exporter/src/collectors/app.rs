@@ -5,6 +5,7 @@
 //! `llmchat_app_start_time_seconds`, which the deploy rules and
 //! `verify-deployment` read.
 
+use llmchat_common::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -296,7 +297,7 @@ impl AppCollector {
     /// `info{version}` and `start_time_seconds` from the body's `version`
     /// and `uptime`; each absent when the backend does not report it.
     fn version_series(&self, s: &mut Snapshot, body: &serde_json::Value) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         if let Some(reported) = body.get("version").and_then(|v| v.as_str()) {
             let version = if self.version_pattern.is_match(reported) {
                 state.rejected = None;

@@ -12,6 +12,7 @@
 //! `*_query_interval_seconds`, and logs when it starts failing and when it
 //! recovers, not on every run.
 
+use llmchat_common::lock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -133,7 +134,7 @@ impl Job {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, JobState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// The last value, unless it is [`FRESH_INTERVALS`] intervals old.
@@ -219,14 +220,11 @@ pub struct Tasks(Mutex<Vec<tokio::task::JoinHandle<()>>>);
 
 impl Tasks {
     pub fn push(&self, handle: tokio::task::JoinHandle<()>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(handle);
+        lock(&self.0).push(handle);
     }
 
     pub fn stop(&self) {
-        for h in self.0.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for h in lock(&self.0).drain(..) {
             h.abort();
         }
     }

@@ -5,6 +5,7 @@
 //!
 //! Everything is read with sysinfo on each scrape, on a blocking thread.
 
+use llmchat_common::lock;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -373,24 +374,24 @@ impl Source for HostCollector {
         let snapshot = self.snapshot.clone();
         Box::pin(async move {
             let fresh = tokio::task::spawn_blocking(move || {
-                let mut reader = reader.lock().unwrap_or_else(|p| p.into_inner());
+                let mut reader = lock(&reader);
                 reader.read()
             })
             .await
             .map_err(|e| HostError::Join(e.to_string()))?;
-            *snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
+            *lock(&snapshot) = Some(fresh);
             Ok(())
         })
     }
 
     fn clear(&self) {
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.snapshot) = None;
     }
 }
 
 impl Collector for HostCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let guard = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = lock(&self.snapshot);
         let Some(s) = guard.as_ref() else {
             return Ok(());
         };
@@ -473,7 +474,7 @@ pub struct BackendMetrics(pub Arc<HostCollector>);
 
 impl Collector for BackendMetrics {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let guard = self.0.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = lock(&self.0.snapshot);
         let Some(s) = guard.as_ref() else {
             return Ok(());
         };

@@ -4,6 +4,7 @@
 //! and encoded at scrape time. Label keys are code constants (or, for
 //! custom queries, configured), so label sets stay bounded.
 
+use llmchat_common::lock;
 use std::borrow::Cow;
 use std::sync::Mutex;
 
@@ -162,7 +163,7 @@ impl Published {
     }
 
     pub fn set(&self, snapshot: Snapshot) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        *lock(&self.current) = snapshot;
     }
 
     pub fn set_down(&self) {
@@ -188,9 +189,6 @@ impl Published {
     }
 
     pub fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .encode(e)
+        lock(&self.current).encode(e)
     }
 }

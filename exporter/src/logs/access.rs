@@ -8,6 +8,7 @@
 //! into the shared totals under one lock per batch; a scrape encodes the
 //! totals.
 
+use llmchat_common::lock;
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
@@ -332,7 +333,7 @@ impl Sink for AccessSink {
         if self.batch.routes.is_empty() {
             return;
         }
-        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut totals = lock(&self.totals);
         let totals = &mut *totals;
         for ((method, route), batch) in self.batch.routes.drain() {
             let route = self.routes.name(route).clone();
@@ -440,7 +441,7 @@ impl Source for AccessCollector {
 
 impl Collector for AccessCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let totals = lock(&self.totals);
         counter_family(
             &mut e,
             "requests",

@@ -7,6 +7,7 @@
 //! Counting happens on a background thread fed by [`crate::logs::tail`]; a scrape
 //! only stats the files for presence and last-write time.
 
+use llmchat_common::lock;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
@@ -330,7 +331,7 @@ impl Source for LogCollector {
             .await
             .map_err(|e| LogsError::Join(e.to_string()))?;
             {
-                let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+                let mut states = lock(&self.states);
                 for (state, meta) in states.iter_mut().zip(stats) {
                     state.exists = meta.is_some();
                     state.size = meta.as_ref().map_or(0, |m| m.len());
@@ -358,7 +359,7 @@ impl Source for LogCollector {
 
 impl Collector for LogCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let states = lock(&self.states);
         gauge_family(
             &mut e,
             "file_exists",

@@ -8,6 +8,7 @@
 
 // FxHash, as access.rs: several map updates per chat event, keys bounded
 // (max_agents, max_models, max_providers) so hash flooding has no room.
+use llmchat_common::lock;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -394,7 +395,7 @@ impl ChatRecorder {
                 }
             }
         }
-        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut totals = lock(&self.totals);
         let b = &mut self.batch;
         add(&mut totals.messages, &mut b.messages);
         add(&mut totals.tokens, &mut b.tokens);
@@ -449,7 +450,7 @@ pub fn new(config: &ChatConfig) -> (ChatRecorder, ChatCollector) {
 
 impl Collector for ChatCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let totals = lock(&self.totals);
         counter_family(
             &mut e,
             "messages",

@@ -22,6 +22,7 @@
 //! - what a path holds ([`PathState`]) is logged when it changes, not on
 //!   every poll, and the sink is told whether the path is readable.
 
+use llmchat_common::lock;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -395,7 +396,7 @@ impl Handle {
     }
 
     pub fn stop(&self) {
-        if let Some(tx) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(tx) = lock(&self.stop).take() {
             let _ = tx.send(());
         }
     }

@@ -3,6 +3,7 @@
 //! create-blocks-from openmetrics`. Expected figures are computed here from
 //! the generator, independently of PromQL.
 
+use llmchat_common::lock;
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -568,7 +569,7 @@ fn blocks_of(series: &[Series]) -> std::path::PathBuf {
     text.hash(&mut hasher);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("report-blocks-{:016x}", hasher.finish()));
-    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = lock(&MAKING);
     if dir.join("done").exists() {
         return dir;
     }

@@ -6,6 +6,7 @@
 //! reach the shared lock is `skipped_unavailable` however the decisions
 //! of one post interleave.
 
+use llmchat_common::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +42,7 @@ impl Scopes {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.0)
     }
 
     /// Takes `scope` for a decision, waiting up to `wait` for another

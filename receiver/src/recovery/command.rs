@@ -6,6 +6,7 @@
 //! whole group gets SIGTERM, then SIGKILL after the grace period, so no
 //! child or grandchild outlives the run.
 
+use llmchat_common::lock;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -111,13 +112,13 @@ struct Capture(Mutex<Vec<u8>>);
 
 impl Capture {
     fn push(&self, chunk: &[u8]) {
-        let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = lock(&self.0);
         let room = OUTPUT_LIMIT.saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
 
     fn text(&self) -> String {
-        let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let buf = lock(&self.0);
         super::output_text(&buf)
     }
 }

@@ -23,6 +23,7 @@ pub mod redis_cleanup;
 mod share;
 pub mod signal;
 
+use llmchat_common::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,7 +214,7 @@ impl Recovery {
             }
             match alert.status {
                 Status::Resolved => {
-                    let map = self.cancellable.lock().unwrap_or_else(|p| p.into_inner());
+                    let map = lock(&self.cancellable);
                     for name in names {
                         if let Some(tx) = map.get(&(name, alert.fingerprint.clone())) {
                             let _ = tx.send(true);
@@ -257,10 +258,7 @@ impl Recovery {
         let (tx, cancel) = tokio::sync::watch::channel(false);
         let key = (action.name.clone(), alert.fingerprint.clone());
         if action.config.cancel_on_resolve {
-            self.cancellable
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), tx);
+            lock(&self.cancellable).insert(key.clone(), tx);
         }
         let outcome = action
             .effect
@@ -271,10 +269,7 @@ impl Recovery {
             })
             .await;
         if action.config.cancel_on_resolve {
-            self.cancellable
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            lock(&self.cancellable).remove(&key);
         }
         outcome
     }

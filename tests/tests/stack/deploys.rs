@@ -5,6 +5,7 @@
 //! once, with the previous version in its environment, and not the
 //! restart; a repeat of the same alert runs nothing.
 
+use llmchat_common::lock;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ fn lines(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn a_bad_deploy_is_judged_alerted_and_rolled_back_once() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = lock(&ONE_AT_A_TIME);
     let stack = Stack::start(Options {
         receivers: 1,
         alertmanagers: 1,

@@ -7,6 +7,7 @@
 //! and Alertmanager run the stack's own files (rules scaled, addresses
 //! substituted, the receiver listed three times).
 
+use llmchat_common::lock;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -372,7 +373,7 @@ impl Fleet {
 
 #[test]
 fn a_fault_on_one_host_alerts_recovers_and_notifies_there_only() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = lock(&ONE_AT_A_TIME);
     let mut fleet = Fleet::start();
     std::thread::sleep(Duration::from_secs(6));
 

@@ -4,6 +4,7 @@
 //! notification must still reach each channel exactly once, and the
 //! recovery action must run once.
 
+use llmchat_common::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use crate::harness::{wait_until, Options, Stack, ONE_AT_A_TIME};
 
 #[test]
 fn an_alertmanager_pair_over_two_receivers_on_one_store_delivers_each_notification_once() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = lock(&ONE_AT_A_TIME);
     let stack = Stack::start(Options {
         receivers: 2,
         alertmanagers: 2,

@@ -4,6 +4,7 @@
 //! Prometheus fires LLMChatProviderDegraded for OpenAI's rate limiting
 //! alone (not before), and it reaches the warning channels.
 
+use llmchat_common::lock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use crate::harness::{wait_until, Options, Stack, ONE_AT_A_TIME};
 
 #[test]
 fn a_provider_that_starts_answering_429_is_the_only_one_named_degraded() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = lock(&ONE_AT_A_TIME);
     let stack = Stack::start(Options {
         receivers: 1,
         alertmanagers: 1,

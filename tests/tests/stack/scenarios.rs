@@ -5,6 +5,7 @@
 //! and resolve when the fault goes. Then every dashboard panel's query
 //! must return data, and the fallback route must bypass the receiver.
 
+use llmchat_common::lock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -67,7 +68,7 @@ fn email_latency(
 
 #[test]
 fn four_faults_alert_notify_recover_and_resolve_through_the_real_chain() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = lock(&ONE_AT_A_TIME);
     let mut stack = Stack::start(Options {
         receivers: 1,
         alertmanagers: 1,
@@ -249,7 +250,7 @@ fn four_faults_alert_notify_recover_and_resolve_through_the_real_chain() {
 /// pass through it (Alertmanager's own fallback email).
 #[test]
 fn the_watchdog_reaches_its_switch_and_a_dead_receiver_is_reported_around_it() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = lock(&ONE_AT_A_TIME);
     let stack = Stack::start(Options {
         receivers: 1,
         alertmanagers: 1,

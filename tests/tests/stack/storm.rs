@@ -4,6 +4,7 @@
 //! within seconds of Alertmanager sending it; Slack gets its minute's
 //! budget and one digest, not a message per warning.
 
+use llmchat_common::lock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -23,7 +24,7 @@ fn push(am: &str, alerts: &serde_json::Value) {
 
 #[test]
 fn a_storm_of_warnings_through_alertmanager_does_not_delay_a_page() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = lock(&ONE_AT_A_TIME);
     let stack = Stack::start(Options {
         receivers: 1,
         alertmanagers: 1,
