@@ -46,9 +46,11 @@ def panel(kind, title, description, unit, targets, w=12, h=8, **extra):
         p["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                         "colorMode": "background", "graphMode": "none"}
     thresholds = extra.pop("thresholds", None)
+    # Green below the first step, unless less is worse (days left).
+    base = extra.pop("threshold_base", "green")
     if thresholds:
         d["thresholds"] = {"mode": "absolute",
-                           "steps": [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, c in thresholds]}
+                           "steps": [{"color": base, "value": None}] + [{"color": c, "value": v} for v, c in thresholds]}
         if kind == "timeseries":
             # Drawn: the alert's threshold as a line across the graph.
             d["custom"]["thresholdsStyle"] = {"mode": "line"}
@@ -296,6 +298,9 @@ host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
           "short", [(f"min by (instance) (llmchat_backup_drill_success{{{SEL}}})", "{{instance}} last drill succeeded"),
                     (f"(time() - max by (instance) (llmchat_backup_drill_last_success_timestamp_seconds{{{SEL}}})) / 86400", "{{instance}} days since a success")],
           min=0),
+    panel("timeseries", "Backup disk full in", "When the backup folder's filesystem is full at the last day's rate of shrinking free space (llmchat:backup_filesystem_seconds_until_full). 365 days is the cap, and what a filesystem whose free space does not shrink shows. Under a day or two, see LLMChatBackupDiskFillsBeforeNextBackup's runbook.",
+          "s", [(f"min by (instance, mountpoint) (llmchat:backup_filesystem_seconds_until_full{{{SEL}}})", "{{instance}} {{mountpoint}}")],
+          min=0, thresholds=[(7 * 86400, "green")], threshold_base="red"),
 ])
 
 N = f"llmchat_receiver_notifications_total{{{RSEL}}}"

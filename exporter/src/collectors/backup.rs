@@ -6,6 +6,7 @@
 //! size, and whether the newest file that is complete can be read back:
 //! `backup_check.rs` checks each new file once, in the background.
 
+use llmchat_common::lock;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::backup_check::{self, Invalid, Seen, SharedState};
 use super::backup_drill::{self, DrillConfig, SharedDrill};
@@ -165,6 +166,7 @@ pub struct BackupCollector {
     /// The restore drill's outcomes; published only when it is enabled.
     drill: SharedDrill,
     drill_enabled: bool,
+    filesystem: Arc<FilesystemOf>,
 }
 
 impl std::fmt::Debug for BackupCollector {
@@ -181,6 +183,7 @@ impl BackupCollector {
             checks: SharedState::default(),
             drill: SharedDrill::default(),
             drill_enabled: config.drill.enabled,
+            filesystem: Arc::default(),
         }
     }
 }
@@ -198,9 +201,42 @@ struct Listing {
     filesystem: Option<(String, u64, u64)>,
 }
 
-/// The filesystem holding `dir`: the mount with the longest mount point
-/// that contains it (a backup disk mounted under /backups, or the root).
-fn filesystem_of(dir: &std::path::Path) -> Option<(String, u64, u64)> {
+/// The filesystem holding the backup folder: one statvfs(2) per scrape
+/// for its size and free space; its mount point (the `mountpoint` label)
+/// looked up in the mount table only when the folder's device changes, as
+/// when a backup disk is mounted under it, not on every scrape.
+#[derive(Debug, Default)]
+struct FilesystemOf {
+    /// The folder's device and the mount point found for it.
+    mount: Mutex<Option<(u64, String)>>,
+}
+
+impl FilesystemOf {
+    /// Mount point, size and bytes available to unprivileged writers.
+    fn read(&self, dir: &std::path::Path) -> Option<(String, u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let device = std::fs::metadata(dir).ok()?.dev();
+        let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+        let fragment = stat.fragment_size();
+        let size = stat.blocks().saturating_mul(fragment);
+        let available = stat.blocks_available().saturating_mul(fragment);
+        let mut mount = lock(&self.mount);
+        let mountpoint = match mount.as_ref() {
+            Some((d, point)) if *d == device => point.clone(),
+            _ => {
+                let point = mount_point_of(dir)?;
+                *mount = Some((device, point.clone()));
+                point
+            }
+        };
+        Some((mountpoint, size, available))
+    }
+}
+
+/// The mount with the longest mount point that contains `dir` (a backup
+/// disk mounted under /backups, or the root); sysinfo reads the mount
+/// table.
+fn mount_point_of(dir: &std::path::Path) -> Option<String> {
     let dir = dir.canonicalize().ok()?;
     let mut disks = sysinfo::Disks::new().ok()?;
     disks.refresh(true);
@@ -208,13 +244,7 @@ fn filesystem_of(dir: &std::path::Path) -> Option<(String, u64, u64)> {
         .iter()
         .filter(|d| dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map(|d| {
-            (
-                d.mount_point().to_string_lossy().into_owned(),
-                d.total_space(),
-                d.available_space(),
-            )
-        })
+        .map(|d| d.mount_point().to_string_lossy().into_owned())
 }
 
 fn scan(dir: &std::path::Path) -> Result<Listing, std::io::Error> {
@@ -222,7 +252,6 @@ fn scan(dir: &std::path::Path) -> Result<Listing, std::io::Error> {
         newest: vec![Newest::default(); KINDS.len()],
         ..Listing::default()
     };
-    out.filesystem = filesystem_of(dir);
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -278,7 +307,7 @@ async fn check_loop(config: BackupConfig, state: SharedState) {
     if pg_restore.is_none() {
         tracing::info!(
             program = %config.pg_restore.display(),
-            "pg_restore not found: custom-format dumps get their header checked only"
+            "pg_restore not found: custom-format dumps are read by the exporter (header, table of contents, data blocks), their compressed data not inflated"
         );
     }
     let mut tick = tokio::time::interval(config.check_interval);
@@ -314,11 +343,17 @@ impl Source for BackupCollector {
 
     fn refresh(&self) -> BoxFuture<'_, Result<(), RefreshError>> {
         let dir = self.dir.clone();
+        let filesystem = self.filesystem.clone();
         Box::pin(async move {
-            let listing = tokio::task::spawn_blocking(move || scan(&dir))
-                .await
-                .map_err(BackupError::Join)?
-                .map_err(BackupError::List)?;
+            let listing = tokio::task::spawn_blocking(move || {
+                scan(&dir).map(|mut listing| {
+                    listing.filesystem = filesystem.read(&dir);
+                    listing
+                })
+            })
+            .await
+            .map_err(BackupError::Join)?
+            .map_err(BackupError::List)?;
             let (exists, newest) = (listing.exists, &listing.newest);
             let mut s = Snapshot::default();
             s.gauge(
@@ -414,7 +449,7 @@ impl BackupCollector {
     /// The restore drill: the last run's outcome, duration and rows, the
     /// last success, and runs by result.
     fn publish_drill(&self, s: &mut Snapshot) {
-        let d = self.drill.lock().unwrap_or_else(|p| p.into_inner());
+        let d = lock(&self.drill);
         if let Some(ok) = d.last_ok {
             s.gauge(
                 "drill_success",
@@ -463,7 +498,7 @@ impl BackupCollector {
     /// so the previous one stands meanwhile), when it was judged, and the
     /// running totals.
     fn publish_checks(&self, s: &mut Snapshot, listing: &Listing) {
-        let state = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        let state = lock(&self.checks);
         let mut newest: Vec<(&'static str, &backup_check::Judged)> = Vec::new();
         for (path, kind, _) in &listing.files {
             let Some(j) = state.judged.get(path) else {

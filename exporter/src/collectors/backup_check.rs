@@ -1,19 +1,22 @@
 //! Whether each backup file can be read back, checked once per file in a
 //! background task, never on the scrape path: a plain SQL dump must end
 //! with pg_dump's completion trailer; a custom-format dump (`PGDMP`) is
-//! read to its end by `pg_restore` when installed (its header only
-//! otherwise); a `.tar.gz` is decompressed to its end (so gzip's CRC and
+//! read to its end by `pg_restore` when installed (otherwise its header,
+//! table of contents and data blocks' framing by [`pg_custom_dump`]); a `.tar.gz` is decompressed to its end (so gzip's CRC and
 //! length are checked) and its tar entries listed to the end. A file whose
 //! size or modification time still changes, or changed within `settle`,
 //! is being written and is not judged. Reads go through a byte-rate
 //! budget, so checking a 50 GB archive cannot starve the host's disk.
 
+use llmchat_common::lock;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::pg_custom_dump::{self, CustomDumpError};
 
 /// What is wrong with a backup file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,7 +104,7 @@ pub struct Checked {
 }
 
 /// Judges one file; `pg_restore` is the program to read custom-format
-/// dumps with (`None`: not installed, the header is checked only).
+/// dumps with (`None`: not installed, read by [`pg_custom_dump`]).
 pub fn check_file(path: &Path, bytes_per_second: u64, pg_restore: Option<&Path>) -> Checked {
     let unreadable = Checked {
         verdict: Err(Invalid::Unreadable),
@@ -122,11 +125,7 @@ pub fn check_file(path: &Path, bytes_per_second: u64, pg_restore: Option<&Path>)
     if head[..head_len] == *CUSTOM_MAGIC {
         return match pg_restore {
             Some(program) => check_custom(path, program, bytes_per_second),
-            // The header is all that can be read without pg_restore.
-            None => Checked {
-                verdict: Ok(()),
-                bytes: head_len as u64,
-            },
+            None => check_custom_without_pg_restore(path, bytes_per_second),
         };
     }
     check_plain(&mut file)
@@ -274,6 +273,30 @@ fn check_custom(path: &Path, program: &Path, bytes_per_second: u64) -> Checked {
     }
 }
 
+/// Without pg_restore: the header, the table of contents and every data
+/// block's framing, read by [`pg_custom_dump`]. An archive version newer
+/// than the reader knows passes on its header alone (pg_restore, when
+/// installed, judges it whole).
+fn check_custom_without_pg_restore(path: &Path, bytes_per_second: u64) -> Checked {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Checked {
+            verdict: Err(Invalid::Unreadable),
+            bytes: 0,
+        };
+    };
+    let mut budgeted = Budgeted::new(std::io::BufReader::new(file), bytes_per_second);
+    let verdict = match pg_custom_dump::check(&mut budgeted) {
+        Ok(_) | Err(CustomDumpError::UnknownVersion(_)) => Ok(()),
+        Err(CustomDumpError::Truncated(_)) => Err(Invalid::Truncated),
+        Err(CustomDumpError::Corrupt(_)) => Err(Invalid::Corrupt),
+        Err(CustomDumpError::Io(_)) => Err(Invalid::Unreadable),
+    };
+    Checked {
+        verdict,
+        bytes: budgeted.read,
+    }
+}
+
 /// One file as listed: what makes it the same file.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seen {
@@ -322,7 +345,7 @@ pub fn pass(
 ) -> Vec<(PathBuf, &'static str, Checked)> {
     let mut to_check = Vec::new();
     {
-        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(state);
         let t = now();
         for (path, kind, seen) in files {
             let stable = s.listed.get(path) == Some(seen);
@@ -342,7 +365,7 @@ pub fn pass(
     let mut out = Vec::new();
     for (path, kind, seen) in to_check {
         let checked = check_file(&path, bytes_per_second, pg_restore);
-        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(state);
         *s.checked_bytes.entry(kind).or_default() += checked.bytes;
         if let Err(reason) = checked.verdict {
             *s.invalid.entry((kind, reason)).or_default() += 1;

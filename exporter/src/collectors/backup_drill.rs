@@ -11,6 +11,7 @@
 //! each run and left untouched. Connection secrets reach the tools through
 //! their environment, never their command line.
 
+use llmchat_common::lock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -336,8 +337,19 @@ async fn restore(
             ],
         )
     };
-    // nice: the drill must not take the CPU from the live database.
-    let mut cmd = tokio::process::Command::new("nice");
+    // nice and ionice: reading the dump must take neither the CPU nor the
+    // disk from the live database (best-effort class, lowest level; the
+    // idle class could starve the drill forever on a busy disk). ionice
+    // is util-linux's, on every Debian host; where it is missing the
+    // drill runs under nice alone.
+    let mut cmd = match super::backup_check::find_program(Path::new("ionice")) {
+        Some(ionice) => {
+            let mut cmd = tokio::process::Command::new(ionice);
+            cmd.args(["-c", "2", "-n", "7", "nice"]);
+            cmd
+        }
+        None => tokio::process::Command::new("nice"),
+    };
     cmd.arg("-n")
         .arg("10")
         .arg(program)
@@ -352,8 +364,11 @@ async fn restore(
         .env("PGCONNECT_TIMEOUT", "10")
         .env(
             "PGOPTIONS",
+            // The server does the restore's writing: without waiting for
+            // each commit's WAL flush it fsyncs far less (a scratch
+            // database's rows need no durability).
             format!(
-                "-c statement_timeout={}",
+                "-c statement_timeout={} -c synchronous_commit=off",
                 config.statement_timeout.as_millis()
             ),
         )
@@ -467,7 +482,7 @@ pub async fn drill_loop(
         tick.tick().await;
         let started = Instant::now();
         let outcome = run(&config, &dir, settle, &live_url).await;
-        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&state);
         s.last_duration = started.elapsed().as_secs_f64();
         let result = match &outcome {
             Ok(rows) => {

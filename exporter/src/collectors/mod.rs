@@ -20,6 +20,7 @@ pub mod backup_drill;
 pub mod database;
 pub mod encode;
 pub mod host;
+pub mod pg_custom_dump;
 pub mod redis;
 pub mod snapshot;
 

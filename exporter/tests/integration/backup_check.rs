@@ -4,8 +4,9 @@
 //! flipped byte; a dump still being written; the read budget on a large
 //! archive. Each through the exporter's binary and its metrics.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use llmchat_tests::services::{Postgres, LLMCHAT_SCHEMA};
@@ -59,13 +60,17 @@ fn archive(size: usize) -> Vec<u8> {
 }
 
 fn config(dir: &Path, backups: &Path, budget: u64) -> std::path::PathBuf {
+    config_with(dir, backups, budget, &Postgres::pg_restore())
+}
+
+fn config_with(dir: &Path, backups: &Path, budget: u64, pg_restore: &Path) -> std::path::PathBuf {
     let path = dir.join("exporter.toml");
     std::fs::write(
         &path,
         format!(
             "[backup]\ndir = \"{}\"\ncheck_interval = \"200ms\"\nsettle = \"1s\"\ncheck_bytes_per_second = {budget}\npg_restore = \"{}\"\n",
             backups.display(),
-            Postgres::pg_restore().display()
+            pg_restore.display()
         ),
     )
     .unwrap();
@@ -241,6 +246,105 @@ fn real_dumps_and_archives_read_back_and_each_truncation_or_flipped_byte_is_caug
     assert!(
         log.contains("reason=\"corrupt\"") || log.contains("reason=corrupt"),
         "{log}"
+    );
+}
+
+/// The exporter's image has no pg_restore: custom dumps are then read by
+/// the exporter itself, and each cut is still caught, also one that ends
+/// exactly between two data blocks (found by walking the blocks).
+#[test]
+fn without_pg_restore_a_custom_dump_is_read_to_its_end_and_every_cut_caught() {
+    let pg = Postgres::start();
+    pg.psql(LLMCHAT_SCHEMA);
+    pg.psql(
+        "INSERT INTO messages (session_id, created_at, content) SELECT g % 7 + 1, now(), repeat('message ' || g, 20) FROM generate_series(1, 2000) g; SELECT lo_from_bytea(0, 'a large object'::bytea)",
+    );
+    let custom = pg.dump(&["--format=custom"]);
+    let uncompressed = pg.dump(&["--format=custom", "--compress=0"]);
+    // The large objects' block comes last: its dump id, from pg_restore's
+    // listing, finds where it starts (type 3, then the id as pg_dump
+    // writes integers: a sign byte and four bytes, least significant
+    // first). A cut there ends exactly between two blocks.
+    let listing = Command::new(Postgres::pg_restore())
+        .arg("--list")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(&custom)?;
+            child.wait_with_output()
+        })
+        .expect("pg_restore --list");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let blobs_id: u32 = listing
+        .lines()
+        .find(|l| l.contains(" BLOBS - BLOBS"))
+        .and_then(|l| l.split(';').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no BLOBS entry: {listing}"));
+    let mut marker = vec![3u8, 0];
+    marker.extend_from_slice(&blobs_id.to_le_bytes());
+    let blobs = custom
+        .windows(marker.len())
+        .rposition(|w| w == marker)
+        .expect("the large objects block");
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let day = Duration::from_secs(86_400);
+    put(&backups, "database_20261101_020000.sql", &custom, day * 9);
+    put(
+        &backups,
+        "database_20261102_020000.sql",
+        &uncompressed,
+        day * 8,
+    );
+    let mut age = day * 7;
+    let cuts = [8, 40, 400, custom.len() / 2, blobs, custom.len() - 1];
+    for (i, cut) in cuts.iter().enumerate() {
+        put(
+            &backups,
+            &format!("database_2026111{i}_020000.sql"),
+            &custom[..*cut],
+            age,
+        );
+        age -= Duration::from_secs(3600);
+    }
+    let e = start(&config_with(
+        dir.path(),
+        &backups,
+        256 << 20,
+        Path::new("/nonexistent/pg_restore"),
+    ));
+    let text = e.scrape_when("every dump judged", |t| {
+        invalid(t, "database", "truncated") + invalid(t, "database", "corrupt") >= cuts.len() as f64
+    });
+    assert_eq!(
+        invalid(&text, "database", "truncated"),
+        cuts.len() as f64,
+        "{text}"
+    );
+    assert_eq!(invalid(&text, "database", "corrupt"), 0.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "llmchat_backup_checked_bytes_total",
+            &[("kind", "database")]
+        ),
+        Some((custom.len() + uncompressed.len() + cuts.iter().sum::<usize>()) as f64),
+        "every byte of every dump read"
+    );
+    // The two whole dumps passed: the newest valid one is the newest
+    // whole one only once the cut ones are gone.
+    for i in 0..cuts.len() {
+        std::fs::remove_file(backups.join(format!("database_2026111{i}_020000.sql"))).unwrap();
+    }
+    e.scrape_when("the newest dump is the whole one", |t| {
+        sample(t, "llmchat_backup_newest_valid", &[("kind", "database")]) == Some(1.0)
+    });
+    assert!(
+        e.log().contains("pg_restore not found"),
+        "the fallback is said once at start: {}",
+        e.log()
     );
 }
 

@@ -230,3 +230,64 @@ fn by_default_the_first_drill_waits_an_interval_after_start() {
     );
     assert_eq!(sample(&text, "llmchat_backup_drill_success", &[]), None);
 }
+
+/// The restore runs at a lower CPU and I/O priority: a stand-in `psql`
+/// records its own niceness and I/O class, then runs the real one.
+#[test]
+fn the_restore_runs_at_a_lower_cpu_and_io_priority() {
+    let pg = Postgres::start();
+    pg.psql(LLMCHAT_SCHEMA);
+    pg.psql_db("postgres", "CREATE DATABASE drill_priority");
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    put(
+        &backups,
+        "database_20261201_020000.sql",
+        &pg.dump(&["--format=plain"]),
+        4,
+    );
+    let seen = dir.path().join("priority");
+    let wrapper = dir.path().join("psql");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{{ nice; ionice -p $$; }} > '{}'\nexec '{}' \"$@\"\n",
+            seen.display(),
+            Postgres::psql_program().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let scratch = format!("postgres://postgres@127.0.0.1:{}/drill_priority", pg.port);
+    let cfg = config(dir.path(), &backups, &pg.url(), &scratch);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("psql = \"{}\"", Postgres::psql_program().display()),
+        &format!("psql = \"{}\"", wrapper.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let e = Exporter::start(&["--collector.backup", "--config.file", cfg.to_str().unwrap()]);
+    let text = e.scrape_when("a drill result", |t| {
+        sample(t, "llmchat_backup_drill_success", &[]).is_some()
+    });
+    assert_eq!(
+        sample(&text, "llmchat_backup_drill_success", &[]),
+        Some(1.0),
+        "{}",
+        e.log()
+    );
+    let seen = std::fs::read_to_string(&seen).expect("the stand-in psql ran");
+    let mut lines = seen.lines();
+    let own: i32 = String::from_utf8(std::process::Command::new("nice").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        lines.next().and_then(|l| l.trim().parse::<i32>().ok()),
+        Some((own + 10).min(19)),
+        "{seen}"
+    );
+    assert_eq!(lines.next(), Some("best-effort: prio 7"), "{seen}");
+}
