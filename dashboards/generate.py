@@ -301,6 +301,10 @@ host = dashboard("llmchat-host-logs", "LLMChat / Host & logs",
     panel("timeseries", "Backup disk full in", "When the backup folder's filesystem is full at the last day's rate of shrinking free space (llmchat:backup_filesystem_seconds_until_full). 365 days is the cap, and what a filesystem whose free space does not shrink shows. Under a day or two, see LLMChatBackupDiskFillsBeforeNextBackup's runbook.",
           "s", [(f"min by (instance, mountpoint) (llmchat:backup_filesystem_seconds_until_full{{{SEL}}})", "{{instance}} {{mountpoint}}")],
           min=0, thresholds=[(7 * 86400, "green")], threshold_base="red"),
+    panel("stat", "Log files and backup folder present", "Whether each configured log file and the backup folder exist where the exporter looks (absent: not written yet, or nginx or backup.sh not installed on this host; the compose stack creates none of them). A file or folder that appears is read without a restart.",
+          "short", [(f"min by (file) (llmchat_log_file_exists{{{SEL}}})", "{{file}}"),
+                    (f"min(llmchat_backup_dir_exists{{{SEL}}})", "backup folder")],
+          mappings=[(0, "absent", "red"), (1, "present", "green")]),
 ])
 
 N = f"llmchat_receiver_notifications_total{{{RSEL}}}"

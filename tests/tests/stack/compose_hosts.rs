@@ -57,6 +57,65 @@ fn the_image_builds_without_buildkit_with_a_toolchain_new_enough() {
         assert!(!line.contains("--mount"), "BuildKit only: {line}");
         assert!(!line.contains("<<"), "BuildKit only: {line}");
     }
+    // The dependencies compile in a layer of their own, from the recipe
+    // (manifests and Cargo.lock) alone; after it, the build stage copies
+    // the crates' sources only, never the whole context, so an edit to
+    // stack/, rules/ or docs/ rebuilds nothing and a source edit rebuilds
+    // only the workspace's crates.
+    let build_stage = dockerfile
+        .split("\nFROM ")
+        .find(|stage| stage.starts_with("chef AS build"))
+        .expect("a build stage on the chef stage");
+    let cook = build_stage
+        .find("RUN cargo chef cook")
+        .expect("the dependencies cooked in the build stage");
+    let before_cook: Vec<&str> = build_stage[..cook]
+        .lines()
+        .filter(|l| l.starts_with("COPY "))
+        .collect();
+    assert_eq!(
+        before_cook,
+        ["COPY --from=planner /src/recipe.json recipe.json"],
+        "only the recipe may come before the cook"
+    );
+    let allowed = |source: &str| {
+        [
+            "Cargo.toml",
+            "Cargo.lock",
+            "exporter/build.rs",
+            "receiver/templates",
+            "receiver/migrations",
+        ]
+        .contains(&source)
+            || source.ends_with("/Cargo.toml")
+            || source.ends_with("/src")
+    };
+    for line in build_stage[cook..]
+        .lines()
+        .filter(|l| l.starts_with("COPY "))
+    {
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        for source in &words[..words.len() - 1] {
+            assert!(allowed(source), "the build stage copies {source}: {line}");
+        }
+    }
+    // What the binaries are compiled from is all copied: every crate's
+    // src, the receiver's templates (include_str!) and migrations
+    // (sqlx::migrate!).
+    for needed in [
+        "common/src",
+        "exporter/src",
+        "receiver/src",
+        "receiver/templates",
+        "receiver/migrations",
+        "exporter/build.rs",
+    ] {
+        assert!(
+            build_stage[cook..].contains(&format!(" {needed} ")),
+            "{needed} is not copied into the build stage"
+        );
+    }
+
     // The build revision comes in as an argument (no .git in the context).
     assert!(dockerfile.contains("ARG LLMCHAT_BUILD_REVISION"));
     let compose = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
@@ -241,6 +300,80 @@ fn grafana_gets_only_its_two_provisioning_folders_and_repository_mounts_are_labe
             }
         }
     }
+}
+
+/// Docker creates a missing bind source as an empty root-owned folder: the
+/// only host paths bound are the root (there on every host), and the
+/// exporter reads LLMChat's logs and backups under it, at the guide's
+/// paths by default and at the `.env` ones when given.
+#[test]
+fn no_folder_is_created_on_the_host_and_the_exporter_reads_through_the_root() {
+    for file in [
+        "docker-compose.yml",
+        "docker-compose.tls.yml",
+        "docker-compose.longterm.yml",
+        "docker-compose.desktop.yml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let v: Value = serde_yaml_ng::from_str(&text).unwrap();
+        for (name, svc) in services(&v) {
+            for m in strings(&svc["volumes"]) {
+                if m.starts_with('/') || m.starts_with('$') {
+                    let source = m.split(':').next().unwrap();
+                    assert_eq!(source, "/", "{file}: {name} binds host path {m}");
+                    assert!(m.contains(":ro"), "{file}: {name} binds / writable: {m}");
+                }
+            }
+        }
+    }
+    let env = |v: &Value, key: &str| {
+        v["services"]["llmchat-exporter"]["environment"][key]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let v = config(&["docker-compose.yml"]);
+    assert_eq!(
+        env(&v, "LLMCHAT_EXPORTER_LOGS_APP"),
+        "/host/var/log/llmchat/app.log,/host/var/log/llmchat/error.log"
+    );
+    assert_eq!(
+        env(&v, "LLMCHAT_EXPORTER_LOGS_ACCESS"),
+        "/host/var/log/nginx/access.log"
+    );
+    assert_eq!(
+        env(&v, "LLMCHAT_EXPORTER_BACKUP_DIR"),
+        "/host/backups/llmchat"
+    );
+    assert!(
+        strings(&v["services"]["llmchat-exporter"]["volumes"])
+            .iter()
+            .any(|m| m.starts_with("/:/host:ro")),
+        "{:?}",
+        v["services"]["llmchat-exporter"]["volumes"]
+    );
+    // Folders moved in .env are read where .env says.
+    let copy = llmchat_tests::compose_copy();
+    std::fs::write(
+        copy.path().join(".env"),
+        "LLMCHAT_APP_LOG_DIR=/srv/llmchat/logs
+LLMCHAT_NGINX_LOG_DIR=/opt/nginx/logs
+LLMCHAT_BACKUP_DIR=/mnt/backup
+",
+    )
+    .unwrap();
+    let out = llmchat_tests::run_in(copy.path(), "docker-compose", &["config"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let v: Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        env(&v, "LLMCHAT_EXPORTER_LOGS_APP"),
+        "/host/srv/llmchat/logs/app.log,/host/srv/llmchat/logs/error.log"
+    );
+    assert_eq!(
+        env(&v, "LLMCHAT_EXPORTER_LOGS_ACCESS"),
+        "/host/opt/nginx/logs/access.log"
+    );
+    assert_eq!(env(&v, "LLMCHAT_EXPORTER_BACKUP_DIR"), "/host/mnt/backup");
 }
 
 /// stack/init-secrets.sh as the `secrets` service runs it, on a folder of
