@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMA_VERSION = 39  # Grafana 11
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -90,16 +92,32 @@ def variables(receiver=False):
 
 
 def alerts_of(uid):
-    """The alerts whose `dashboard` annotation names this dashboard."""
-    names, current = [], None
+    """The alerts whose `dashboard` annotation names this dashboard, read
+    from the rules file as YAML (PyYAML: Debian's python3-yaml)."""
     with open(os.path.join(HERE, "..", "rules", "llmchat.rules.yml"), encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("- alert: "):
-                current = line[len("- alert: "):]
-            elif line.startswith("dashboard: ") and current and line.split('"')[1] == uid:
-                names.append(current)
-    return names
+        rules = yaml.safe_load(f)
+    return [r["alert"] for g in rules["groups"] for r in g["rules"]
+            if "alert" in r and r.get("annotations", {}).get("dashboard") == uid]
+
+
+# Panel ids are kept in panel-ids.yml, per dashboard and title, not taken
+# from a panel's position: alerts link to panels by id (`dashboard_panel`),
+# so inserting or moving a panel must not repoint them. A new title gets
+# the dashboard's next unused id; a removed one's id is never reused.
+PANEL_IDS_FILE = os.path.join(HERE, "panel-ids.yml")
+with open(PANEL_IDS_FILE, encoding="utf-8") as _f:
+    PANEL_IDS_HEADER = "".join(line for line in _f if line.startswith("#"))
+    _f.seek(0)
+    PANEL_IDS = yaml.safe_load(_f)
+NEW_PANEL_IDS = []
+
+
+def panel_id(uid, title):
+    ids = PANEL_IDS.setdefault(uid, {})
+    if title not in ids:
+        ids[title] = max(ids.values(), default=0) + 1
+        NEW_PANEL_IDS.append(f"{uid}: {title}")
+    return ids[title]
 
 
 def dashboard(uid, title, description, panels, receiver=False, annotations=()):
@@ -115,7 +133,7 @@ def dashboard(uid, title, description, panels, receiver=False, annotations=()):
         if x + w > 24:
             x, y, row_h = 0, y + row_h, 0
         p["gridPos"].update({"x": x, "y": y})
-        p["id"] = i + 1
+        p["id"] = panel_id(uid, p["title"])
         x += w
         row_h = max(row_h, h)
     return {
@@ -394,6 +412,12 @@ def main():
         else:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
+    registry = PANEL_IDS_HEADER + yaml.safe_dump(PANEL_IDS, sort_keys=False, allow_unicode=True, width=1000)
+    if check and NEW_PANEL_IDS:
+        stale.append("panel-ids.yml (new panels: " + "; ".join(NEW_PANEL_IDS) + ")")
+    elif not check:
+        with open(PANEL_IDS_FILE, "w", encoding="utf-8") as f:
+            f.write(registry)
     if stale:
         print("out of date (run python3 dashboards/generate.py):", ", ".join(stale))
         sys.exit(1)

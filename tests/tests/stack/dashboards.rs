@@ -160,6 +160,67 @@ fn dashboards_pass_the_dashboard_linter_rules() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// Alerts link to panels by id: a panel inserted at the top of a dashboard
+/// gets a new id and every other panel keeps its own (ids come from
+/// dashboards/panel-ids.yml, not from positions).
+#[test]
+fn a_panel_inserted_first_repoints_no_alert() {
+    let copy = tempfile::tempdir().unwrap();
+    for dir in ["dashboards", "rules"] {
+        llmchat_tests::copy_dir(&repo_root().join(dir), &copy.path().join(dir));
+    }
+    let generator = copy.path().join("dashboards/generate.py");
+    let text = std::fs::read_to_string(&generator).unwrap();
+    let anchor = "host = dashboard(\"llmchat-host-logs\", \"LLMChat / Host & logs\",";
+    assert!(
+        text.contains(anchor),
+        "the host dashboard's definition moved"
+    );
+    // The new panel goes before the first one of the list.
+    let patched = text.replacen(
+        anchor,
+        "INSERTED = panel(\"stat\", \"Inserted first\", \"A panel added at the top.\", \"short\", [(\"vector(1)\", \"one\")])\n\
+         _dashboard = dashboard\n\
+         def dashboard(uid, title, description, panels, **kw):\n    \
+             return _dashboard(uid, title, description, [INSERTED] + panels if uid == \"llmchat-host-logs\" else panels, **kw)\n\n\
+         host = dashboard(\"llmchat-host-logs\", \"LLMChat / Host & logs\",",
+        1,
+    );
+    std::fs::write(&generator, patched).unwrap();
+    let out = llmchat_tests::run_in(copy.path(), "python3", &["dashboards/generate.py"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let ids = |d: &Value| -> Vec<(String, u64)> {
+        panels(d)
+            .iter()
+            .map(|p| {
+                (
+                    p["title"].as_str().unwrap().to_string(),
+                    p["id"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("dashboards/host-logs.json")).unwrap(),
+    )
+    .unwrap();
+    let after: Value = serde_json::from_str(
+        &std::fs::read_to_string(copy.path().join("dashboards/host-logs.json")).unwrap(),
+    )
+    .unwrap();
+    let (before, after) = (ids(&before), ids(&after));
+    assert_eq!(after[0].0, "Inserted first", "{after:?}");
+    assert!(
+        before.iter().all(|(_, id)| *id != after[0].1),
+        "the new panel reuses an id: {after:?}"
+    );
+    assert_eq!(
+        &after[1..],
+        &before[..],
+        "a panel's id followed its position"
+    );
+}
+
 #[test]
 fn dashboards_are_complete_and_provisioned() {
     let all = dashboards();
