@@ -7,6 +7,7 @@
 pub mod escape;
 pub mod http;
 pub mod logging;
+pub mod runtime;
 pub mod webconfig;
 pub use config::duration;
 

@@ -33,47 +33,31 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    llmchat_common::logging::init(&config.log.level, false);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("llmchat-exporter: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(llmchat_exporter::run(config, shutdown::signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let level = config.log.level.clone();
+    llmchat_common::runtime::serve(
+        "llmchat-exporter",
+        &level,
+        false,
+        llmchat_exporter::run(config, shutdown::signal()),
+    )
 }
 
 /// `llmchat-exporter report`: one clear line and exit 64 for a bad flag,
 /// 1 for any other failure.
 fn report(args: &llmchat_exporter::report::ReportArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("llmchat-exporter report: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(llmchat_exporter::report::run(args)) {
-        Ok(where_) => {
+    let outcome = llmchat_common::runtime::once(
+        "llmchat-exporter report",
+        llmchat_exporter::report::run(args),
+    );
+    match outcome {
+        Err(code) => code,
+        Ok(Ok(where_)) => {
             if where_ != "stdout" {
                 eprintln!("report written to {where_}");
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("llmchat-exporter report: {e}");
             if e.is_usage() {
                 ExitCode::from(EXIT_USAGE)
@@ -89,22 +73,13 @@ fn report(args: &llmchat_exporter::report::ReportArgs) -> ExitCode {
 /// a bad flag, 4 when Prometheus could not be asked.
 fn verify(args: &llmchat_exporter::verify::VerifyArgs) -> ExitCode {
     use llmchat_exporter::verify;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("llmchat-exporter verify-deployment: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(verify::run(args)) {
-        Ok(v) => {
+    match llmchat_common::runtime::once("llmchat-exporter verify-deployment", verify::run(args)) {
+        Err(code) => code,
+        Ok(Ok(v)) => {
             print!("{}", verify::render(&v, args.format, args.lang));
             ExitCode::from(v.exit_code)
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("llmchat-exporter verify-deployment: {e}");
             if e.is_usage() {
                 ExitCode::from(EXIT_USAGE)

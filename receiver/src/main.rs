@@ -61,28 +61,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    llmchat_common::logging::init(&config.log.level, config.log.format == "json");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("llmchat-receiver: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(llmchat_receiver::run(
-        config,
-        llmchat_receiver::shutdown_signal(),
-    )) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("llmchat-receiver: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let json_logs = config.log.format == "json";
+    let level = config.log.level.clone();
+    llmchat_common::runtime::serve(
+        "llmchat-receiver",
+        &level,
+        json_logs,
+        llmchat_receiver::run(config, llmchat_receiver::shutdown_signal()),
+    )
 }
 
 /// `llmchat-receiver render`: prints the messages; 64 for a bad
