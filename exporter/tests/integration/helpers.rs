@@ -232,13 +232,7 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .map(|v| v.trim().parse().expect("numeric sample"))
 }
 
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use llmchat_tests::wait_until;
 
 pub fn append(path: &Path, data: &[u8]) {
     let mut f = std::fs::OpenOptions::new()

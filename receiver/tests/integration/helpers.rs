@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_llmchat-receiver");
 pub const TOKEN: &str = "receiver-token-0123456789abcdef";
@@ -11,13 +11,7 @@ pub const HMAC_SECRET: &str = "shared-hmac-secret";
 
 pub use llmchat_tests::free_port;
 
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use llmchat_tests::wait_until;
 
 pub use llmchat_tests::sinks::{SmtpSink, Target};
 

@@ -28,16 +28,7 @@ pub const TOKEN: &str = "stack-test-token-0123456789abcdef";
 /// One stack at a time: each starts a dozen processes.
 pub static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+pub use llmchat_tests::wait_until;
 
 /// A workspace binary, built by `cargo test --workspace` next to this test.
 pub fn bin(name: &str) -> PathBuf {
