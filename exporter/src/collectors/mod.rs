@@ -32,6 +32,7 @@ use futures_util::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
@@ -102,29 +103,49 @@ pub struct Context<'a> {
     /// The root registry (prefix `llmchat`); a collector takes its own
     /// sub-registry with [`Registry::sub_registry_with_prefix`].
     pub registry: &'a mut Registry,
-    parse_errors: Option<Family<FileLabels, Counter>>,
+    log_files: Option<LogFiles>,
+}
+
+/// The per-file log metrics every log collector (app and access) shares,
+/// so that one file's series sit in one family whichever tails it.
+#[derive(Clone)]
+pub struct LogFiles {
+    /// `llmchat_log_parse_errors_total{file}`.
+    pub parse_errors: Family<FileLabels, Counter>,
+    /// `llmchat_log_file_readable{file}`: whether the path holds a file
+    /// the exporter reads (a missing access log shows as 0, not nothing).
+    pub readable: Family<FileLabels, Gauge>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(registry: &'a mut Registry) -> Self {
         Self {
             registry,
-            parse_errors: None,
+            log_files: None,
         }
     }
 
-    /// `llmchat_log_parse_errors_total{file}`, which the app-log and
-    /// access-log collectors share; registered by whichever asks first.
-    pub fn parse_errors(&mut self) -> Family<FileLabels, Counter> {
-        self.parse_errors
+    /// The shared log-file families; registered by whichever collector
+    /// asks first.
+    pub fn log_files(&mut self) -> LogFiles {
+        self.log_files
             .get_or_insert_with(|| {
-                let family = Family::<FileLabels, Counter>::default();
-                self.registry.sub_registry_with_prefix("log").register(
+                let shared = LogFiles {
+                    parse_errors: Family::default(),
+                    readable: Family::default(),
+                };
+                let log = self.registry.sub_registry_with_prefix("log");
+                log.register(
                     "parse_errors",
                     "Log lines skipped because they could not be parsed (access lines, chat events)",
-                    family.clone(),
+                    shared.parse_errors.clone(),
                 );
-                family
+                log.register(
+                    "file_readable",
+                    "1 if the path holds a regular file the exporter can read, else 0 (missing, unreadable, or a directory, FIFO, socket or device)",
+                    shared.readable.clone(),
+                );
+                shared
             })
             .clone()
     }

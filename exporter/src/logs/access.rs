@@ -20,7 +20,7 @@ use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder,
 };
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::collectors::encode::{counter_family, histogram_family, HistogramCounts};
@@ -42,9 +42,9 @@ pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
     enabled_by_default: true,
     help: "HTTP requests from the access logs (logs.access)",
     start: |config, ctx| {
-        let parse_errors = ctx.parse_errors();
+        let shared = ctx.log_files();
         let registry = ctx.registry.sub_registry_with_prefix("http");
-        let c = AccessCollector::start(&config.logs, &config.access, &parse_errors, registry)
+        let c = AccessCollector::start(&config.logs, &config.access, &shared, registry)
             .map_err(|e| crate::collectors::StartError::new("access", e))?;
         Ok(Some(c as Arc<dyn Source>))
     },
@@ -282,9 +282,15 @@ struct AccessSink {
     batch: Batch,
     totals: Arc<Mutex<Totals>>,
     parse_errors: Vec<Counter>,
+    /// Per file: `llmchat_log_file_readable`.
+    readable: Vec<Gauge>,
 }
 
 impl Sink for AccessSink {
+    fn readable(&mut self, file: usize, readable: bool) {
+        self.readable[file].set(i64::from(readable));
+    }
+
     fn line(&mut self, _file: usize, line: &[u8], truncated: bool) {
         let parsed = if truncated {
             None
@@ -378,7 +384,7 @@ impl AccessCollector {
     pub fn start(
         logs: &LogsConfig,
         config: &AccessConfig,
-        parse_errors: &Family<FileLabels, Counter>,
+        shared: &crate::collectors::LogFiles,
         registry: &mut Registry,
     ) -> Result<Arc<Self>, AccessError> {
         let parser = Parser::new(&config.format, &config.json)?;
@@ -395,7 +401,20 @@ impl AccessCollector {
                 .access
                 .iter()
                 .map(|p| {
-                    parse_errors
+                    shared
+                        .parse_errors
+                        .get_or_create(&FileLabels {
+                            file: p.display().to_string(),
+                        })
+                        .clone()
+                })
+                .collect(),
+            readable: logs
+                .access
+                .iter()
+                .map(|p| {
+                    shared
+                        .readable
                         .get_or_create(&FileLabels {
                             file: p.display().to_string(),
                         })

@@ -37,7 +37,7 @@ pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
     enabled_by_default: true,
     help: "application log files (logs.app): lines by level, errors, last write",
     start: |config, ctx| {
-        let parse_errors = ctx.parse_errors();
+        let shared = ctx.log_files();
         let chat = config.collectors.is_enabled("chat").then(|| {
             let (recorder, collector) = super::chat::new(&config.chat);
             ctx.registry
@@ -46,7 +46,7 @@ pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
             recorder
         });
         let registry = ctx.registry.sub_registry_with_prefix("log");
-        let c = LogCollector::start(&config.logs, chat, &parse_errors, registry)
+        let c = LogCollector::start(&config.logs, chat, &shared, registry)
             .map_err(|e| crate::collectors::StartError::new("logs", e))?;
         Ok(Some(c as Arc<dyn Source>))
     },
@@ -199,7 +199,7 @@ impl LogCollector {
     pub fn start(
         config: &LogsConfig,
         chat: Option<ChatRecorder>,
-        parse_errors: &Family<FileLabels, Counter>,
+        shared: &crate::collectors::LogFiles,
         registry: &mut Registry,
     ) -> Result<Arc<Self>, LogsError> {
         let lines = Family::<LineLabels, Counter>::default();
@@ -207,7 +207,7 @@ impl LogCollector {
         let truncated = Family::<FileLabels, Counter>::default();
         let read_bytes = Family::<FileLabels, Counter>::default();
         let rotations = Family::<RotationLabels, Counter>::default();
-        let readable = Family::<FileLabels, Gauge>::default();
+        let (readable, parse_errors) = (&shared.readable, &shared.parse_errors);
         registry.register(
             "lines",
             "Application log lines read, by level (winston JSON level field, or ERROR/WARN/INFO/DEBUG in plain lines)",
@@ -228,11 +228,6 @@ impl LogCollector {
             "Bytes read from the application log file",
             Unit::Bytes,
             read_bytes.clone(),
-        );
-        registry.register(
-            "file_readable",
-            "1 if the path holds a regular file the exporter can read, else 0 (missing, unreadable, or a directory, FIFO, socket or device)",
-            readable.clone(),
         );
         registry.register(
             "rotations",
