@@ -5,13 +5,23 @@
 use std::future::Future;
 use std::process::ExitCode;
 
+/// How a service's fatal error is reported, besides the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FatalError {
+    /// Logged only (the exporter).
+    Logged,
+    /// Logged and printed as `program: error` (the receiver).
+    LoggedAndPrinted,
+}
+
 /// Runs a service (the exporter's or the receiver's `run`) on a
 /// multi-threaded runtime with logging set up: success is exit 0; an
-/// error is logged, printed as `program: error` and exit 1.
+/// error is reported as `fatal` says and exit 1.
 pub fn serve<E: std::fmt::Display>(
     program: &str,
     log_level: &str,
     json_logs: bool,
+    fatal: FatalError,
     service: impl Future<Output = Result<(), E>>,
 ) -> ExitCode {
     crate::logging::init(log_level, json_logs);
@@ -29,7 +39,9 @@ pub fn serve<E: std::fmt::Display>(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("{program}: {e:#}");
+            if fatal == FatalError::LoggedAndPrinted {
+                eprintln!("{program}: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         "llmchat-exporter",
         &level,
         false,
+        llmchat_common::runtime::FatalError::Logged,
         llmchat_exporter::run(config, shutdown::signal()),
     )
 }

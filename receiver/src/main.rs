@@ -67,6 +67,7 @@ fn main() -> ExitCode {
         "llmchat-receiver",
         &level,
         json_logs,
+        llmchat_common::runtime::FatalError::LoggedAndPrinted,
         llmchat_receiver::run(config, llmchat_receiver::shutdown_signal()),
     )
 }
