@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::free_port;
-use crate::report::{close, expected, generate_between, prometheus_with, report, Series, FROM, TO};
+use crate::report_month::{expected, generate_between, Series, FROM, TO};
+use crate::report_prometheus::{close, prometheus_with, report};
 
 const DAY: i64 = 86_400;
 const PERIOD: [&str; 4] = [

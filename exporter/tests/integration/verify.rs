@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::helpers::BIN;
-use crate::report::{prometheus_with_recent, Series};
+use crate::report_month::Series;
+use crate::report_prometheus::prometheus_with_recent;
 
 const STEP: i64 = 15;
 /// Versions change this long before the data ends.
