@@ -11,6 +11,7 @@ mod llm_fallback;
 mod recovery;
 mod recovery_caps;
 mod recovery_instances;
+mod recovery_limits;
 mod redirects;
 mod requests;
 mod rollback;
