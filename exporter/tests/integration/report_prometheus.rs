@@ -38,6 +38,10 @@ pub(crate) fn blocks_of(series: &[Series]) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("report-blocks-{:016x}", hasher.finish()));
     let _one_at_a_time = lock(&MAKING);
+    // And one process at a time: two test runs of one checkout (a
+    // leftover one, or a developer's beside CI's) share this directory.
+    let lock_file = std::fs::File::create(dir.with_extension("lock")).unwrap();
+    lock_file.lock().unwrap();
     if dir.join("done").exists() {
         return dir;
     }

@@ -774,13 +774,13 @@ pub fn spawn_traffic(
             if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&access) {
                 let _ = f.write_all(batch.as_bytes());
             }
-            if n % 10 == 0 {
-                let limited = n % 40 == 0 && openai_rate_limiting.load(Ordering::Acquire);
+            if n.is_multiple_of(10) {
+                let limited = n.is_multiple_of(40) && openai_rate_limiting.load(Ordering::Acquire);
                 let status = if limited { "error" } else { "success" };
                 // What the LLM call behind it says: an OpenAI-style usage
                 // object and the time to the first token, or the
                 // provider's 429.
-                let (model, provider) = if n % 20 == 0 {
+                let (model, provider) = if n.is_multiple_of(20) {
                     ("gpt-4o", "openai")
                 } else {
                     ("claude-3-5-sonnet", "anthropic")
