@@ -47,6 +47,14 @@ pub(crate) fn blocks_of(series: &[Series]) -> std::path::PathBuf {
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    backfill(&text, &dir);
+    std::fs::write(dir.join("done"), "").unwrap();
+    dir
+}
+
+/// `promtool tsdb create-blocks-from openmetrics` of `text` into
+/// `dir`/data (its input file removed afterwards).
+fn backfill(text: &str, dir: &std::path::Path) {
     let input = dir.join("input.om");
     std::fs::write(&input, text).unwrap();
     let out = Command::new("promtool")
@@ -61,8 +69,6 @@ pub(crate) fn blocks_of(series: &[Series]) -> std::path::PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::remove_file(&input).unwrap();
-    std::fs::write(dir.join("done"), "").unwrap();
-    dir
 }
 
 /// A real Prometheus holding `series` (backfilled with promtool) and
@@ -79,19 +85,7 @@ pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus 
 /// (data relative to now is new each run: nothing to keep).
 pub(crate) fn prometheus_with_recent(series: &[Series]) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("input.om");
-    std::fs::write(&input, openmetrics(series)).unwrap();
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
-        .arg(&input)
-        .arg(dir.path().join("data"))
-        .output()
-        .expect("promtool (apt-get install prometheus)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    backfill(&openmetrics(series), dir.path());
     serve(dir, "100y")
 }
 
