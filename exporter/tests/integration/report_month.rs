@@ -480,6 +480,11 @@ pub(crate) fn chat_and_llm(out: &mut Vec<Series>, start: i64, end: i64) {
 }
 
 pub(crate) fn openmetrics(series: &[Series]) -> String {
+    openmetrics_between(series, i64::MIN, i64::MAX)
+}
+
+/// The samples of `series` at `from` ≤ t < `to`, as OpenMetrics text.
+pub(crate) fn openmetrics_between(series: &[Series], from: i64, to: i64) -> String {
     let mut text = String::new();
     let mut names: Vec<&str> = Vec::new();
     for s in series {
@@ -491,7 +496,7 @@ pub(crate) fn openmetrics(series: &[Series]) -> String {
         // `unknown` keeps every sample name as it is; PromQL needs no type.
         let _ = writeln!(text, "# TYPE {name} unknown");
         for s in series.iter().filter(|s| s.name == name) {
-            for (t, v) in &s.points {
+            for (t, v) in s.points.iter().filter(|(t, _)| (from..to).contains(t)) {
                 let _ = writeln!(text, "{name}{{{}}} {v} {t}", s.labels);
             }
         }
