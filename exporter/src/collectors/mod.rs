@@ -98,6 +98,22 @@ pub fn entry(name: &str) -> Option<&'static Entry> {
     ALL.iter().find(|e| e.name == name)
 }
 
+/// Why a live round trip to a watched service failed; the driver's error
+/// kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl PingError {
+    pub fn failed(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        PingError::Failed(Box::new(e))
+    }
+}
+
 /// What a collector's start gets besides the configuration.
 pub struct Context<'a> {
     /// The root registry (prefix `llmchat`); a collector takes its own
@@ -262,7 +278,7 @@ pub trait Source: Send + Sync {
 
     /// A live round trip to the service it watches, for the daily check's
     /// `/health/db` and `/health/redis`; `None` when it watches no service.
-    fn ping(&self, _timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, String>>> {
+    fn ping(&self, _timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, PingError>>> {
         None
     }
 

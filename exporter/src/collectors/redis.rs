@@ -9,6 +9,7 @@
 //! background job on `redis.scan_interval`, under a time and key budget;
 //! the scrape publishes its latest counts (see [`super::background`]).
 
+use crate::collectors::PingError;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -241,14 +242,14 @@ impl RedisCollector {
     }
 
     /// Answers `/health/redis`: pings now, within `timeout`.
-    pub async fn ping(&self, timeout: Duration) -> Result<Duration, String> {
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, PingError> {
         let start = Instant::now();
         let attempt = async {
-            let mut c = self.connection().await.map_err(|e| e.to_string())?;
+            let mut c = self.connection().await.map_err(PingError::failed)?;
             redis::cmd("PING")
                 .query_async::<String>(&mut c)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(PingError::failed)
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(_)) => Ok(start.elapsed()),
@@ -258,10 +259,7 @@ impl RedisCollector {
             }
             Err(_) => {
                 self.forget_connection().await;
-                Err(format!(
-                    "no answer within {}",
-                    humantime::format_duration(timeout)
-                ))
+                Err(PingError::Timeout(timeout))
             }
         }
     }
@@ -483,7 +481,7 @@ impl Source for RedisCollector {
         self.tasks.stop();
     }
 
-    fn ping(&self, timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, String>>> {
+    fn ping(&self, timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, PingError>>> {
         Some(Box::pin(RedisCollector::ping(self, timeout)))
     }
 }

@@ -9,6 +9,7 @@
 //! pool of at most `max_connections` (2), and the password never reaches a
 //! label, a log line or an error message.
 
+use crate::collectors::PingError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,22 +134,19 @@ impl DatabaseCollector {
     }
 
     /// Answers `/health/db`: pings now, within `timeout`.
-    pub async fn ping(&self, timeout: Duration) -> Result<Duration, String> {
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, PingError> {
         let start = Instant::now();
         let attempt = async {
-            self.refused_fast().await.map_err(|e| e.to_string())?;
+            self.refused_fast().await.map_err(PingError::failed)?;
             sqlx::query("SELECT 1")
                 .execute(&self.pool)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(PingError::failed)
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(_)) => Ok(start.elapsed()),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            )),
+            Err(_) => Err(PingError::Timeout(timeout)),
         }
     }
 
@@ -315,7 +313,7 @@ impl Source for DatabaseCollector {
         self.guide.set_down();
     }
 
-    fn ping(&self, timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, String>>> {
+    fn ping(&self, timeout: Duration) -> Option<BoxFuture<'_, Result<Duration, PingError>>> {
         Some(Box::pin(DatabaseCollector::ping(self, timeout)))
     }
 
