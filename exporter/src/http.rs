@@ -406,7 +406,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::{RefreshError, Source};
+    use crate::collector_kit::{RefreshError, Source};
     use futures_util::future::BoxFuture;
     use http_body_util::BodyExt;
 

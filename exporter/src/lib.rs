@@ -4,6 +4,7 @@
 //! else lives here so that tests can drive it without a process.
 #![forbid(unsafe_code)]
 
+pub mod collector_kit;
 pub mod collectors;
 pub mod config;
 pub mod exposition;

@@ -19,12 +19,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::collectors::{Context, Source};
+use crate::collector_kit::{Context, Source};
 use crate::config::Config;
 use crate::exposition::Format;
 use prometheus_client::metrics::counter::Counter;
 
-pub use crate::collectors::StartError;
+pub use crate::collector_kit::StartError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CollectorLabels {
@@ -74,9 +74,9 @@ impl Exporter {
         let self_metrics = register_self_metrics(&mut registry);
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         let mut ctx = Context::new(&mut registry);
-        for entry in crate::collectors::ALL {
-            if config.collectors.is_enabled(entry.name) {
-                if let Some(source) = (entry.start)(config, &mut ctx)? {
+        for line in crate::config::collectors::ALL {
+            if config.collectors.is_enabled(line.entry.name) {
+                if let Some(source) = (line.start)(config, &mut ctx)? {
                     sources.push(source);
                 }
             }

@@ -17,24 +17,26 @@ use prometheus_client::registry::Unit;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use super::snapshot::{Published, Snapshot};
-use super::{RefreshError, Source};
+use crate::collector_kit::snapshot::{Published, Snapshot};
+use crate::collector_kit::{Context, RefreshError, Source, StartError, Started};
 
-/// The collector's line in [`crate::collectors::ALL`].
-pub const ENTRY: super::Entry = super::Entry {
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`.
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "app",
-    role: crate::collectors::Role::Host,
+    role: crate::collector_kit::Role::Host,
     enabled_by_default: true,
     help: "the backend's /health, /health/db and /health/redis (app.url)",
-    start: |config, ctx| {
-        let c =
-            Arc::new(AppCollector::new(&config.app).map_err(|e| super::StartError::new("app", e))?);
-        ctx.registry
-            .sub_registry_with_prefix("app")
-            .register_collector(Box::new(c.clone()));
-        Ok(Some(c as Arc<dyn Source>))
-    },
 };
+
+/// Registers the backend probe's metrics and starts it.
+pub fn start(config: &AppConfig, ctx: &mut Context<'_>) -> Started {
+    let c = Arc::new(AppCollector::new(config).map_err(|e| StartError::new("app", e))?);
+    ctx.registry
+        .sub_registry_with_prefix("app")
+        .register_collector(Box::new(c.clone()));
+    Ok(Some(c as Arc<dyn Source>))
+}
 
 /// `[app]`: the backend's base URL and which versions it may report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,9 +72,9 @@ pub struct AppFlags {
     pub version_pattern: Option<String>,
 }
 
-impl crate::config::Section for AppConfig {
-    fn validate(&self, config: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
-        if config.collectors.is_enabled("app") {
+impl crate::collector_kit::Section for AppConfig {
+    fn validate(&self, enabled: bool) -> Result<(), llmchat_common::ConfigError> {
+        if enabled {
             if let Err(e) = AppCollector::new(self) {
                 return Err(match e {
                     AppError::Pattern(_) => {

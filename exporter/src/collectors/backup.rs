@@ -21,35 +21,41 @@ use std::sync::{Arc, Mutex};
 
 use super::backup_check::{self, Invalid, Seen, SharedState};
 use super::backup_drill::{self, DrillConfig, SharedDrill};
-use super::snapshot::{Published, Snapshot};
-use super::{RefreshError, Source};
+use crate::collector_kit::snapshot::{Published, Snapshot};
+use crate::collector_kit::{Context, RefreshError, Source, Started};
 
-/// The collector's line in [`crate::collectors::ALL`].
-pub const ENTRY: super::Entry = super::Entry {
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`.
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "backup",
-    role: crate::collectors::Role::Services,
+    role: crate::collector_kit::Role::Services,
     enabled_by_default: true,
     help: "the newest file of each kind backup.sh writes to backup.dir",
-    start: |config, ctx| {
-        let c = Arc::new(BackupCollector::new(&config.backup));
-        if config.backup.check {
-            tokio::spawn(check_loop(config.backup.clone(), c.checks.clone()));
-        }
-        if config.backup.drill.enabled {
-            tokio::spawn(backup_drill::drill_loop(
-                config.backup.drill.clone(),
-                config.backup.dir.clone(),
-                config.backup.settle,
-                config.database.url.clone(),
-                c.drill.clone(),
-            ));
-        }
-        ctx.registry
-            .sub_registry_with_prefix("backup")
-            .register_collector(Box::new(c.clone()));
-        Ok(Some(c as Arc<dyn Source>))
-    },
 };
+
+/// Registers the backup metrics and starts the collector, with the
+/// read-back checks and the restore drill when they are on. The drill
+/// compares the restored counts with the live database at `live_url`
+/// (`database.url`).
+pub fn start(config: &BackupConfig, live_url: &str, ctx: &mut Context<'_>) -> Started {
+    let c = Arc::new(BackupCollector::new(config));
+    if config.check {
+        tokio::spawn(check_loop(config.clone(), c.checks.clone()));
+    }
+    if config.drill.enabled {
+        tokio::spawn(backup_drill::drill_loop(
+            config.drill.clone(),
+            config.dir.clone(),
+            config.settle,
+            live_url.to_string(),
+            c.drill.clone(),
+        ));
+    }
+    ctx.registry
+        .sub_registry_with_prefix("backup")
+        .register_collector(Box::new(c.clone()));
+    Ok(Some(c as Arc<dyn Source>))
+}
 
 /// `[backup]`: where `backup.sh` writes, and how its files are checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,11 +105,19 @@ pub struct BackupFlags {
     pub check_bytes_per_second: Option<u64>,
 }
 
-impl crate::config::Section for BackupConfig {
-    fn validate(&self, config: &crate::config::Config) -> Result<(), llmchat_common::ConfigError> {
+impl BackupConfig {
+    /// The drill's checks against the live database's URL
+    /// (`database.url`): the configuration's assembly runs it, since it
+    /// joins two sections.
+    pub fn validate_drill(&self, live_url: &str) -> Result<(), llmchat_common::ConfigError> {
         self.drill
-            .check(&config.database.url)
-            .map_err(|(key, reason)| invalid(key, "(not shown)", reason))?;
+            .check(live_url)
+            .map_err(|(key, reason)| invalid(key, "(not shown)", reason))
+    }
+}
+
+impl crate::collector_kit::Section for BackupConfig {
+    fn validate(&self, _enabled: bool) -> Result<(), llmchat_common::ConfigError> {
         if self.check_interval.is_zero() {
             return Err(invalid("backup.check_interval", "0s", "must be above zero"));
         }

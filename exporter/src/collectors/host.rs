@@ -19,31 +19,32 @@ use sysinfo::{
     MINIMUM_CPU_UPDATE_INTERVAL,
 };
 
-use super::encode::{counter, gauge, gauge_family};
-use super::{RefreshError, Source};
-use crate::config::{Config, Section};
+use crate::collector_kit::encode::{counter, gauge, gauge_family};
+use crate::collector_kit::Section;
+use crate::collector_kit::{Context, RefreshError, Source, StartError, Started};
 use llmchat_common::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 
-/// The collector's line in [`crate::collectors::ALL`].
-pub const ENTRY: super::Entry = super::Entry {
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`.
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "host",
-    role: crate::collectors::Role::Host,
+    role: crate::collector_kit::Role::Host,
     enabled_by_default: true,
     help: "memory, swap, filesystems, CPU, load and the backend process",
-    start: |config, ctx| {
-        let c = Arc::new(
-            HostCollector::new(&config.host).map_err(|e| super::StartError::new("host", e))?,
-        );
-        ctx.registry
-            .sub_registry_with_prefix("host")
-            .register_collector(Box::new(c.clone()));
-        ctx.registry
-            .sub_registry_with_prefix("backend")
-            .register_collector(Box::new(BackendMetrics(c.clone())));
-        Ok(Some(c as Arc<dyn Source>))
-    },
 };
+
+/// Registers the host and backend-process metrics and starts the collector.
+pub fn start(config: &HostConfig, ctx: &mut Context<'_>) -> Started {
+    let c = Arc::new(HostCollector::new(config).map_err(|e| StartError::new("host", e))?);
+    ctx.registry
+        .sub_registry_with_prefix("host")
+        .register_collector(Box::new(c.clone()));
+    ctx.registry
+        .sub_registry_with_prefix("backend")
+        .register_collector(Box::new(BackendMetrics(c.clone())));
+    Ok(Some(c as Arc<dyn Source>))
+}
 
 /// `[host]`: which process is the backend, which filesystems count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +116,7 @@ pub struct HostFlags {
 }
 
 impl Section for HostConfig {
-    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+    fn validate(&self, _enabled: bool) -> Result<(), ConfigError> {
         if self.process_name.is_empty() && self.pid_file.is_none() {
             return Err(invalid(
                 "host.process_name",

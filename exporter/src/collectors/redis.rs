@@ -7,9 +7,9 @@
 //! the next scrape reconnects. A scrape sends PING and INFO only, whatever
 //! the keyspace's size. Namespace sizes come from SCAN (never KEYS) in a
 //! background job on `redis.scan_interval`, under a time and key budget;
-//! the scrape publishes its latest counts (see [`super::background`]).
+//! the scrape publishes its latest counts (see [`crate::collector_kit::background`]).
 
-use crate::collectors::PingError;
+use crate::collector_kit::PingError;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,29 +21,30 @@ use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::config::{Config, Section};
+use crate::collector_kit::Section;
 use llmchat_common::{duration, invalid, ConfigError};
 
-use super::background::{self, BackgroundError, Job, Schedule, Tasks};
-use super::snapshot::{Published, Snapshot};
-use super::{RefreshError, Source};
+use crate::collector_kit::background::{self, BackgroundError, Job, Schedule, Tasks};
+use crate::collector_kit::snapshot::{Published, Snapshot};
+use crate::collector_kit::{Context, RefreshError, Source, StartError, Started};
 
-/// The collector's line in [`crate::collectors::ALL`].
-pub const ENTRY: super::Entry = super::Entry {
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`.
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "redis",
-    role: crate::collectors::Role::Services,
+    role: crate::collector_kit::Role::Services,
     enabled_by_default: true,
     help: "Redis: reachability, clients, memory, keyspace, keys per cache namespace",
-    start: |config, ctx| {
-        let c = Arc::new(
-            RedisCollector::new(&config.redis).map_err(|e| super::StartError::new("redis", e))?,
-        );
-        ctx.registry
-            .sub_registry_with_prefix("redis")
-            .register_collector(Box::new(c.clone()));
-        Ok(Some(c as Arc<dyn Source>))
-    },
 };
+
+/// Registers the Redis metrics and starts the collector (its SCAN job too).
+pub fn start(config: &RedisConfig, ctx: &mut Context<'_>) -> Started {
+    let c = Arc::new(RedisCollector::new(config).map_err(|e| StartError::new("redis", e))?);
+    ctx.registry
+        .sub_registry_with_prefix("redis")
+        .register_collector(Box::new(c.clone()));
+    Ok(Some(c as Arc<dyn Source>))
+}
 
 /// `[redis]`: the connection and the namespace SCAN's budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,8 +114,8 @@ pub struct RedisFlags {
 }
 
 impl Section for RedisConfig {
-    fn validate(&self, config: &Config) -> Result<(), ConfigError> {
-        if config.collectors.is_enabled("redis") {
+    fn validate(&self, enabled: bool) -> Result<(), ConfigError> {
+        if enabled {
             if let Err(e) = redis::Client::open(self.url.as_str()) {
                 return Err(invalid("redis.url", "(not shown: may hold a password)", e));
             }

@@ -23,9 +23,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::collectors::encode::{counter_family, histogram_family, HistogramCounts};
-use crate::collectors::{FileLabels, RefreshError, Source};
-use crate::config::{validate_buckets, Config, Section};
+use crate::collector_kit::encode::{counter_family, histogram_family, HistogramCounts};
+use crate::collector_kit::{validate_buckets, Context, Section, StartError, Started};
+use crate::collector_kit::{FileLabels, RefreshError, Source};
 use crate::logs::access_format::Parser;
 use crate::logs::access_format::{DurationUnit, JsonFields};
 use crate::logs::route::RouteRule;
@@ -35,20 +35,24 @@ use crate::logs::LogsConfig;
 use llmchat_common::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 
-/// The collector's line in [`crate::collectors::ALL`].
-pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`.
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "access",
-    role: crate::collectors::Role::Host,
+    role: crate::collector_kit::Role::Host,
     enabled_by_default: true,
     help: "HTTP requests from the access logs (logs.access)",
-    start: |config, ctx| {
-        let shared = ctx.log_files();
-        let registry = ctx.registry.sub_registry_with_prefix("http");
-        let c = AccessCollector::start(&config.logs, &config.access, &shared, registry)
-            .map_err(|e| crate::collectors::StartError::new("access", e))?;
-        Ok(Some(c as Arc<dyn Source>))
-    },
 };
+
+/// Registers the `llmchat_http_*` metrics and starts tailing the access
+/// logs named in `[logs]`, read as `[access]` says.
+pub fn start(logs: &LogsConfig, access: &AccessConfig, ctx: &mut Context<'_>) -> Started {
+    let shared = ctx.log_files();
+    let registry = ctx.registry.sub_registry_with_prefix("http");
+    let c = AccessCollector::start(logs, access, &shared, registry)
+        .map_err(|e| StartError::new("access", e))?;
+    Ok(Some(c as Arc<dyn Source>))
+}
 
 /// `[access]`: how access-log lines are read and labelled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,7 +161,7 @@ pub struct JsonFlags {
 }
 
 impl Section for AccessConfig {
-    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+    fn validate(&self, _enabled: bool) -> Result<(), ConfigError> {
         if let Err(e) = Parser::new(&self.format, &self.json) {
             return Err(invalid("access.format", &self.format, e));
         }
@@ -384,7 +388,7 @@ impl AccessCollector {
     pub fn start(
         logs: &LogsConfig,
         config: &AccessConfig,
-        shared: &crate::collectors::LogFiles,
+        shared: &crate::collector_kit::LogFiles,
         registry: &mut Registry,
     ) -> Result<Arc<Self>, AccessError> {
         let parser = Parser::new(&config.format, &config.json)?;

@@ -23,34 +23,40 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::chat::ChatRecorder;
-use crate::collectors::encode::gauge_family;
-use crate::collectors::{FileLabels, RefreshError, Source};
+use crate::collector_kit::encode::gauge_family;
+use crate::collector_kit::{Context, FileLabels, RefreshError, Source, StartError, Started};
+use crate::logs::chat_event::ChatConfig;
 use crate::logs::level::{classify, Level};
 use crate::logs::tail::{self, Rotation, Sink, Tailer};
 use crate::logs::LogsConfig;
 
-/// The collector's line in [`crate::collectors::ALL`]; with `chat`
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`; with `chat`
 /// enabled, its tailer also records chat events.
-pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "logs",
-    role: crate::collectors::Role::Host,
+    role: crate::collector_kit::Role::Host,
     enabled_by_default: true,
     help: "application log files (logs.app): lines by level, errors, last write",
-    start: |config, ctx| {
-        let shared = ctx.log_files();
-        let chat = config.collectors.is_enabled("chat").then(|| {
-            let (recorder, collector) = super::chat::new(&config.chat);
-            ctx.registry
-                .sub_registry_with_prefix("chat")
-                .register_collector(Box::new(collector));
-            recorder
-        });
-        let registry = ctx.registry.sub_registry_with_prefix("log");
-        let c = LogCollector::start(&config.logs, chat, &shared, registry)
-            .map_err(|e| crate::collectors::StartError::new("logs", e))?;
-        Ok(Some(c as Arc<dyn Source>))
-    },
 };
+
+/// Registers the `llmchat_log_*` metrics and starts tailing the app logs
+/// named in `[logs]`; with `chat` (the chat collector enabled), the same
+/// tailer records chat events as `[chat]` says.
+pub fn start(logs: &LogsConfig, chat: Option<&ChatConfig>, ctx: &mut Context<'_>) -> Started {
+    let shared = ctx.log_files();
+    let chat = chat.map(|chat| {
+        let (recorder, collector) = super::chat::new(chat);
+        ctx.registry
+            .sub_registry_with_prefix("chat")
+            .register_collector(Box::new(collector));
+        recorder
+    });
+    let registry = ctx.registry.sub_registry_with_prefix("log");
+    let c = LogCollector::start(logs, chat, &shared, registry)
+        .map_err(|e| StartError::new("logs", e))?;
+    Ok(Some(c as Arc<dyn Source>))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
@@ -199,7 +205,7 @@ impl LogCollector {
     pub fn start(
         config: &LogsConfig,
         chat: Option<ChatRecorder>,
-        shared: &crate::collectors::LogFiles,
+        shared: &crate::collector_kit::LogFiles,
         registry: &mut Registry,
     ) -> Result<Arc<Self>, LogsError> {
         let lines = Family::<LineLabels, Counter>::default();

@@ -18,22 +18,24 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::registry::Unit;
 
-use crate::collectors::encode::{counter_family, gauge_family, histogram_family, HistogramCounts};
-use crate::config::{validate_buckets, Config, Section};
+use crate::collector_kit::encode::{
+    counter_family, gauge_family, histogram_family, HistogramCounts,
+};
+use crate::collector_kit::{validate_buckets, Section};
 use crate::logs::access_format::DurationUnit;
 use crate::logs::chat_event::{ChatConfig, ChatStatus, Parser};
 use crate::logs::llm_usage::{Budget, Usage, UsageConfig};
 use llmchat_common::{invalid, ConfigError};
 
-/// The collector's line in [`crate::collectors::ALL`]. Chat events are
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`. Chat events are
 /// lines of the app log, so the logs collector's tailer records them (when
 /// this is enabled); chat has no per-scrape work of its own.
-pub const ENTRY: crate::collectors::Entry = crate::collectors::Entry {
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "chat",
-    role: crate::collectors::Role::Host,
+    role: crate::collector_kit::Role::Host,
     enabled_by_default: true,
     help: "chat events from the app logs (needs the logs collector)",
-    start: |_, _| Ok(None),
 };
 
 /// `--chat.*` flags.
@@ -93,7 +95,7 @@ pub struct ChatFlags {
 }
 
 impl Section for ChatConfig {
-    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+    fn validate(&self, _enabled: bool) -> Result<(), ConfigError> {
         validate_buckets("chat.buckets", &self.buckets)?;
         if self.max_agents == 0 {
             return Err(invalid("chat.max_agents", 0, "must be at least 1"));

@@ -31,8 +31,6 @@ use std::time::Duration;
 use llmchat_common::{duration, invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-
 /// `[logs]`: the files to tail and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,8 +121,8 @@ impl LogsConfig {
     }
 }
 
-impl crate::config::Section for LogsConfig {
-    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+impl crate::collector_kit::Section for LogsConfig {
+    fn validate(&self, _enabled: bool) -> Result<(), ConfigError> {
         if self.poll_interval < Duration::from_millis(10) {
             return Err(invalid(
                 "logs.poll_interval",

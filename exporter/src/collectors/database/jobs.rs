@@ -22,8 +22,8 @@ use sqlx::{Executor, Postgres, Row};
 
 use super::rows::{column_f64, custom_family};
 use super::DatabaseConfig;
-use crate::collectors::background::{self, BackgroundError, Job, Schedule, Tasks};
-use crate::collectors::snapshot::Snapshot;
+use crate::collector_kit::background::{self, BackgroundError, Job, Schedule, Tasks};
+use crate::collector_kit::snapshot::Snapshot;
 
 /// The query's one parameter, if it has one.
 #[derive(Debug, Clone)]

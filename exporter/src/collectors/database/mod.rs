@@ -9,7 +9,7 @@
 //! pool of at most `max_connections` (2), and the password never reaches a
 //! label, a log line or an error message.
 
-use crate::collectors::PingError;
+use crate::collector_kit::PingError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,9 @@ use prometheus_client::registry::Unit;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
-use super::background;
-use super::snapshot::{Published, Snapshot};
-use super::{RefreshError, Source};
+use crate::collector_kit::background;
+use crate::collector_kit::snapshot::{Published, Snapshot};
+use crate::collector_kit::{Context, RefreshError, Source, StartError, Started};
 
 mod config;
 mod jobs;
@@ -31,25 +31,26 @@ mod rows;
 pub use config::{CustomQuery, DatabaseConfig, DatabaseFlags, Queries, Refresh};
 use rows::{column_f64, table_stats};
 
-/// The collector's line in [`crate::collectors::ALL`].
-pub const ENTRY: super::Entry = super::Entry {
+/// What the collector says of itself, for its line in
+/// `crate::config::collectors::ALL`.
+pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     name: "database",
-    role: crate::collectors::Role::Services,
+    role: crate::collector_kit::Role::Services,
     enabled_by_default: true,
     help: "PostgreSQL: reachability, connections, sizes, table statistics, LLMChat's gauges",
-    start: |config, ctx| {
-        let c = Arc::new(
-            DatabaseCollector::new(&config.database)
-                .map_err(|e| super::StartError::new("database", e))?,
-        );
-        ctx.registry
-            .sub_registry_with_prefix("database")
-            .register_collector(Box::new(c.clone()));
-        ctx.registry
-            .register_collector(Box::new(GuideMetrics(c.clone())));
-        Ok(Some(c as Arc<dyn Source>))
-    },
 };
+
+/// Registers the PostgreSQL metrics (the guide's own names at the root)
+/// and starts the collector and its background jobs.
+pub fn start(config: &DatabaseConfig, ctx: &mut Context<'_>) -> Started {
+    let c = Arc::new(DatabaseCollector::new(config).map_err(|e| StartError::new("database", e))?);
+    ctx.registry
+        .sub_registry_with_prefix("database")
+        .register_collector(Box::new(c.clone()));
+    ctx.registry
+        .register_collector(Box::new(GuideMetrics(c.clone())));
+    Ok(Some(c as Arc<dyn Source>))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::CustomQuery;
-use crate::collectors::snapshot::Snapshot;
+use crate::collector_kit::snapshot::Snapshot;
 
 pub fn table_stats(s: &mut Snapshot, rows: &[PgRow]) {
     struct Col {

@@ -22,7 +22,11 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
-use crate::collectors::{self, CollectorsConfig};
+pub mod collectors;
+
+use crate::collector_kit::{self, Section};
+use crate::{collectors as c, logs};
+pub use collectors::CollectorsConfig;
 
 use llmchat_common::invalid;
 pub use llmchat_common::{duration, ConfigError};
@@ -34,13 +38,6 @@ pub const DEFAULT_PORT: u16 = 9842;
 
 /// Prefix of every environment variable.
 pub const ENV_PREFIX: &str = "LLMCHAT_EXPORTER_";
-
-/// A config section's own checks, run before anything starts. `config`
-/// is the whole configuration (a section may depend on which collectors
-/// are enabled).
-pub trait Section {
-    fn validate(&self, config: &Config) -> Result<(), ConfigError>;
-}
 
 /// Lists the sections once: the `Config` field, its type, and the flags
 /// struct flattened into the command line.
@@ -64,7 +61,10 @@ macro_rules! sections {
 
         impl Config {
             fn validate_sections(&self) -> Result<(), ConfigError> {
-                $( Section::validate(&self.$name, self)?; )*
+                $( Section::validate(
+                    &self.$name,
+                    self.collectors.is_enabled(stringify!($name)),
+                )?; )*
                 Ok(())
             }
         }
@@ -74,14 +74,14 @@ macro_rules! sections {
 sections! {
     web: WebConfig, WebFlags;
     /// The files the log pipeline tails.
-    logs: crate::logs::LogsConfig, crate::logs::LogsFlags;
-    access: crate::logs::access::AccessConfig, crate::logs::access::AccessFlags;
-    chat: crate::logs::chat_event::ChatConfig, crate::logs::chat::ChatFlags;
-    database: collectors::database::DatabaseConfig, collectors::database::DatabaseFlags;
-    redis: collectors::redis::RedisConfig, collectors::redis::RedisFlags;
-    app: collectors::app::AppConfig, collectors::app::AppFlags;
-    backup: collectors::backup::BackupConfig, collectors::backup::BackupFlags;
-    host: collectors::host::HostConfig, collectors::host::HostFlags;
+    logs: logs::LogsConfig, logs::LogsFlags;
+    access: logs::access::AccessConfig, logs::access::AccessFlags;
+    chat: logs::chat_event::ChatConfig, logs::chat::ChatFlags;
+    database: c::database::DatabaseConfig, c::database::DatabaseFlags;
+    redis: c::redis::RedisConfig, c::redis::RedisFlags;
+    app: c::app::AppConfig, c::app::AppFlags;
+    backup: c::backup::BackupConfig, c::backup::BackupFlags;
+    host: c::host::HostConfig, c::host::HostFlags;
     /// The exporter's own log.
     log: OwnLogConfig, OwnLogFlags;
 }
@@ -158,7 +158,7 @@ pub struct WebFlags {
 }
 
 impl Section for WebConfig {
-    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+    fn validate(&self, _enabled: bool) -> Result<(), ConfigError> {
         resolve_listen_address(&self.listen_address)?;
         let path = &self.telemetry_path;
         if !path.starts_with('/') || path == "/" || path == "/health" || path.contains(['?', '#']) {
@@ -214,7 +214,7 @@ pub struct OwnLogFlags {
 }
 
 impl Section for OwnLogConfig {
-    fn validate(&self, _: &Config) -> Result<(), ConfigError> {
+    fn validate(&self, _enabled: bool) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.level)
             .map(|_| ())
             .map_err(|e| invalid("log.level", &self.level, e))
@@ -259,7 +259,7 @@ pub struct Cli {
         value_enum,
         env = "LLMCHAT_EXPORTER_ROLE"
     )]
-    pub role: Option<collectors::Role>,
+    pub role: Option<collector_kit::Role>,
 
     #[command(flatten)]
     pub sections: SectionFlags,
@@ -282,7 +282,7 @@ impl Cli {
     /// `--[no-]collector.<name>` pairs, each flag's variable and its default.
     pub fn full_command() -> clap::Command {
         let mut command = <Cli as CommandFactory>::command();
-        for e in collectors::ALL {
+        for e in collectors::ALL.iter().map(|line| &line.entry) {
             let state = if e.enabled_by_default {
                 "enabled"
             } else {
@@ -320,7 +320,7 @@ impl Cli {
     {
         let matches = Self::full_command().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
-        for e in collectors::ALL {
+        for e in collectors::ALL.iter().map(|line| &line.entry) {
             let on = format!("collector.{}", e.name);
             let off = format!("no-collector.{}", e.name);
             // The negative form, being a bare flag, wins over the positive
@@ -374,7 +374,10 @@ impl Config {
     /// the port is bound.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.collectors.validate()?;
-        self.validate_sections()
+        self.validate_sections()?;
+        // The one check that joins two sections: the drill's scratch
+        // database must not be the live one.
+        self.backup.validate_drill(&self.database.url)
     }
 
     /// Names of the enabled collectors, in exposition order.
@@ -383,29 +386,7 @@ impl Config {
     }
 }
 
-/// Checks histogram bucket bounds (`access.buckets`, `chat.buckets`).
-pub fn validate_buckets(key: &'static str, buckets: &[f64]) -> Result<(), ConfigError> {
-    let text = || {
-        buckets
-            .iter()
-            .map(f64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    if buckets.is_empty() {
-        return Err(invalid(key, "", "needs at least one bucket"));
-    }
-    if buckets.iter().any(|b| !b.is_finite() || *b < 0.0)
-        || buckets.windows(2).any(|w| w[0] >= w[1])
-    {
-        return Err(invalid(
-            key,
-            text(),
-            "bounds must be finite, non-negative and increasing",
-        ));
-    }
-    Ok(())
-}
+pub use crate::collector_kit::validate_buckets;
 
 /// Resolves `host:port` or `:port` to a socket address.
 pub fn resolve_listen_address(value: &str) -> Result<SocketAddr, ConfigError> {
