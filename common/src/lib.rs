@@ -4,8 +4,10 @@
 //! server ([`http`]).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod escape;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod runtime;
 pub mod webconfig;

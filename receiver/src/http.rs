@@ -10,8 +10,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use llmchat_common::http::{refusal, AuthError, Refusal};
 use serde_json::json;
 
+use crate::channels::ChannelKind;
 use crate::channels::Senders;
-use crate::config::Channel;
 use crate::config::{RoutingConfig, WebConfig};
 use crate::metrics::{AlertLabels, Metrics, RequestLabels};
 use crate::payload;
@@ -317,7 +317,7 @@ fn outbox_rows<'h>(
             })
             .inc();
         let channels = routing::channels(alert, &severity, &state.routing);
-        recover.push((alert, channels.contains(&Channel::Slack)));
+        recover.push((alert, channels.contains(&ChannelKind::Slack)));
     }
     let (planned, folded) = state.budget.apply(
         routing::plan(hook, &state.routing, &state.senders, None),

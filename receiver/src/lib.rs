@@ -7,6 +7,7 @@ pub mod auth;
 pub mod budget;
 pub mod channels;
 pub mod config;
+pub mod decision;
 pub mod http;
 pub mod metrics;
 pub mod payload;
@@ -43,10 +44,7 @@ pub async fn run(
     server.register(&mut metrics.registry);
     let metrics = Arc::new(metrics);
     let store = Arc::new(store::Store::open(&config.store.url, metrics.store.clone()).await?);
-    let senders = Arc::new(channels::Senders::new(
-        &config,
-        metrics.template_errors.clone(),
-    )?);
+    let senders = Arc::new(config.senders(metrics.template_errors.clone())?);
     // Every configured channel's results start at 0, so that the first
     // failure is an increase Prometheus can see.
     for channel in senders.configured() {

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     if check_only {
         // Building the channels is part of the check: an unreadable CA
         // file or a malformed sender address is a configuration error.
-        let senders = match llmchat_receiver::channels::Senders::new(&config, Default::default()) {
+        let senders = match config.senders(Default::default()) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!(
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
 
 /// `llmchat-receiver render`: prints the messages; 64 for a bad
 /// configuration or template, 1 for an unreadable payload.
-fn render(cli: Cli, args: &llmchat_receiver::render::RenderArgs) -> ExitCode {
+fn render(cli: Cli, args: &llmchat_receiver::config::RenderArgs) -> ExitCode {
     let config = match cli.resolve_for_render() {
         Ok(c) => c,
         Err(e) => {

@@ -9,24 +9,10 @@ use std::path::PathBuf;
 use crate::channels::email::{EmailConfig, SmtpTls};
 use crate::channels::slack::SlackConfig;
 use crate::channels::webhook::WebhookConfig;
-use crate::channels::{ChannelError, ChannelKind, Senders};
-use crate::config::Config;
+use crate::channels::{ChannelError, ChannelKind};
+use crate::config::{Config, RenderArgs};
 use crate::payload::{self, PayloadError};
 use crate::templates::Language;
-
-#[derive(Debug, clap::Args)]
-pub struct RenderArgs {
-    /// The Alertmanager webhook payload (JSON, version 4).
-    #[arg(long, value_name = "FILE")]
-    pub payload: PathBuf,
-    /// email, slack or webhook.
-    #[arg(long, value_name = "CHANNEL", value_parser = ["email", "slack", "webhook"])]
-    pub channel: String,
-    /// zh or en: every message in this language, whatever the
-    /// configuration says.
-    #[arg(long, value_name = "LANGUAGE", value_parser = ["zh", "en"])]
-    pub language: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -95,11 +81,23 @@ pub fn render(mut config: Config, args: &RenderArgs) -> Result<String, RenderErr
         }
     }
     with_placeholder(&mut config, channel);
-    let senders = Senders::new(&config, Default::default()).map_err(RenderError::Channel)?;
+    let senders = config
+        .senders(Default::default())
+        .map_err(RenderError::Channel)?;
     let Some(sender) = senders.get(channel) else {
         return Ok(String::new());
     };
-    let planned = crate::routing::plan(&hook, &config.routing, &senders, Some(channel));
+    let mut planned = crate::routing::plan(&hook, &config.routing, &senders, Some(channel));
+    // A payload can only say what a notice is by its alertname: one named
+    // as the receiver names its recovery outcomes renders as one.
+    for n in planned
+        .iter_mut()
+        .flat_map(|p| p.delivery.notices.iter_mut())
+    {
+        if n.alertname == crate::recovery::NOTICE_ALERTNAME {
+            n.kind = crate::payload::NoticeKind::RecoveryOutcome;
+        }
+    }
     let total = planned.len();
     let mut out = String::new();
     for (i, p) in planned.iter().enumerate() {

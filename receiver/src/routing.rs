@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::channels::ChannelKind;
 use crate::channels::Senders;
-use crate::config::{Channel, RoutingConfig};
+use crate::config::RoutingConfig;
 use crate::payload::{Alert, Delivery, Notice, Status, Webhook};
 
 /// The severity used for routing, email recipients and subjects.
@@ -24,7 +25,7 @@ pub fn route(
     alert: &Alert,
     severity: &str,
     config: &RoutingConfig,
-) -> (Option<usize>, Vec<Channel>) {
+) -> (Option<usize>, Vec<ChannelKind>) {
     match config.routes.iter().position(|r| {
         r.matchers.iter().all(|(k, v)| {
             let value = if k == "severity" {
@@ -40,14 +41,14 @@ pub fn route(
     }
 }
 
-pub fn channels(alert: &Alert, severity: &str, config: &RoutingConfig) -> Vec<Channel> {
+pub fn channels(alert: &Alert, severity: &str, config: &RoutingConfig) -> Vec<ChannelKind> {
     route(alert, severity, config).1
 }
 
 /// One message a post makes: to one channel, one alert or one group.
 #[derive(Debug)]
 pub struct Planned {
-    pub channel: Channel,
+    pub channel: ChannelKind,
     pub delivery: Delivery,
     pub dedup_key: String,
     pub severity: String,
@@ -62,10 +63,10 @@ pub fn plan(
     hook: &Webhook,
     config: &RoutingConfig,
     senders: &Senders,
-    only: Option<Channel>,
+    only: Option<ChannelKind>,
 ) -> Vec<Planned> {
     let mut out = Vec::new();
-    let mut groups: BTreeMap<(Channel, Option<usize>, String), Vec<Notice>> = BTreeMap::new();
+    let mut groups: BTreeMap<(ChannelKind, Option<usize>, String), Vec<Notice>> = BTreeMap::new();
     for alert in &hook.alerts {
         let severity = severity(alert, config);
         let notice = Notice::new(hook, alert, &severity);
@@ -89,7 +90,7 @@ pub fn plan(
             }
             out.push(Planned {
                 channel,
-                dedup_key: notice.dedup_key(alert.status, channel),
+                dedup_key: notice.dedup_key(alert.status, channel.as_str()),
                 severity: severity.clone(),
                 status: alert.status.as_str(),
                 delivery: Delivery::one(notice.clone(), route_index),
@@ -124,9 +125,39 @@ pub fn plan(
     out
 }
 
+/// What the fuzz target (`receiver/fuzz`) and the corpus test run on any
+/// bytes: parse; a body that is taken becomes notices with subjects and
+/// stored deliveries that read back, as the webhook handler and the
+/// worker do with it. Panics only where the receiver would.
+pub fn fuzz_one(body: &[u8]) {
+    let Ok(hook) = crate::payload::parse(body) else {
+        return;
+    };
+    for alert in &hook.alerts {
+        let severity = severity(alert, &Default::default());
+        let notice = Notice::new(&hook, alert, &severity);
+        let _ = notice.subject();
+        let stored =
+            serde_json::to_string(&Delivery::one(notice, None)).expect("a delivery serialises");
+        Delivery::parse(&stored).expect("a stored delivery reads back");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_webhook_fuzz_corpus_and_its_mutations_never_panic() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/webhook_body");
+        let ran = llmchat_tests::fuzz::run_corpus(
+            &corpus,
+            std::time::Duration::from_secs(5),
+            super::fuzz_one,
+        );
+        assert!(ran > 100, "{ran} inputs");
+    }
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
         Alert {
@@ -151,7 +182,7 @@ mod tests {
             let s = severity(&a, &c);
             (s.clone(), channels(&a, &s, &c))
         };
-        use Channel::*;
+        use ChannelKind::*;
         assert_eq!(
             route(&[("severity", "critical")]),
             ("critical".into(), vec![Email, Slack, Webhook])

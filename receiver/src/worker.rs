@@ -17,8 +17,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::channels::ChannelKind;
 use crate::channels::{SendError, Senders};
-use crate::config::{Channel, DeliveryConfig};
+use crate::config::DeliveryConfig;
 use crate::metrics::{ChannelLabels, Metrics, NotificationLabels};
 use crate::payload::Delivery;
 use crate::store::{now_ms, Notification, Store};
@@ -90,7 +91,7 @@ impl Worker {
     /// One channel's delivery loop.
     async fn channel(
         self: Arc<Self>,
-        channel: Channel,
+        channel: ChannelKind,
         wake: Arc<tokio::sync::Notify>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
@@ -139,7 +140,7 @@ impl Worker {
     /// Sends one batch of what is due; `true` when there may be more.
     async fn batch(
         &self,
-        channel: Channel,
+        channel: ChannelKind,
         state: &mut ChannelState,
     ) -> Result<bool, crate::store::StoreError> {
         if state
@@ -231,7 +232,7 @@ impl Worker {
         n: Notification,
         state: &mut ChannelState,
     ) -> Result<Option<Duration>, crate::store::StoreError> {
-        let Some(channel) = Channel::parse(&n.channel) else {
+        let Some(channel) = ChannelKind::parse(&n.channel) else {
             return self
                 .store
                 .mark_dead(n.id, n.attempts, "unknown channel")

@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 use hyper::header::HeaderValue;
 
 use super::{load, WebConfig};
+use crate::auth::AuthError;
 use crate::config::ConfigError;
-use crate::http::{AuthError, Limits};
+use crate::limits::Limits;
 
 /// A modification stamp of the file and every file it names.
 fn stamp(inputs: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {

@@ -1,6 +1,6 @@
 use super::guard::ReloadLabels;
 use super::*;
-use crate::http::AuthError;
+use crate::auth::AuthError;
 
 struct Files {
     dir: tempfile::TempDir,

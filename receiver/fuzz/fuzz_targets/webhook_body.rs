@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    llmchat_receiver::payload::fuzz_one(data);
+    llmchat_receiver::routing::fuzz_one(data);
 });

@@ -51,7 +51,7 @@ pub struct EmailConfig {
     pub from: String,
     /// Recipients per severity (the guide's getAlertEmails).
     pub to: BTreeMap<String, Vec<String>>,
-    #[serde(default = "crate::config::yes")]
+    #[serde(default = "crate::channels::yes")]
     pub send_resolved: bool,
     /// One email per alert instead of one per group and recipient list.
     #[serde(default)]

@@ -17,13 +17,9 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-
-use crate::metrics::ChannelLabels;
 use crate::payload::{Delivery, Notice, Status};
 use crate::store::Store;
-use crate::templates::{RouteTemplates, TemplateError, Templates};
+use crate::templates::{TemplateError, Templates};
 
 /// Every channel: its kind and how it is built from `[channels]`. Adding a
 /// channel is its file, its `ChannelKind` variant, its `[channels]` field
@@ -80,6 +76,11 @@ pub struct Shared {
     pub slack_interval: Duration,
     /// Every channel's templates, compiled once.
     pub templates: Arc<Templates>,
+}
+
+/// Serde's default for the channels' `send_resolved`.
+pub(crate) fn yes() -> bool {
+    true
 }
 
 /// One way to notify people.
@@ -216,23 +217,15 @@ pub struct Senders {
 }
 
 impl Senders {
-    /// Builds the configured channels and compiles every template; a
-    /// template's render failures are counted in `template_errors`.
+    /// Builds the configured channels around the compiled templates.
+    /// `timeout` bounds one send (`delivery.timeout`); `slack_interval`
+    /// spaces Slack's posts (`delivery.slack_interval`).
     pub fn new(
-        config: &crate::config::Config,
-        template_errors: Family<ChannelLabels, Counter>,
+        config: &ChannelsConfig,
+        templates: Templates,
+        timeout: Duration,
+        slack_interval: Duration,
     ) -> Result<Self, ChannelError> {
-        let templates = Templates::new(
-            &config.notify,
-            &route_templates(config),
-            &config
-                .channels
-                .webhook
-                .as_ref()
-                .map(|w| w.header_templates.clone())
-                .unwrap_or_default(),
-            template_errors,
-        )?;
         let shared = Shared {
             templates: Arc::new(templates),
             // Never follow a redirect: it would carry the body, the
@@ -240,17 +233,17 @@ impl Senders {
             // token) to a host nobody configured. A 3xx is a failure.
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
-                .timeout(config.delivery.timeout)
+                .timeout(timeout)
                 .connect_timeout(Duration::from_secs(5))
                 .user_agent(concat!("llmchat-receiver/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(ChannelError::Http)?,
-            timeout: config.delivery.timeout,
-            slack_interval: config.delivery.slack_interval,
+            timeout,
+            slack_interval,
         };
         let mut channels = Vec::new();
         for (_, build) in ALL {
-            if let Some(channel) = build(&config.channels, &shared)? {
+            if let Some(channel) = build(config, &shared)? {
                 channels.push(channel);
             }
         }
@@ -295,19 +288,6 @@ impl Senders {
             None => Err(SendError::NotConfigured(kind.as_str())),
         }
     }
-}
-
-/// Each route's language and template files, by route index.
-pub fn route_templates(config: &crate::config::Config) -> Vec<RouteTemplates> {
-    config
-        .routing
-        .routes
-        .iter()
-        .map(|r| RouteTemplates {
-            language: r.language,
-            templates: r.templates.clone(),
-        })
-        .collect()
 }
 
 #[cfg(test)]

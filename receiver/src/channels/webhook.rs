@@ -37,7 +37,7 @@ pub struct WebhookConfig {
     /// Shared secret for the `X-LLMChat-Signature: sha256=<hex>` header.
     #[serde(default)]
     pub hmac_secret: Option<String>,
-    #[serde(default = "crate::config::yes")]
+    #[serde(default = "crate::channels::yes")]
     pub send_resolved: bool,
     /// Headers whose values are templates, e.g.
     /// `{ "X-Alert" = "{{ alerts[0].alertname }}" }`.
@@ -54,7 +54,7 @@ fn json_type() -> String {
 
 impl WebhookConfig {
     /// An http(s) URL, and header names that are header names.
-    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+    pub fn check(&self) -> Result<(), llmchat_common::ConfigError> {
         use llmchat_common::invalid;
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err(invalid(
@@ -141,6 +141,11 @@ impl Webhook {
         }
         let mut doc =
             serde_json::to_value(d.first()).map_err(|e| SendError::Permanent(e.to_string()))?;
+        // The outbox's own bookkeeping, not part of the document: the
+        // recovery outcome says what it is by its alertname.
+        if let Some(fields) = doc.as_object_mut() {
+            fields.remove("kind");
+        }
         if let Some(a) = ctx.alerts.first() {
             doc["links"] = serde_json::to_value(&a.links).unwrap_or_default();
         }

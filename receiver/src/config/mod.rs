@@ -7,7 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
+
+use crate::channels::{ChannelError, Senders};
+use crate::metrics::ChannelLabels;
+use crate::templates::{RouteTemplates, TemplateError, Templates};
 
 pub const DEFAULT_PORT: u16 = 9843;
 /// The shortest bearer token accepted, at start and when its file changes.
@@ -103,7 +109,7 @@ impl Default for StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub matchers: BTreeMap<String, String>,
-    pub channels: Vec<Channel>,
+    pub channels: Vec<ChannelKind>,
     /// The language of this route's messages (else `[notify] language`).
     #[serde(default)]
     pub language: Option<crate::templates::Language>,
@@ -124,7 +130,7 @@ pub struct RoutingConfig {
 
 impl Default for RoutingConfig {
     fn default() -> Self {
-        let by = |sev: &str, channels: &[Channel]| Route {
+        let by = |sev: &str, channels: &[ChannelKind]| Route {
             matchers: BTreeMap::from([("severity".to_string(), sev.to_string())]),
             channels: channels.to_vec(),
             language: None,
@@ -135,10 +141,10 @@ impl Default for RoutingConfig {
             routes: vec![
                 by(
                     "critical",
-                    &[Channel::Email, Channel::Slack, Channel::Webhook],
+                    &[ChannelKind::Email, ChannelKind::Slack, ChannelKind::Webhook],
                 ),
-                by("warning", &[Channel::Slack, Channel::Webhook]),
-                by("info", &[Channel::Webhook]),
+                by("warning", &[ChannelKind::Slack, ChannelKind::Webhook]),
+                by("info", &[ChannelKind::Webhook]),
             ],
         }
     }
@@ -147,11 +153,7 @@ impl Default for RoutingConfig {
 pub use crate::channels::email::{EmailConfig, SmtpTls};
 pub use crate::channels::slack::SlackConfig;
 pub use crate::channels::webhook::WebhookConfig;
-pub use crate::channels::{ChannelKind as Channel, ChannelsConfig};
-
-pub(crate) fn yes() -> bool {
-    true
-}
+pub use crate::channels::{ChannelKind, ChannelsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -198,7 +200,22 @@ pub enum Command {
     /// Print what would be sent for an Alertmanager webhook payload, for
     /// template authors (as `amtool template render`); uses the
     /// configuration's templates, routes and links.
-    Render(crate::render::RenderArgs),
+    Render(RenderArgs),
+}
+
+/// `llmchat-receiver render`'s arguments (`crate::render` runs it).
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The Alertmanager webhook payload (JSON, version 4).
+    #[arg(long, value_name = "FILE")]
+    pub payload: PathBuf,
+    /// email, slack or webhook.
+    #[arg(long, value_name = "CHANNEL", value_parser = ["email", "slack", "webhook"])]
+    pub channel: String,
+    /// zh or en: every message in this language, whatever the
+    /// configuration says.
+    #[arg(long, value_name = "LANGUAGE", value_parser = ["zh", "en"])]
+    pub language: Option<String>,
 }
 
 /// The flags that set configuration keys, in the keys' own shape, so that
@@ -552,22 +569,49 @@ impl Config {
     /// Every template compiles now, or the start fails naming the file and
     /// the line.
     pub fn check_templates(&self) -> Result<(), ConfigError> {
-        crate::templates::Templates::new(
-            &self.notify,
-            &crate::channels::route_templates(self),
-            &self
-                .channels
-                .webhook
-                .as_ref()
-                .map(|w| w.header_templates.clone())
-                .unwrap_or_default(),
-            Default::default(),
-        )
-        .map_err(|e| {
+        self.templates(Default::default()).map_err(|e| {
             let key = e.key().to_string();
             invalid(&key, "(template)", e.to_string())
         })?;
         Ok(())
+    }
+
+    /// Every template compiled: `[notify]`'s, each route's (by route
+    /// index) and the webhook's header templates; a template's render
+    /// failures are counted in `template_errors`.
+    pub fn templates(
+        &self,
+        template_errors: Family<ChannelLabels, Counter>,
+    ) -> Result<Templates, TemplateError> {
+        let routes: Vec<RouteTemplates> = self
+            .routing
+            .routes
+            .iter()
+            .map(|r| RouteTemplates {
+                language: r.language,
+                templates: r.templates.clone(),
+            })
+            .collect();
+        let headers = self
+            .channels
+            .webhook
+            .as_ref()
+            .map(|w| w.header_templates.clone())
+            .unwrap_or_default();
+        Templates::new(&self.notify, &routes, &headers, template_errors)
+    }
+
+    /// The configured channels with every template compiled.
+    pub fn senders(
+        &self,
+        template_errors: Family<ChannelLabels, Counter>,
+    ) -> Result<Senders, ChannelError> {
+        Senders::new(
+            &self.channels,
+            self.templates(template_errors)?,
+            self.delivery.timeout,
+            self.delivery.slack_interval,
+        )
     }
 }
 

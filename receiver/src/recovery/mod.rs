@@ -13,7 +13,7 @@ pub mod command;
 pub mod config;
 pub mod coordination;
 mod decide;
-pub mod decision;
+
 pub mod effect;
 pub mod http_action;
 mod maintenance;
@@ -32,8 +32,8 @@ use serde_json::json;
 
 use self::config::{ActionConfig, RecoveryConfig, Trigger};
 use self::coordination::Coordinator;
-pub use self::decision::Decision;
 use crate::channels::Senders;
+pub use crate::decision::Decision;
 
 use crate::metrics::{ActionLabels, Metrics};
 use crate::payload::{Alert, Status};

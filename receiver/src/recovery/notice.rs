@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::Recovery;
-use crate::config::Channel;
-use crate::payload::{Notice, Status};
+use crate::channels::ChannelKind;
+use crate::payload::{Notice, NoticeKind, Status};
 use crate::store::{AuditRecord, NewNotification};
 
 impl Recovery {
@@ -53,6 +53,7 @@ impl Recovery {
             ("trigger_fingerprint".to_string(), r.fingerprint.clone()),
         ]);
         let notice = Notice {
+            kind: NoticeKind::RecoveryOutcome,
             alertname: super::NOTICE_ALERTNAME.into(),
             status: Status::Firing,
             severity: "info".into(),
@@ -80,9 +81,9 @@ impl Recovery {
         else {
             return;
         };
-        let mut channels = vec![Channel::Webhook];
+        let mut channels = vec![ChannelKind::Webhook];
         if to_slack {
-            channels.push(Channel::Slack);
+            channels.push(ChannelKind::Slack);
         }
         let rows: Vec<NewNotification> = channels
             .into_iter()

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{FromRow, Row};
 
 use super::{now_ms, Store, StoreError};
-use crate::recovery::decision::Decision;
+use crate::decision::Decision;
 
 /// One recovery decision, as the audit keeps it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -15,7 +15,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 
 use super::{Language, LinkConfig};
-use crate::payload::{Notice, Status};
+use crate::payload::{Notice, NoticeKind, Status};
 
 /// The most characters of one label or annotation value a message shows.
 /// Slack allows 3,000 per text and mail clients wrap anything; a 100 KB
@@ -411,7 +411,7 @@ impl MessageContext {
             },
             kind: if notices
                 .first()
-                .is_some_and(|n| n.alertname == crate::recovery::NOTICE_ALERTNAME)
+                .is_some_and(|n| n.kind == NoticeKind::RecoveryOutcome)
             {
                 "recovery"
             } else {

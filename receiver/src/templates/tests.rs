@@ -17,6 +17,7 @@ fn notice(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Notice {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Notice {
+        kind: Default::default(),
         alertname: labels.get("alertname").cloned().unwrap_or("X".into()),
         status: Status::Firing,
         severity: "critical".into(),

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::{SendError, Slack};
 use crate::channels::{retry_after, transport_error, ChannelKind};
-use crate::payload::{Delivery, Notice, Status};
+use crate::payload::{Delivery, Notice, NoticeKind, Status};
 use crate::store::{Store, Thread};
 
 /// Error codes no retry can fix.
@@ -199,7 +199,7 @@ impl<'a> Api<'a> {
     pub(super) async fn send(&self, d: &Delivery, store: &Store) -> Result<(), SendError> {
         let n = d.first();
         let message = self.slack.message(d);
-        if n.alertname == crate::recovery::NOTICE_ALERTNAME {
+        if n.kind == NoticeKind::RecoveryOutcome {
             // A recovery outcome: a reply under the alert that caused it.
             let thread = match n.labels.get("trigger_fingerprint") {
                 Some(fp) => store
@@ -224,7 +224,7 @@ impl<'a> Api<'a> {
             Status::Resolved => match store.thread(&key).await.map_err(store_error)? {
                 Some(thread) => self.resolve_in_place(d, message, &thread).await,
                 None => {
-                    let firing = n.dedup_key(Status::Firing, ChannelKind::Slack);
+                    let firing = n.dedup_key(Status::Firing, ChannelKind::Slack.as_str());
                     if store.is_pending(&firing).await.map_err(store_error)? {
                         return Err(SendError::Retry {
                             reason: "waiting for the firing message to be posted".into(),

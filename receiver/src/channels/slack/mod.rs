@@ -48,7 +48,7 @@ pub struct SlackConfig {
     /// The Web API's base URL.
     #[serde(default = "default_api_url")]
     pub api_url: String,
-    #[serde(default = "crate::config::yes")]
+    #[serde(default = "crate::channels::yes")]
     pub send_resolved: bool,
 }
 
