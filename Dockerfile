@@ -45,6 +45,8 @@ FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
 COPY common/Cargo.toml common/
 COPY common/src common/src
+COPY tail/Cargo.toml tail/
+COPY tail/src tail/src
 COPY exporter/Cargo.toml exporter/build.rs exporter/
 COPY exporter/src exporter/src
 COPY receiver/Cargo.toml receiver/
@@ -63,6 +65,8 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
 COPY Cargo.toml Cargo.lock ./
 COPY common/Cargo.toml common/
 COPY common/src common/src
+COPY tail/Cargo.toml tail/
+COPY tail/src tail/src
 COPY exporter/Cargo.toml exporter/build.rs exporter/
 COPY exporter/src exporter/src
 COPY receiver/Cargo.toml receiver/

@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use llmchat_exporter::logs::level::classify;
-use llmchat_exporter::logs::tail::LineSplitter;
+use llmchat_tail::LineSplitter;
 
 fuzz_target!(|data: &[u8]| {
     let _ = classify(data);

@@ -30,9 +30,9 @@ use crate::logs::access_format::Parser;
 use crate::logs::access_format::{DurationUnit, JsonFields};
 use crate::logs::route::RouteRule;
 use crate::logs::route::{Normalizer, RouteId};
-use crate::logs::tail::{self, Rotation, Sink, Tailer};
 use crate::logs::LogsConfig;
 use llmchat_common::{invalid, ConfigError};
+use llmchat_tail::{self as tail, Rotation, Sink, Tailer};
 use serde::{Deserialize, Serialize};
 
 /// What the collector says of itself, for its line in

@@ -27,8 +27,8 @@ use crate::collector_kit::encode::gauge_family;
 use crate::collector_kit::{Context, FileLabels, RefreshError, Source, StartError, Started};
 use crate::logs::chat_event::ChatConfig;
 use crate::logs::level::{classify, Level};
-use crate::logs::tail::{self, Rotation, Sink, Tailer};
 use crate::logs::LogsConfig;
+use llmchat_tail::{self as tail, Rotation, Sink, Tailer};
 
 /// What the collector says of itself, for its line in
 /// `crate::config::collectors::ALL`; with `chat`

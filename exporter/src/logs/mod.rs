@@ -1,8 +1,8 @@
 //! The log pipeline, apart from the scrape-time collectors:
 //!
 //! ```text
-//! file ─ tail.rs (inotify + poll, rotation, O_NONBLOCK opens)
-//!      ─ lines.rs (LineSplitter: lines, capped at logs.max_line_bytes)
+//! file ─ llmchat-tail (the `tail/` crate: inotify + poll, rotation,
+//!        O_NONBLOCK opens; LineSplitter: lines, capped at logs.max_line_bytes)
 //!      ─ a Sink per collector:
 //!          app.rs     app logs: level.rs classifies, chat_event.rs + chat.rs
 //!                     record chat events from the same lines
@@ -20,10 +20,9 @@ pub mod app;
 pub mod chat;
 pub mod chat_event;
 pub mod level;
-pub mod lines;
+
 pub mod llm_usage;
 pub mod route;
-pub mod tail;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -112,8 +111,8 @@ pub struct LogsFlags {
 }
 
 impl LogsConfig {
-    pub fn tail_options(&self) -> tail::Options {
-        tail::Options {
+    pub fn tail_options(&self) -> llmchat_tail::Options {
+        llmchat_tail::Options {
             from_beginning: self.from_beginning,
             rotate_wait: self.rotate_wait,
             max_line_bytes: self.max_line_bytes,

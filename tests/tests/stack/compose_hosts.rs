@@ -99,17 +99,29 @@ fn the_image_builds_without_buildkit_with_a_toolchain_new_enough() {
             assert!(allowed(source), "the build stage copies {source}: {line}");
         }
     }
-    // What the binaries are compiled from is all copied: every crate's
-    // src, the receiver's templates (include_str!) and migrations
+    // What the binaries are compiled from is all copied: every library
+    // and binary crate's src (the workspace's members but the test
+    // crate), the receiver's templates (include_str!) and migrations
     // (sqlx::migrate!).
-    for needed in [
-        "common/src",
-        "exporter/src",
-        "receiver/src",
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("the workspace's members on one line");
+    let crates: Vec<String> = members
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|m| *m != "tests")
+        .map(|m| format!("{m}/src"))
+        .collect();
+    assert!(crates.len() >= 3, "{crates:?}");
+    let others = [
         "receiver/templates",
         "receiver/migrations",
         "exporter/build.rs",
-    ] {
+    ];
+    for needed in crates.iter().map(String::as_str).chain(others) {
         assert!(
             build_stage[cook..].contains(&format!(" {needed} ")),
             "{needed} is not copied into the build stage"

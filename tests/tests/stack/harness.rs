@@ -45,7 +45,15 @@ pub fn bin(name: &str) -> PathBuf {
         });
     // A binary older than its sources would test old code.
     let crate_dir = name.trim_start_matches("llmchat-");
-    for src in [format!("{crate_dir}/src"), "common/src".to_string()] {
+    // The crate and the workspace crates it is built from.
+    let from: &[&str] = match crate_dir {
+        "exporter" => &["common", "tail"],
+        _ => &["common"],
+    };
+    for src in std::iter::once(crate_dir)
+        .chain(from.iter().copied())
+        .map(|c| format!("{c}/src"))
+    {
         if let Some(newest) = newest_mtime(&repo_root().join(&src)) {
             assert!(
                 newest <= built,

@@ -22,6 +22,8 @@
 //! - what a path holds ([`PathState`]) is logged when it changes, not on
 //!   every poll, and the sink is told whether the path is readable.
 
+#![forbid(unsafe_code)]
+
 use llmchat_common::lock;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -31,7 +33,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::logs::lines::LineSplitter;
+mod lines;
+
+pub use lines::LineSplitter;
 
 /// Receives what the tailer reads. Calls for one file arrive in file order.
 pub trait Sink {
