@@ -47,6 +47,8 @@ COPY common/Cargo.toml common/
 COPY common/src common/src
 COPY tail/Cargo.toml tail/
 COPY tail/src tail/src
+COPY report/Cargo.toml report/
+COPY report/src report/src
 COPY exporter/Cargo.toml exporter/build.rs exporter/
 COPY exporter/src exporter/src
 COPY receiver/Cargo.toml receiver/
@@ -67,6 +69,8 @@ COPY common/Cargo.toml common/
 COPY common/src common/src
 COPY tail/Cargo.toml tail/
 COPY tail/src tail/src
+COPY report/Cargo.toml report/
+COPY report/src report/src
 COPY exporter/Cargo.toml exporter/build.rs exporter/
 COPY exporter/src exporter/src
 COPY receiver/Cargo.toml receiver/

@@ -10,7 +10,7 @@ pub mod config;
 pub mod exposition;
 pub mod http;
 pub mod logs;
-pub mod report;
+
 pub mod scrape;
 pub mod shutdown;
 pub mod verify;

@@ -13,7 +13,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match &cli.command {
-        Some(llmchat_exporter::config::Command::Report(args)) => return report(args),
+        Some(llmchat_exporter::config::Command::Report(args)) => {
+            return llmchat_report::main("llmchat-exporter report", args)
+        }
         Some(llmchat_exporter::config::Command::VerifyDeployment(args)) => return verify(args),
         None => {}
     }
@@ -41,32 +43,6 @@ fn main() -> ExitCode {
         llmchat_common::runtime::FatalError::Logged,
         llmchat_exporter::run(config, shutdown::signal()),
     )
-}
-
-/// `llmchat-exporter report`: one clear line and exit 64 for a bad flag,
-/// 1 for any other failure.
-fn report(args: &llmchat_exporter::report::ReportArgs) -> ExitCode {
-    let outcome = llmchat_common::runtime::once(
-        "llmchat-exporter report",
-        llmchat_exporter::report::run(args),
-    );
-    match outcome {
-        Err(code) => code,
-        Ok(Ok(where_)) => {
-            if where_ != "stdout" {
-                eprintln!("report written to {where_}");
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(Err(e)) => {
-            eprintln!("llmchat-exporter report: {e}");
-            if e.is_usage() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
 }
 
 /// `llmchat-exporter verify-deployment`: the verdict as the exit code

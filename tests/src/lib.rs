@@ -4,6 +4,7 @@
 pub mod fuzz;
 pub mod hostile;
 pub mod pki;
+pub mod prometheus;
 pub mod services;
 pub mod sinks;
 
@@ -122,6 +123,52 @@ pub fn bound_port(log: &Path, timeout: std::time::Duration) -> u16 {
             "no \"listening address=\" line within {timeout:?}; log:\n{text}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// One of our binaries started for a test; its stderr goes to a file,
+/// shown only when the test fails.
+pub struct Daemon {
+    pub child: std::process::Child,
+    /// The port it serves: the one asked for, or the one it logged as
+    /// bound when asked for port 0.
+    pub port: u16,
+    pub stderr: tempfile::NamedTempFile,
+}
+
+/// Starts `cmd` (one of our binaries, or a wrapper running it) with only
+/// `PATH` and `env` in its environment (none of the developer's
+/// `LLMCHAT_*` or proxy variables), its stdout discarded and its stderr to
+/// a file; `port` 0 means the port it logs as bound ([`bound_port`]).
+/// Returns once `ready(port)` holds; `what` names it if that takes over
+/// `timeout`.
+pub fn start_daemon(
+    mut cmd: std::process::Command,
+    port: u16,
+    env: &[(&str, &str)],
+    timeout: std::time::Duration,
+    what: &str,
+    mut ready: impl FnMut(u16) -> bool,
+) -> Daemon {
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.reopen().unwrap());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let port = if port == 0 {
+        bound_port(stderr.path(), timeout)
+    } else {
+        port
+    };
+    wait_until(timeout, &format!("{what} ready"), || ready(port));
+    Daemon {
+        child,
+        port,
+        stderr,
     }
 }
 

@@ -272,7 +272,7 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Write the monthly performance report (the guide's PerformanceAnalyzer) from Prometheus.
-    Report(crate::report::ReportArgs),
+    Report(llmchat_report::ReportArgs),
     /// Judge a deploy from Prometheus: wait for the rollout, then compare the new version with the old (the guide's verify-deployment.sh).
     VerifyDeployment(crate::verify::VerifyArgs),
 }

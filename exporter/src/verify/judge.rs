@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{Selectors, Span, Verdict, VerifyError};
-use crate::report::histogram::{self, quantile, Estimate};
-use crate::report::Client;
+use llmchat_report::histogram::{self, quantile, Estimate};
+use llmchat_report::Client;
 
 /// The limits, with the deploy alert's defaults: the guide's 1% error
 /// target as the 5xx floor.

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::report::{Client, Lang, ReportError};
 pub use judge::{Check, CheckResult, Thresholds};
+use llmchat_report::{Client, Lang, ReportError};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
@@ -203,11 +203,11 @@ pub(crate) struct Selectors {
 
 impl Selectors {
     fn new(job: &str, instances: &[String]) -> Self {
-        let job = format!("job=\"{}\"", crate::report::quote(job));
+        let job = format!("job=\"{}\"", llmchat_report::quote(job));
         let alternatives: Vec<String> = instances.iter().map(|i| regex::escape(i)).collect();
         let instances = format!(
             "{job},instance=~\"{}\"",
-            crate::report::quote(&alternatives.join("|"))
+            llmchat_report::quote(&alternatives.join("|"))
         );
         Selectors { job, instances }
     }
@@ -344,7 +344,7 @@ fn finish(mut v: Verification) -> Verification {
 
 /// The version each instance of the job reports now.
 async fn versions_now(client: &Client, job: &str) -> Result<BTreeMap<String, String>, VerifyError> {
-    let query = format!("llmchat_app_info{{job=\"{}\"}}", crate::report::quote(job));
+    let query = format!("llmchat_app_info{{job=\"{}\"}}", llmchat_report::quote(job));
     Ok(client
         .vector(&query, now())
         .await?

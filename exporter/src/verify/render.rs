@@ -1,7 +1,7 @@
 //! The verdict table of `verify-deployment`, in English or Chinese.
 
 use super::{CheckResult, Verdict, Verification};
-use crate::report::{rfc3339, Lang};
+use llmchat_report::{rfc3339, Lang};
 
 struct Words {
     title: &'static str,

@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::helpers::BIN;
-use crate::report_month::Series;
-use crate::report_prometheus::prometheus_with_recent;
+use llmchat_tests::prometheus::prometheus_with_recent;
+use llmchat_tests::prometheus::Series;
 
 const STEP: i64 = 15;
 /// Versions change this long before the data ends.

@@ -47,7 +47,7 @@ pub fn bin(name: &str) -> PathBuf {
     let crate_dir = name.trim_start_matches("llmchat-");
     // The crate and the workspace crates it is built from.
     let from: &[&str] = match crate_dir {
-        "exporter" => &["common", "tail"],
+        "exporter" => &["common", "tail", "report"],
         _ => &["common"],
     };
     for src in std::iter::once(crate_dir)

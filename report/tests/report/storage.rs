@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::free_port;
-use crate::report_month::{expected, generate_between, Series, FROM, TO};
-use crate::report_prometheus::{close, prometheus_with, report};
+use crate::month::{expected, generate_between, Series, FROM, TO};
+use crate::prometheus::{close, prometheus_with, report};
+use llmchat_tests::free_port;
 
 const DAY: i64 = 86_400;
 const PERIOD: [&str; 4] = [

@@ -2,9 +2,9 @@
 //! both languages, an unreachable Prometheus, every period and a single
 //! job, local days and hours.
 
-use crate::helpers::free_port;
-use crate::report_month::*;
-use crate::report_prometheus::*;
+use crate::month::*;
+use crate::prometheus::*;
+use llmchat_tests::free_port;
 
 /// The golden reports of the fixture: English in UTC, Chinese in
 /// Asia/Shanghai. `LLMCHAT_BLESS=1` rewrites them after a deliberate
@@ -55,7 +55,7 @@ fn golden_reports_in_english_and_chinese() {
             .join("\n")
             + "\n";
         let golden =
-            crate::helpers::repo_root().join(format!("exporter/tests/golden/report-{lang}.md"));
+            llmchat_tests::repo_root().join(format!("report/tests/golden/report-{lang}.md"));
         if std::env::var_os("LLMCHAT_BLESS").is_some() {
             std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
             std::fs::write(&golden, &md).unwrap();

@@ -3,7 +3,7 @@
 //! and the figures the generator says they hold, computed here
 //! independently of PromQL.
 
-use std::fmt::Write as _;
+pub(crate) use llmchat_tests::prometheus::Series;
 
 /// 2026-10-01T00:00:00Z and 2026-10-31T00:00:00Z.
 pub(crate) const FROM: i64 = 1_790_812_800;
@@ -46,12 +46,6 @@ pub(crate) fn busy(t: i64) -> bool {
 /// Request durations: half at 0.05 s, 30% at 0.3 s, 15% at 1.5 s, 5% at 4 s.
 pub(crate) const DURATIONS: [(f64, f64); 4] = [(0.5, 0.05), (0.3, 0.3), (0.15, 1.5), (0.05, 4.0)];
 pub(crate) const BOUNDS: [&str; 7] = ["0.1", "0.5", "1.0", "2.0", "5.0", "10.0", "+Inf"];
-
-pub(crate) struct Series {
-    pub(crate) name: String,
-    pub(crate) labels: String,
-    pub(crate) points: Vec<(i64, f64)>,
-}
 
 /// Counters that start at 0 one day before FROM and grow by `inc(t)` for
 /// the step starting at `t`; gauges that take `value(t)`.
@@ -477,32 +471,6 @@ pub(crate) fn chat_and_llm(out: &mut Vec<Series>, start: i64, end: i64) {
             );
         }
     }
-}
-
-pub(crate) fn openmetrics(series: &[Series]) -> String {
-    openmetrics_between(series, i64::MIN, i64::MAX)
-}
-
-/// The samples of `series` at `from` ≤ t < `to`, as OpenMetrics text.
-pub(crate) fn openmetrics_between(series: &[Series], from: i64, to: i64) -> String {
-    let mut text = String::new();
-    let mut names: Vec<&str> = Vec::new();
-    for s in series {
-        if !names.contains(&s.name.as_str()) {
-            names.push(&s.name);
-        }
-    }
-    for name in names {
-        // `unknown` keeps every sample name as it is; PromQL needs no type.
-        let _ = writeln!(text, "# TYPE {name} unknown");
-        for s in series.iter().filter(|s| s.name == name) {
-            for (t, v) in s.points.iter().filter(|(t, _)| (from..to).contains(t)) {
-                let _ = writeln!(text, "{name}{{{}}} {v} {t}", s.labels);
-            }
-        }
-    }
-    text.push_str("# EOF\n");
-    text
 }
 
 /// What the generator says the month holds, step by step.

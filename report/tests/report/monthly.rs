@@ -3,8 +3,8 @@
 //! create-blocks-from openmetrics`. Expected figures are computed here from
 //! the generator, independently of PromQL.
 
-use crate::report_month::*;
-use crate::report_prometheus::*;
+use crate::month::*;
+use crate::prometheus::*;
 
 #[test]
 fn monthly_report_from_a_real_prometheus() {

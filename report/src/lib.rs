@@ -9,6 +9,8 @@
 //! A Prometheus that cannot be reached, or a range without data, is an
 //! error (exit 1), never a report that looks healthy.
 
+#![forbid(unsafe_code)]
+
 mod alerts;
 mod backups;
 mod chart;
@@ -141,6 +143,30 @@ impl ReportArgs {
             ));
         }
         Ok((from, to))
+    }
+}
+
+/// The subcommand as a program runs it: one clear line on stderr naming
+/// `program` and exit 64 for a bad flag, 1 for any other failure; where
+/// a written report went.
+pub fn main(program: &str, args: &ReportArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match llmchat_common::runtime::once(program, run(args)) {
+        Err(code) => code,
+        Ok(Ok(where_)) => {
+            if where_ != "stdout" {
+                eprintln!("report written to {where_}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("{program}: {e}");
+            if e.is_usage() {
+                ExitCode::from(llmchat_common::EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }
 

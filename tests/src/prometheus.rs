@@ -1,17 +1,55 @@
-//! A real Prometheus for the report tests: series backfilled with
-//! `promtool tsdb create-blocks-from openmetrics` (a month's blocks made
-//! once per content and shared), and the report binary run against it.
+//! A real Prometheus holding given series: backfilled with `promtool tsdb
+//! create-blocks-from openmetrics` (blocks made once per content and kept
+//! in a cache directory the caller names), served on a free port. For the
+//! tests that read Prometheus' HTTP API: the report's and
+//! verify-deployment's.
 
-use llmchat_common::lock;
+use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{free_port, BIN};
-use crate::report_month::*;
+use llmchat_common::lock;
 
-pub(crate) struct Prometheus {
+use crate::free_port;
+
+/// One series: its name, its labels as written between braces, and its
+/// samples (unix seconds, value).
+pub struct Series {
+    pub name: String,
+    pub labels: String,
+    pub points: Vec<(i64, f64)>,
+}
+
+pub fn openmetrics(series: &[Series]) -> String {
+    openmetrics_between(series, i64::MIN, i64::MAX)
+}
+
+/// The samples of `series` at `from` ≤ t < `to`, as OpenMetrics text.
+pub fn openmetrics_between(series: &[Series], from: i64, to: i64) -> String {
+    let mut text = String::new();
+    let mut names: Vec<&str> = Vec::new();
+    for s in series {
+        if !names.contains(&s.name.as_str()) {
+            names.push(&s.name);
+        }
+    }
+    for name in names {
+        // `unknown` keeps every sample name as it is; PromQL needs no type.
+        let _ = writeln!(text, "# TYPE {name} unknown");
+        for s in series.iter().filter(|s| s.name == name) {
+            for (t, v) in s.points.iter().filter(|(t, _)| (from..to).contains(t)) {
+                let _ = writeln!(text, "{name}{{{}}} {v} {t}", s.labels);
+            }
+        }
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+/// A running Prometheus, killed when dropped.
+pub struct Prometheus {
     child: Child,
-    pub(crate) url: String,
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -22,21 +60,17 @@ impl Drop for Prometheus {
     }
 }
 
-pub(crate) fn prometheus_with_a_month() -> Prometheus {
-    prometheus_with(&generate(), "100y")
-}
-
-/// TSDB blocks of `series`, made once per content and kept in Cargo's
-/// scratch directory for integration tests: promtool takes tens of seconds
-/// over a month of samples, and several tests read the same month.
-pub(crate) fn blocks_of(series: &[Series]) -> std::path::PathBuf {
+/// TSDB blocks of `series`, made once per content and kept under `cache`
+/// (Cargo's scratch directory for integration tests, `CARGO_TARGET_TMPDIR`):
+/// promtool takes tens of seconds over a month of samples, and several
+/// tests read the same month.
+pub fn blocks_of(series: &[Series], cache: &std::path::Path) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let text = openmetrics(series);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("report-blocks-{:016x}", hasher.finish()));
+    let dir = cache.join(format!("report-blocks-{:016x}", hasher.finish()));
     let _one_at_a_time = lock(&MAKING);
     // And one process at a time: two test runs of one checkout (a
     // leftover one, or a developer's beside CI's) share this directory.
@@ -93,26 +127,27 @@ fn backfill(series: &[Series], dir: &std::path::Path) {
     });
 }
 
-/// A real Prometheus holding `series` (backfilled with promtool) and
-/// keeping `retention`, on its own copy of the blocks.
-pub(crate) fn prometheus_with(series: &[Series], retention: &str) -> Prometheus {
-    let blocks = blocks_of(series);
+/// A real Prometheus holding `series` (backfilled with promtool, the
+/// blocks cached under `cache`) and keeping `retention`, on its own copy
+/// of the blocks.
+pub fn prometheus_with(series: &[Series], retention: &str, cache: &std::path::Path) -> Prometheus {
+    let blocks = blocks_of(series, cache);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    llmchat_tests::copy_dir(&blocks.join("data"), &data);
+    crate::copy_dir(&blocks.join("data"), &data);
     serve(dir, retention)
 }
 
 /// A real Prometheus holding `series`, backfilled into its own directory
 /// (data relative to now is new each run: nothing to keep).
-pub(crate) fn prometheus_with_recent(series: &[Series]) -> Prometheus {
+pub fn prometheus_with_recent(series: &[Series]) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     backfill(series, dir.path());
     serve(dir, "100y")
 }
 
 /// Prometheus on the TSDB in `dir`/data.
-pub(crate) fn serve(dir: tempfile::TempDir, retention: &str) -> Prometheus {
+pub fn serve(dir: tempfile::TempDir, retention: &str) -> Prometheus {
     let data = dir.path().join("data");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
@@ -140,46 +175,4 @@ pub(crate) fn serve(dir: tempfile::TempDir, retention: &str) -> Prometheus {
         std::thread::sleep(Duration::from_millis(200));
     }
     prom
-}
-
-/// The report in UTC unless a test says otherwise: the machine's zone is
-/// the default, and a developer's must not change a result.
-pub(crate) fn report(args: &[&str]) -> std::process::Output {
-    report_in("UTC", args)
-}
-
-/// The report with `TZ` set to `zone` (the machine's zone, as it sees it).
-pub(crate) fn report_in(zone: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("report")
-        .args(args)
-        .env("TZ", zone)
-        .output()
-        .unwrap()
-}
-
-pub(crate) fn close(got: f64, want: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= 1e-6 * want.abs().max(1.0),
-        "{what}: got {got}, want {want}"
-    );
-}
-
-pub(crate) const MONTH: [&str; 4] = [
-    "--from",
-    "2026-10-01T00:00:00Z",
-    "--to",
-    "2026-10-31T00:00:00Z",
-];
-
-pub(crate) fn json(prom: &Prometheus, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--prometheus.url", prom.url.as_str(), "--format", "json"];
-    args.extend_from_slice(extra);
-    let out = report(&args);
-    assert!(
-        out.status.success(),
-        "{extra:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
