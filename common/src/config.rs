@@ -257,11 +257,16 @@ pub mod duration {
 
     /// A flag's value parser: checks the text, keeps it as written, so the
     /// flag layer hands the same string a TOML file would.
-    pub fn flag(text: &str) -> Result<String, String> {
+    pub fn flag(text: &str) -> Result<String, BadDuration> {
         humantime::parse_duration(text)
             .map(|_| text.to_string())
-            .map_err(|e| format!("{e} (use e.g. \"5s\")"))
+            .map_err(BadDuration)
     }
+
+    /// A duration flag's value that humantime cannot read.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0} (use e.g. \"5s\")")]
+    pub struct BadDuration(#[source] pub humantime::DurationError);
 }
 
 #[cfg(test)]

@@ -70,16 +70,25 @@ pub fn parse_cli_with<C>(
 
 /// Resolves `host:port`, or `:port` for every IPv4 address; the error is
 /// the reason, for the caller to wrap with its key.
-pub fn listen_address(value: &str) -> Result<SocketAddr, String> {
+pub fn listen_address(value: &str) -> Result<SocketAddr, ListenAddressError> {
     let full = if value.starts_with(':') {
         format!("0.0.0.0{value}")
     } else {
         value.to_string()
     };
     full.to_socket_addrs()
-        .map_err(|e| format!("{e} (expected host:port or :port)"))?
+        .map_err(ListenAddressError::Resolve)?
         .next()
-        .ok_or_else(|| "resolves to no address".to_string())
+        .ok_or(ListenAddressError::NoAddress)
+}
+
+/// Why a listen address was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenAddressError {
+    #[error("{0} (expected host:port or :port)")]
+    Resolve(#[source] std::io::Error),
+    #[error("resolves to no address")]
+    NoAddress,
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

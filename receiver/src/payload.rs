@@ -250,18 +250,15 @@ impl Delivery {
 
     /// A stored payload: a delivery, or a single notice as receivers
     /// before 0.2 stored it.
-    pub fn parse(payload: &str) -> Result<Delivery, String> {
-        let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+    pub fn parse(payload: &str) -> Result<Delivery, StoredPayloadError> {
+        let value: serde_json::Value = serde_json::from_str(payload)?;
         let delivery = if value.get("notices").is_some() {
-            serde_json::from_value::<Delivery>(value).map_err(|e| e.to_string())?
+            serde_json::from_value::<Delivery>(value)?
         } else {
-            Delivery::one(
-                serde_json::from_value::<Notice>(value).map_err(|e| e.to_string())?,
-                None,
-            )
+            Delivery::one(serde_json::from_value::<Notice>(value)?, None)
         };
         if delivery.notices.is_empty() {
-            return Err("no alerts".into());
+            return Err(StoredPayloadError::NoAlerts);
         }
         Ok(delivery)
     }
@@ -270,6 +267,15 @@ impl Delivery {
     pub fn first(&self) -> &Notice {
         &self.notices[0]
     }
+}
+
+/// Why an outbox row's payload cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredPayloadError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("no alerts")]
+    NoAlerts,
 }
 
 #[cfg(test)]

@@ -311,10 +311,15 @@ pub enum DurationUnit {
     S,
 }
 
+/// A duration unit other than `ms` or `s`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected ms or s")]
+pub struct UnknownUnit;
+
 impl DurationUnit {
     /// A flag's value parser.
-    pub fn flag(s: &str) -> Result<Self, String> {
-        Self::parse(s).ok_or_else(|| "expected ms or s".to_string())
+    pub fn flag(s: &str) -> Result<Self, UnknownUnit> {
+        Self::parse(s).ok_or(UnknownUnit)
     }
 
     pub fn to_seconds(self, v: f64) -> f64 {

@@ -16,7 +16,7 @@ use llmchat_common::duration;
 use serde::Deserialize;
 
 use super::config::RecoveryConfig;
-use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+use super::effect::{failed, BuildError, Effect, InvalidSpec, RunContext, Spec};
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -52,9 +52,9 @@ fn default_grace() -> Duration {
     Duration::from_secs(5)
 }
 impl Spec for CommandSpec {
-    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), InvalidSpec> {
         let _ = recovery;
-        let bad = |reason: &str| reason.to_string();
+        let bad = |reason: &str| InvalidSpec(reason.to_string());
         let c = self;
         if c.argv.is_empty() || c.argv[0].is_empty() {
             return Err(bad("command.argv needs at least the program"));

@@ -147,20 +147,20 @@ macro_rules! effect_kinds {
         }
 
         impl TryFrom<RawAction> for ActionConfig {
-            type Error = String;
+            type Error = ActionError;
 
-            fn try_from(a: RawAction) -> Result<Self, String> {
+            fn try_from(a: RawAction) -> Result<Self, ActionError> {
                 let mut kinds = Vec::new();
                 $( if let Some(spec) = a.$key {
                     kinds.push(EffectConfig::$variant(spec));
                 } )*
                 if kinds.len() != 1 {
                     let (last, rest) = KINDS.split_last().unwrap_or((&"", &[]));
-                    return Err(format!("needs exactly one of {} or {last}", rest.join(", ")));
+                    return Err(ActionError::KindCount(format!("{} or {last}", rest.join(", "))));
                 }
                 for label in a.scope_labels.iter().chain(a.require_labels.keys()) {
                     if !is_label_name(label) {
-                        return Err(format!("{label:?} is not a Prometheus label name"));
+                        return Err(ActionError::LabelName(label.clone()));
                     }
                 }
                 let require_labels = a
@@ -169,7 +169,7 @@ macro_rules! effect_kinds {
                     .map(|(label, pattern)| {
                         regex::Regex::new(&format!("^(?:{pattern})$"))
                             .map(|re| (label.clone(), re))
-                            .map_err(|e| format!("require_labels.{label}: not a regular expression: {e}"))
+                            .map_err(|source| ActionError::Pattern { label: label.clone(), source })
                     })
                     .collect::<Result<_, _>>()?;
                 Ok(ActionConfig {
@@ -191,6 +191,21 @@ effect_kinds! {
     http => Http(HttpSpec),
     signal => Signal(SignalSpec),
     redis_cleanup => RedisCleanup(RedisCleanupSpec),
+}
+
+/// Why an action's table cannot be an action.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("needs exactly one of {0}")]
+    KindCount(String),
+    #[error("{0:?} is not a Prometheus label name")]
+    LabelName(String),
+    #[error("require_labels.{label}: not a regular expression: {source}")]
+    Pattern {
+        label: String,
+        #[source]
+        source: regex::Error,
+    },
 }
 
 fn default_cooldown() -> Duration {
@@ -274,7 +289,10 @@ impl RecoveryConfig {
             {
                 return Err(bad("action names are 1-64 characters of [A-Za-z0-9_-]"));
             }
-            a.effect.spec().check(self).map_err(|reason| bad(&reason))?;
+            a.effect
+                .spec()
+                .check(self)
+                .map_err(|reason| bad(&reason.to_string()))?;
             if a.cancel_on_resolve && !a.effect.spec().cancellable() {
                 return Err(bad(&format!(
                     "cancel_on_resolve does not apply to {} actions",

@@ -87,7 +87,7 @@ impl Recovery {
                     .map(String::as_str)
                     .unwrap_or("")
             )),
-            _ => action.effect.serves(alert).err(),
+            _ => action.effect.serves(alert).err().map(|e| e.to_string()),
         };
         if let Some(detail) = not_ours {
             return self

@@ -11,11 +11,25 @@ use super::config::RecoveryConfig;
 use super::{Decision, Outcome};
 use crate::payload::Alert;
 
+/// A kind's setting that cannot work, said with its key within the action
+/// (`command.timeout must be above zero`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+/// Why an action cannot act for an alert (audited as
+/// `skipped_other_instance`).
+#[derive(Debug, thiserror::Error)]
+pub enum NotServed {
+    #[error("no URL for instance {0:?} in http.url_by_instance")]
+    NoUrlForInstance(String),
+}
+
 /// A kind's configuration.
 pub trait Spec {
     /// Checks beyond what serde checked; the reason names the key within
     /// the action (`command.argv needs ...`).
-    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String>;
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), InvalidSpec>;
 
     /// What runs, resolved once at start-up.
     fn build(&self, recovery: &RecoveryConfig) -> Result<Box<dyn Effect>, BuildError>;
@@ -51,7 +65,7 @@ pub trait Effect: Send + Sync {
     /// Whether it can act for this alert at all (an `http` action with
     /// `url_by_instance` has no URL for an unknown instance); the reason
     /// when not, audited as `skipped_other_instance`.
-    fn serves(&self, _alert: &Alert) -> Result<(), String> {
+    fn serves(&self, _alert: &Alert) -> Result<(), NotServed> {
         Ok(())
     }
 

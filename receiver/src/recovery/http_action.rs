@@ -16,7 +16,7 @@ use llmchat_common::duration;
 use serde::Deserialize;
 
 use super::config::RecoveryConfig;
-use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+use super::effect::{failed, BuildError, Effect, InvalidSpec, NotServed, RunContext, Spec};
 
 use super::{Decision, Outcome, OUTPUT_LIMIT};
 use crate::payload::Alert;
@@ -51,9 +51,9 @@ pub fn default_http_timeout() -> Duration {
 }
 
 impl Spec for HttpSpec {
-    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), InvalidSpec> {
         let _ = recovery;
-        let bad = |reason: &str| reason.to_string();
+        let bad = |reason: &str| InvalidSpec(reason.to_string());
         let h = self;
         let is_http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
         match (&h.url, h.url_by_instance.is_empty()) {
@@ -98,7 +98,7 @@ impl Effect for HttpAction {
         })
     }
 
-    fn serves(&self, alert: &Alert) -> Result<(), String> {
+    fn serves(&self, alert: &Alert) -> Result<(), NotServed> {
         self.url_for(alert).map(|_| ())
     }
 
@@ -137,7 +137,7 @@ impl HttpAction {
     }
 
     /// The URL for this alert: the fixed one, or its instance's.
-    fn url_for(&self, alert: &Alert) -> Result<&str, String> {
+    fn url_for(&self, alert: &Alert) -> Result<&str, NotServed> {
         if let Some(url) = &self.spec.url {
             return Ok(url);
         }
@@ -150,7 +150,7 @@ impl HttpAction {
             .url_by_instance
             .get(instance)
             .map(String::as_str)
-            .ok_or_else(|| format!("no URL for instance {instance:?} in http.url_by_instance"))
+            .ok_or_else(|| NotServed::NoUrlForInstance(instance.to_string()))
     }
 
     pub async fn call(&self, url: &str) -> Result<Outcome, HttpActionError> {

@@ -10,7 +10,7 @@ use llmchat_common::duration;
 use serde::Deserialize;
 
 use super::config::RecoveryConfig;
-use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+use super::effect::{failed, BuildError, Effect, InvalidSpec, RunContext, Spec};
 
 use std::time::Instant;
 
@@ -46,9 +46,9 @@ fn default_scan_count() -> u64 {
 const GRACE: Duration = Duration::from_secs(2);
 
 impl Spec for RedisCleanupSpec {
-    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), InvalidSpec> {
         let _ = recovery;
-        let bad = |reason: &str| reason.to_string();
+        let bad = |reason: &str| InvalidSpec(reason.to_string());
         let r = self;
         match r.url.as_ref().or(recovery.redis_url.as_ref()) {
             None => {

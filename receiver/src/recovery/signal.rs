@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::config::RecoveryConfig;
-use super::effect::{failed, BuildError, Effect, RunContext, Spec};
+use super::effect::{failed, BuildError, Effect, InvalidSpec, RunContext, Spec};
 
 use std::str::FromStr;
 
@@ -40,9 +40,9 @@ pub struct SignalSpec {
     pub all_matching: bool,
 }
 impl Spec for SignalSpec {
-    fn check(&self, recovery: &RecoveryConfig) -> Result<(), String> {
+    fn check(&self, recovery: &RecoveryConfig) -> Result<(), InvalidSpec> {
         let _ = recovery;
-        let bad = |reason: &str| reason.to_string();
+        let bad = |reason: &str| InvalidSpec(reason.to_string());
         let s = self;
         if parse_signal(&s.signal).is_none() {
             return Err(bad(&format!(

@@ -458,7 +458,7 @@ impl Templates {
         route: Option<usize>,
         channel: &'static str,
         ctx: &MessageContext,
-        check: impl Fn(&str) -> Result<(), String>,
+        check: impl Fn(&str) -> Result<(), OutputError>,
     ) -> Option<String> {
         let language = Language::parse(ctx.language).unwrap_or(self.language);
         for id in self.candidates(name, route, language) {
@@ -467,7 +467,7 @@ impl Templates {
             }
             match self
                 .render_one(&id, ctx)
-                .and_then(|out| check(&out).map(|()| out))
+                .and_then(|out| check(&out).map(|()| out).map_err(RenderFailure::Output))
             {
                 Ok(out) => return Some(out),
                 Err(error) => {
@@ -482,11 +482,11 @@ impl Templates {
     /// One template rendered. A built-in one renders here; a file, on a
     /// thread of its own that it has [`RENDER_TIME_LIMIT`] to finish (its
     /// fuel ends it soon after, if it does not).
-    fn render_one(&self, id: &str, ctx: &MessageContext) -> Result<String, String> {
+    fn render_one(&self, id: &str, ctx: &MessageContext) -> Result<String, RenderFailure> {
         let render = |env: &Environment<'static>, id: &str, ctx: Value| {
             env.get_template(id)
                 .and_then(|t| t.render(ctx))
-                .map_err(|e| format!("{e:#}"))
+                .map_err(RenderFailure::Template)
         };
         let ctx = Value::from_serialize(ctx);
         if id.starts_with("builtin.") {
@@ -500,13 +500,9 @@ impl Templates {
             .spawn(move || {
                 let _ = tx.send(render(&env, &owned, ctx));
             })
-            .map_err(|e| format!("cannot start the render: {e}"))?;
-        rx.recv_timeout(RENDER_TIME_LIMIT).unwrap_or_else(|_| {
-            Err(format!(
-                "render took over {} s",
-                RENDER_TIME_LIMIT.as_secs()
-            ))
-        })
+            .map_err(RenderFailure::Spawn)?;
+        rx.recv_timeout(RENDER_TIME_LIMIT)
+            .unwrap_or(Err(RenderFailure::TimedOut))
     }
 
     /// The webhook's header templates, rendered; a header that fails is
@@ -530,6 +526,31 @@ impl Templates {
             })
             .collect()
     }
+}
+
+/// Why one template gave no message (the built-in one is used instead).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderFailure {
+    /// With minijinja's detail (`{:#}`): the template, the line, the cause.
+    #[error("{0:#}")]
+    Template(#[source] minijinja::Error),
+    #[error("cannot start the render: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("render took over {} s", RENDER_TIME_LIMIT.as_secs())]
+    TimedOut,
+    #[error(transparent)]
+    Output(OutputError),
+}
+
+/// A rendered message the channel cannot send as it is (Slack's must be
+/// JSON).
+#[derive(Debug, thiserror::Error)]
+#[error("the {channel} template's output is not {expected}: {source}")]
+pub struct OutputError {
+    pub channel: &'static str,
+    pub expected: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 #[cfg(test)]

@@ -238,7 +238,11 @@ fn a_render_error_falls_back_to_the_built_in_template_and_is_counted() {
     let is_json = |s: &str| {
         serde_json::from_str::<serde_json::Value>(s)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| OutputError {
+                channel: "Slack",
+                expected: "JSON",
+                source: Box::new(e),
+            })
     };
     let slack = t
         .render(TemplateName::Slack, None, "slack", &ctx, is_json)

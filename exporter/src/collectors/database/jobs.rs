@@ -52,7 +52,20 @@ pub enum Target {
 }
 
 /// Turns a run's rows into series; an error when they do not fit.
-type Build = Box<dyn Fn(&[PgRow]) -> Result<Snapshot, String> + Send + Sync>;
+type Build = Box<dyn Fn(&[PgRow]) -> Result<Snapshot, RowsError> + Send + Sync>;
+
+/// Why a run's rows do not fit the series they should become.
+#[derive(Debug, thiserror::Error)]
+pub enum RowsError {
+    #[error("no row")]
+    NoRow,
+    #[error("the first column of the first row is not a number")]
+    FirstNotNumber,
+    #[error("a column is not a number")]
+    NotNumber,
+    #[error("the rows have no numeric column {0:?} or lack a label column")]
+    CustomColumns(String),
+}
 
 struct Spec {
     name: String,
@@ -119,7 +132,7 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
             let v = rows
                 .first()
                 .and_then(|row| column_f64(row, 0))
-                .ok_or("the first column of the first row is not a number")?;
+                .ok_or(RowsError::FirstNotNumber)?;
             let mut s = Snapshot::default();
             s.gauge(name, help, unit.clone()).value(v);
             Ok(s)
@@ -134,9 +147,8 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
                    age_help: &'static str|
      -> Build {
         Box::new(move |rows: &[PgRow]| {
-            let row = rows.first().ok_or("no row")?;
-            let n =
-                column_f64(row, 0).ok_or("the first column of the first row is not a number")?;
+            let row = rows.first().ok_or(RowsError::NoRow)?;
+            let n = column_f64(row, 0).ok_or(RowsError::FirstNotNumber)?;
             let mut s = Snapshot::default();
             s.gauge(name, help, None).value(n);
             if let Some(age) = column_f64(row, 1) {
@@ -248,10 +260,7 @@ fn specs(config: &DatabaseConfig) -> Vec<Spec> {
                 if custom_family(&mut s, &custom, rows) {
                     Ok(s)
                 } else {
-                    Err(format!(
-                        "the rows have no numeric column {:?} or lack a label column",
-                        custom.value
-                    ))
+                    Err(RowsError::CustomColumns(custom.value.clone()))
                 }
             }),
             hint: None,
@@ -273,9 +282,9 @@ const STATEMENTS_SQL: &str = "SELECT coalesce(sum(calls), 0)::float8, \
 
 const STATEMENTS_AVAILABLE: &str = "1 if pg_stat_statements can be read in the LLMChat database (shared_preload_libraries and CREATE EXTENSION), else 0; the statement series exist only when it is 1.";
 
-fn statements(rows: &[PgRow]) -> Result<Snapshot, String> {
-    let row = rows.first().ok_or("no row")?;
-    let col = |i| column_f64(row, i).ok_or("a column is not a number");
+fn statements(rows: &[PgRow]) -> Result<Snapshot, RowsError> {
+    let row = rows.first().ok_or(RowsError::NoRow)?;
+    let col = |i| column_f64(row, i).ok_or(RowsError::NotNumber);
     let mut s = Snapshot::default();
     s.gauge("statements_available", STATEMENTS_AVAILABLE, None)
         .value(1.0);
@@ -313,7 +322,7 @@ fn statements_absent() -> Snapshot {
     s
 }
 
-fn agents(rows: &[PgRow]) -> Result<Snapshot, String> {
+fn agents(rows: &[PgRow]) -> Result<Snapshot, RowsError> {
     let mut s = Snapshot::default();
     let mut f = s.gauge(
         "agents",
@@ -336,7 +345,7 @@ fn agents(rows: &[PgRow]) -> Result<Snapshot, String> {
     Ok(s)
 }
 
-fn table_sizes(rows: &[PgRow]) -> Result<Snapshot, String> {
+fn table_sizes(rows: &[PgRow]) -> Result<Snapshot, RowsError> {
     let mut s = Snapshot::default();
     let mut f = s.gauge(
         "table_size",

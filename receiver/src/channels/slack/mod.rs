@@ -24,7 +24,7 @@ use super::{http_outcome, transport_error, SendError};
 use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
 use crate::payload::Delivery;
 use crate::store::Store;
-use crate::templates::{MessageContext, TemplateName, Templates};
+use crate::templates::{MessageContext, OutputError, TemplateName, Templates};
 use std::sync::Arc;
 
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
@@ -128,10 +128,14 @@ fn minimal(ctx: &MessageContext) -> Value {
     })
 }
 
-fn is_json(s: &str) -> Result<(), String> {
+fn is_json(s: &str) -> Result<(), OutputError> {
     serde_json::from_str::<Value>(s)
         .map(|_| ())
-        .map_err(|e| format!("the Slack template's output is not JSON: {e}"))
+        .map_err(|e| OutputError {
+            channel: "Slack",
+            expected: "JSON",
+            source: Box::new(e),
+        })
 }
 
 impl Slack {
