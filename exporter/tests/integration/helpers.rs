@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_llmchat-exporter");
@@ -58,43 +58,35 @@ impl Exporter {
     }
 
     fn spawn_as(
-        mut cmd: Command,
+        cmd: Command,
         port: u16,
         env: &[(&str, &str)],
         scheme: &str,
         client: reqwest::blocking::Client,
     ) -> Exporter {
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        // Only what the test sets: no LLMCHAT_* of the developer's shell,
-        // no proxy that would take the exporter's HTTP probes elsewhere.
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(stderr.reopen().unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start llmchat-exporter");
-        let port = if port == 0 {
-            llmchat_tests::bound_port(stderr.path(), Duration::from_secs(10))
-        } else {
-            port
-        };
-        let exporter = Exporter {
-            child,
-            base: format!("{scheme}://127.0.0.1:{port}"),
+        // No proxy of the developer's shell: it would take the exporter's
+        // HTTP probes elsewhere.
+        let mut all = vec![("NO_COLOR", "1")];
+        all.extend_from_slice(env);
+        let daemon = llmchat_tests::start_daemon(
+            cmd,
+            port,
+            &all,
+            Duration::from_secs(10),
+            "exporter",
+            |port| {
+                client
+                    .get(format!("{scheme}://127.0.0.1:{port}/-/ready"))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        );
+        Exporter {
+            child: daemon.child,
+            base: format!("{scheme}://127.0.0.1:{}", daemon.port),
             client,
-            stderr,
-        };
-        wait_until(Duration::from_secs(10), "exporter ready", || {
-            exporter
-                .client
-                .get(format!("{}/-/ready", exporter.base))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-        });
-        exporter
+            stderr: daemon.stderr,
+        }
     }
 
     /// The client the exporter was started with (trusting its CA).

@@ -57,7 +57,6 @@ impl Receiver {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Receiver {
-        let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -66,37 +65,29 @@ impl Receiver {
             }
             None => Command::new(BIN),
         };
-        // Only what the test sets: none of the developer's LLMCHAT_* or
-        // proxy variables (the receiver's HTTP channels would use a proxy).
-        let child = command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().copied())
+        command
             .args(args)
             .arg("--config.file")
             .arg(config)
             .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(stderr.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let port = if port == 0 {
-            llmchat_tests::bound_port(stderr.path(), Duration::from_secs(15))
-        } else {
-            port
-        };
-        let r = Receiver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+            .arg(format!("127.0.0.1:{port}"));
+        let daemon = llmchat_tests::start_daemon(
+            command,
             port,
-            stderr,
-        };
-        wait_until(Duration::from_secs(15), "receiver ready", || {
-            reqwest::blocking::get(format!("{}/-/ready", r.base))
-                .is_ok_and(|x| x.status().is_success())
-        });
-        r
+            env,
+            Duration::from_secs(15),
+            "receiver",
+            |port| {
+                reqwest::blocking::get(format!("http://127.0.0.1:{port}/-/ready"))
+                    .is_ok_and(|x| x.status().is_success())
+            },
+        );
+        Receiver {
+            child: daemon.child,
+            base: format!("http://127.0.0.1:{}", daemon.port),
+            port: daemon.port,
+            stderr: daemon.stderr,
+        }
     }
 
     pub fn post(&self, body: &str, token: Option<&str>) -> reqwest::blocking::Response {
