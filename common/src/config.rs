@@ -221,21 +221,30 @@ fn default_text(value: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Parses TOML text into `T`; on error, `(key path, message)`.
-pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
+/// TOML text that does not fit: the key path and toml's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct TomlError {
+    /// `section.key`, or `(top level)`.
+    pub key: String,
+    pub message: String,
+}
+
+/// Parses TOML text into `T`.
+pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, TomlError> {
     let deserializer = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         // toml's message carries a source excerpt; keep the message itself.
         let message = e.into_inner().message().trim().to_string();
-        (
-            if key == "." {
+        TomlError {
+            key: if key == "." {
                 "(top level)".into()
             } else {
                 key
             },
             message,
-        )
+        }
     })
 }
 

@@ -16,7 +16,7 @@ pub use config::duration;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 pub mod config;
-pub use config::{from_toml, invalid, layered, layered_on_serde_defaults, ConfigError};
+pub use config::{from_toml, invalid, layered, layered_on_serde_defaults, ConfigError, TomlError};
 
 /// An error and its sources, `outer: inner: innermost`, skipping a source
 /// whose text the outer one already shows.

@@ -110,9 +110,7 @@ impl BackupConfig {
     /// (`database.url`): the configuration's assembly runs it, since it
     /// joins two sections.
     pub fn validate_drill(&self, live_url: &str) -> Result<(), llmchat_common::ConfigError> {
-        self.drill
-            .check(live_url)
-            .map_err(|(key, reason)| invalid(key, "(not shown)", reason))
+        self.drill.check(live_url)
     }
 }
 

@@ -11,7 +11,7 @@
 //! each run and left untouched. Connection secrets reach the tools through
 //! their environment, never their command line.
 
-use llmchat_common::lock;
+use llmchat_common::{invalid, lock, ConfigError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -95,19 +95,20 @@ fn same_database(a: &PgConnectOptions, b: &PgConnectOptions) -> bool {
 impl DrillConfig {
     /// A reason the drill's settings are wrong: (key, reason). The URL is
     /// never repeated (it may hold a password).
-    pub fn check(&self, live_url: &str) -> Result<(), (&'static str, String)> {
+    pub fn check(&self, live_url: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, reason: String| invalid(key, "(not shown)", reason);
         if !self.enabled {
             return Ok(());
         }
         let scratch: PgConnectOptions = self.scratch_url.parse().map_err(|_| {
-            (
+            bad(
                 "backup.drill.scratch_url",
                 "is not a postgres:// URL".to_string(),
             )
         })?;
         if let Ok(live) = live_url.parse::<PgConnectOptions>() {
             if same_database(&scratch, &live) {
-                return Err((
+                return Err(bad(
                     "backup.drill.scratch_url",
                     "names the live database (database.url): the drill drops everything in it"
                         .into(),
@@ -115,19 +116,19 @@ impl DrillConfig {
             }
         }
         if let Some(t) = self.tables.iter().find(|t| !is_identifier(t)) {
-            return Err((
+            return Err(bad(
                 "backup.drill.tables",
                 format!("{t:?} is not a lower-case table name"),
             ));
         }
         if !(0.0..=1.0).contains(&self.max_row_difference) {
-            return Err((
+            return Err(bad(
                 "backup.drill.max_row_difference",
                 "must be between 0 and 1".into(),
             ));
         }
         if self.interval.is_zero() || self.timeout.is_zero() || self.statement_timeout.is_zero() {
-            return Err((
+            return Err(bad(
                 "backup.drill.interval",
                 "interval, timeout and statement_timeout must be above zero".into(),
             ));

@@ -365,8 +365,8 @@ impl Cli {
 }
 
 impl Config {
-    /// Parses TOML text into a configuration; on error, `(key path, message)`.
-    pub fn from_toml(text: &str) -> Result<Self, (String, String)> {
+    /// Parses TOML text into a configuration.
+    pub fn from_toml(text: &str) -> Result<Self, llmchat_common::TomlError> {
         llmchat_common::from_toml(text)
     }
 
@@ -515,7 +515,9 @@ mod tests {
         assert!(e.to_string().contains("(--logs.poll-interval)"), "{e}");
         let e = resolve(&[], Some("[collectors]\nhost = \"yes\"\n")).unwrap_err();
         assert_eq!(e.key(), Some("collectors.host"), "{e}");
-        let (key, _) = Config::from_toml("[logs]\npoll_interval = \"soon\"\n").unwrap_err();
+        let key = Config::from_toml("[logs]\npoll_interval = \"soon\"\n")
+            .unwrap_err()
+            .key;
         assert_eq!(key, "logs.poll_interval");
     }
 
@@ -565,7 +567,7 @@ mod fuzz {
     proptest! {
         #[test]
         fn any_toml_text_is_accepted_or_refused_with_a_key(text in "\\PC{0,200}") {
-            if let Err((key, message)) = Config::from_toml(&text) {
+            if let Err(llmchat_common::TomlError { key, message }) = Config::from_toml(&text) {
                 prop_assert!(!key.is_empty() && !message.is_empty());
             }
         }

@@ -100,9 +100,7 @@ impl Section for ChatConfig {
         if self.max_agents == 0 {
             return Err(invalid("chat.max_agents", 0, "must be at least 1"));
         }
-        if let Err((key, reason)) = self.llm.check() {
-            return Err(invalid(key, "(table)", reason));
-        }
+        self.llm.check()?;
         if self.event_field.is_empty() || self.event_value.is_empty() {
             return Err(invalid(
                 "chat.event_value",

@@ -6,6 +6,7 @@
 //! first token, and the provider's error as one of a bounded set of
 //! types. Prices turn tokens into spend.
 
+use llmchat_common::{invalid, ConfigError};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -179,10 +180,11 @@ impl Default for UsageConfig {
 
 impl UsageConfig {
     /// A reason the table is wrong, naming the key.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, reason: String| invalid(key, "(table)", reason);
         for r in &self.error_types {
             if !ERROR_TYPES.contains(&r.error_type.as_str()) {
-                return Err((
+                return Err(bad(
                     "chat.llm.error_types",
                     format!(
                         "{:?} is not one of {}",
@@ -195,13 +197,13 @@ impl UsageConfig {
         let ok = |x: f64| x.is_finite() && x >= 0.0;
         for (model, p) in &self.prices {
             if !ok(p.input) || !ok(p.output) || !p.cached_input.is_none_or(ok) {
-                return Err((
+                return Err(bad(
                     "chat.llm.prices",
                     format!("{model}: prices must be numbers >= 0"),
                 ));
             }
             if !is_currency(&p.currency) {
-                return Err((
+                return Err(bad(
                     "chat.llm.prices",
                     format!(
                         "{model}: currency {:?} is not an ISO 4217 code such as USD",
@@ -212,7 +214,7 @@ impl UsageConfig {
         }
         if let Some(b) = &self.budget {
             if !is_currency(&b.currency) {
-                return Err((
+                return Err(bad(
                     "chat.llm.budget",
                     format!(
                         "currency {:?} is not an ISO 4217 code such as USD",
@@ -222,14 +224,14 @@ impl UsageConfig {
             }
             let positive = |x: &Option<f64>| x.is_none_or(|x| ok(x) && x > 0.0);
             if !positive(&b.daily) || !positive(&b.monthly) {
-                return Err((
+                return Err(bad(
                     "chat.llm.budget",
                     "daily and monthly must be numbers > 0".into(),
                 ));
             }
         }
         if self.max_models == 0 || self.max_providers == 0 {
-            return Err((
+            return Err(bad(
                 "chat.llm.max_models",
                 "max_models and max_providers must be at least 1".into(),
             ));
@@ -463,7 +465,7 @@ mod tests {
     fn bad_tables_are_refused_naming_the_key() {
         let mut c = UsageConfig::default();
         c.error_types.push(rule("teapot", &[418], &[]));
-        assert_eq!(c.check().unwrap_err().0, "chat.llm.error_types");
+        assert_eq!(c.check().unwrap_err().key(), Some("chat.llm.error_types"));
         let mut c = UsageConfig::default();
         c.prices.insert(
             "m".into(),
@@ -474,7 +476,7 @@ mod tests {
                 currency: "USD".into(),
             },
         );
-        assert_eq!(c.check().unwrap_err().0, "chat.llm.prices");
+        assert_eq!(c.check().unwrap_err().key(), Some("chat.llm.prices"));
         let mut c = UsageConfig::default();
         c.prices.insert(
             "m".into(),
@@ -485,6 +487,6 @@ mod tests {
                 currency: "dollars".into(),
             },
         );
-        assert_eq!(c.check().unwrap_err().0, "chat.llm.prices");
+        assert_eq!(c.check().unwrap_err().key(), Some("chat.llm.prices"));
     }
 }

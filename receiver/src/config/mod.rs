@@ -528,9 +528,7 @@ impl Config {
             ));
         }
         if let Some(slack) = &self.channels.slack {
-            slack
-                .check()
-                .map_err(|(key, reason)| invalid(key, "(not shown)", reason))?;
+            slack.check()?;
         }
         if let Some(w) = &self.channels.webhook {
             w.check()?;

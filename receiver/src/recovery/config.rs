@@ -310,7 +310,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<RecoveryConfig, ConfigError> {
         let c: RecoveryConfig =
-            llmchat_common::from_toml(text).map_err(|(k, m)| invalid("recovery", k, m))?;
+            llmchat_common::from_toml(text).map_err(|e| invalid("recovery", e.key, e.message))?;
         c.validate()?;
         Ok(c)
     }

@@ -17,6 +17,7 @@ pub mod limits;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use llmchat_common::{invalid, ConfigError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -63,26 +64,28 @@ impl SlackConfig {
         }
     }
 
-    /// Exactly one way in, and what it needs; the key that is wrong.
-    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+    /// Exactly one way in, and what it needs; the key that is wrong (its
+    /// value never shown: URLs and tokens are secrets).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| Err(invalid(key, "(not shown)", reason));
         match (&self.webhook_url, &self.bot_token) {
-            (Some(_), Some(_)) => Err((
+            (Some(_), Some(_)) => bad(
                 "channels.slack.bot_token",
                 "set either webhook_url or bot_token (with channel), not both",
-            )),
-            (None, None) => Err((
+            ),
+            (None, None) => bad(
                 "channels.slack.webhook_url",
                 "set webhook_url, or bot_token and channel",
-            )),
+            ),
             (Some(url), None) if !is_http(url) => {
-                Err(("channels.slack.webhook_url", "expected an http(s) URL"))
+                bad("channels.slack.webhook_url", "expected an http(s) URL")
             }
-            (None, Some(_)) if self.channel.as_deref().is_none_or(str::is_empty) => Err((
+            (None, Some(_)) if self.channel.as_deref().is_none_or(str::is_empty) => bad(
                 "channels.slack.channel",
                 "the Web API needs the channel to post to",
-            )),
+            ),
             (None, Some(_)) if !is_http(&self.api_url) => {
-                Err(("channels.slack.api_url", "expected an http(s) URL"))
+                bad("channels.slack.api_url", "expected an http(s) URL")
             }
             _ => Ok(()),
         }
@@ -212,32 +215,41 @@ mod tests {
     #[test]
     fn exactly_one_way_in_and_what_it_needs() {
         let hook = SlackConfig::with_webhook("https://hooks.slack.com/services/T/B/X".into());
-        assert_eq!(hook.check(), Ok(()));
+        assert!(hook.check().is_ok());
         let both = SlackConfig {
             bot_token: Some("xoxb-1".into()),
             ..hook.clone()
         };
-        assert_eq!(both.check().unwrap_err().0, "channels.slack.bot_token");
+        assert_eq!(
+            both.check().unwrap_err().key(),
+            Some("channels.slack.bot_token")
+        );
         let bot = SlackConfig {
             webhook_url: None,
             bot_token: Some("xoxb-1".into()),
             ..hook.clone()
         };
-        assert_eq!(bot.check().unwrap_err().0, "channels.slack.channel");
+        assert_eq!(
+            bot.check().unwrap_err().key(),
+            Some("channels.slack.channel")
+        );
         let bot = SlackConfig {
             channel: Some("#alerts".into()),
             ..bot
         };
-        assert_eq!(bot.check(), Ok(()));
+        assert!(bot.check().is_ok());
         let neither = SlackConfig {
             webhook_url: None,
             ..hook.clone()
         };
-        assert_eq!(neither.check().unwrap_err().0, "channels.slack.webhook_url");
+        assert_eq!(
+            neither.check().unwrap_err().key(),
+            Some("channels.slack.webhook_url")
+        );
         let not_http = SlackConfig::with_webhook("file:///etc/passwd".into());
         assert_eq!(
-            not_http.check().unwrap_err().0,
-            "channels.slack.webhook_url"
+            not_http.check().unwrap_err().key(),
+            Some("channels.slack.webhook_url")
         );
     }
 }
