@@ -235,8 +235,19 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, TomlError> {
     let deserializer = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
-        // toml's message carries a source excerpt; keep the message itself.
-        let message = e.into_inner().message().trim().to_string();
+        // toml's message carries a source excerpt; keep the message itself,
+        // or, where toml gives none (`a=`: a key without a value), the
+        // first line of its report, which says where.
+        let inner = e.into_inner();
+        let mut message = inner.message().trim().to_string();
+        if message.is_empty() {
+            message = inner
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
         TomlError {
             key: if key == "." {
                 "(top level)".into()
@@ -317,6 +328,15 @@ mod tests {
     struct InnerFlags {
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+    }
+
+    #[test]
+    fn a_key_without_a_value_is_refused_with_a_message_saying_where() {
+        // toml gives this error an empty message (found by the exporter's
+        // config fuzz test).
+        let e = from_toml::<Sample>("a=").unwrap_err();
+        assert_eq!(e.key, "(top level)");
+        assert_eq!(e.message, "TOML parse error at line 1, column 3");
     }
 
     #[test]

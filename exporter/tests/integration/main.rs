@@ -2,6 +2,8 @@
 //! shared helpers, one module per surface.
 
 mod backends;
+mod backends_postgres;
+mod backends_redis;
 mod background;
 mod backup_check;
 mod backup_drill;

@@ -4,6 +4,7 @@
 
 mod claims;
 mod delivery;
+mod delivery_secrets;
 mod email_format;
 mod helpers;
 mod hostile;

@@ -12,5 +12,7 @@ mod fleet;
 mod ha;
 mod harness;
 mod llm;
+mod processes;
 mod scenarios;
 mod storm;
+mod traffic;
