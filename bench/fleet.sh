@@ -4,7 +4,7 @@
 # at RATE (default 20) access lines and RATE/10 chat events per second per
 # host, and probing its own backend stand-in; Debian's Prometheus scrapes
 # all of them every 15 s (one job, as README's N-hosts topology) and
-# evaluates rules/llmchat.rules.yml every 15 s. After DURATION seconds
+# evaluates rules/*.rules.yml every 15 s. After DURATION seconds
 # (default 300) it reports:
 #   - each rule group's evaluation time (prometheus_rule_group_last_duration_seconds, max over the run);
 #   - the scrape duration of the exporters: p50, p99 and max over every scrape of the run;
@@ -69,7 +69,7 @@ while True:
 PY
 
 PROM=$(port)
-mkdir -p "$WORK/rules"; cp rules/llmchat.rules.yml "$WORK/rules/"
+mkdir -p "$WORK/rules"; cp rules/*.rules.yml "$WORK/rules/"
 cat > "$WORK/prometheus.yml" <<EOF
 global: {scrape_interval: 15s, scrape_timeout: 10s, evaluation_interval: 15s}
 rule_files: ["$WORK/rules/*.yml"]

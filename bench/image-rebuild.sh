@@ -35,7 +35,7 @@ build "first build (cache as the engine has it)"
 build "again, nothing changed"
 echo "# rebuild bench edit" >> stack/alertmanager.yml
 build "after editing stack/alertmanager.yml"
-echo "# rebuild bench edit" >> rules/llmchat.rules.yml
-build "after editing rules/llmchat.rules.yml"
+echo "# rebuild bench edit" >> rules/self.alerts.rules.yml
+build "after editing rules/self.alerts.rules.yml"
 echo "// rebuild bench edit" >> receiver/src/http.rs
 build "after editing receiver/src/http.rs"

@@ -10,6 +10,7 @@ The end-to-end test (tests/tests/stack.rs) runs every panel's query
 against a real Prometheus that scraped the real exporter and receiver.
 """
 
+import glob
 import json
 import os
 import sys
@@ -93,11 +94,15 @@ def variables(receiver=False):
 
 def alerts_of(uid):
     """The alerts whose `dashboard` annotation names this dashboard, read
-    from the rules file as YAML (PyYAML: Debian's python3-yaml)."""
-    with open(os.path.join(HERE, "..", "rules", "llmchat.rules.yml"), encoding="utf-8") as f:
-        rules = yaml.safe_load(f)
-    return [r["alert"] for g in rules["groups"] for r in g["rules"]
-            if "alert" in r and r.get("annotations", {}).get("dashboard") == uid]
+    from the alert rule files as YAML (PyYAML: Debian's python3-yaml); by
+    name, so moving a rule between files changes no query."""
+    found = set()
+    for path in sorted(glob.glob(os.path.join(HERE, "..", "rules", "*.alerts.rules.yml"))):
+        with open(path, encoding="utf-8") as f:
+            rules = yaml.safe_load(f)
+        found.update(r["alert"] for g in rules["groups"] for r in g["rules"]
+                     if r.get("annotations", {}).get("dashboard") == uid)
+    return sorted(found)
 
 
 # Panel ids are kept in panel-ids.yml, per dashboard and title, not taken

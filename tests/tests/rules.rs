@@ -5,7 +5,32 @@ use std::collections::BTreeMap;
 
 use llmchat_tests::{repo_root, run, said};
 
-const RULES: &str = "rules/llmchat.rules.yml";
+/// The rule files, one per concern and kind (`rules/README.md`), as
+/// paths from the repository's root.
+fn rule_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("rules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".rules.yml"))
+        .map(|n| format!("rules/{n}"))
+        .collect();
+    files.sort();
+    assert!(
+        files.iter().any(|f| f.ends_with(".recording.rules.yml"))
+            && files.iter().any(|f| f.ends_with(".alerts.rules.yml")),
+        "{files:?}"
+    );
+    files
+}
+
+/// Every rule file's text, one after another.
+fn all_rules_text() -> String {
+    rule_files()
+        .iter()
+        .map(|f| read(f))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// Always firing, severity `none`, routed to the dead man's switch: never
 /// silent by design, and not a page or a ticket.
@@ -17,7 +42,7 @@ fn read(path: &str) -> String {
 
 /// Alert name → the text of its rule block.
 fn alerts() -> BTreeMap<String, String> {
-    let text = read(RULES);
+    let text = all_rules_text();
     let mut out = BTreeMap::new();
     let mut current: Option<(String, String)> = None;
     for line in text.lines() {
@@ -56,7 +81,10 @@ fn test_files() -> Vec<String> {
 
 #[test]
 fn promtool_check_rules_is_clean() {
-    let out = run("promtool", &["check", "rules", RULES]);
+    let files = rule_files();
+    let mut args = vec!["check", "rules"];
+    args.extend(files.iter().map(String::as_str));
+    let out = run("promtool", &args);
     assert!(out.status.success(), "{}", said(&out));
     assert!(said(&out).contains("SUCCESS"), "{}", said(&out));
     assert!(!said(&out).contains("WARN"), "{}", said(&out));
@@ -270,11 +298,17 @@ fn durations_parse_as_promtool_writes_them() {
 /// data is.
 #[test]
 fn every_alert_links_a_dashboard_that_shows_its_data() {
-    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(RULES)).unwrap();
+    let files: Vec<serde_yaml_ng::Value> = rule_files()
+        .iter()
+        .map(|f| serde_yaml_ng::from_str(&read(f)).unwrap())
+        .collect();
     let metric = regex::Regex::new(r"\b(llmchat_[a-z_]+|alertmanager_[a-z_]+|up)\b").unwrap();
     let mut recorded = BTreeMap::new();
     let mut alerting = Vec::new();
-    for group in rules["groups"].as_sequence().unwrap() {
+    for group in files
+        .iter()
+        .flat_map(|rules| rules["groups"].as_sequence().unwrap())
+    {
         for rule in group["rules"].as_sequence().unwrap() {
             let expr = rule["expr"].as_str().unwrap().to_string();
             if let Some(name) = rule["record"].as_str() {

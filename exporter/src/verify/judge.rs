@@ -1,7 +1,8 @@
 //! The checks of `verify-deployment`: the new version's figures over the
 //! analysis window against the job's over the baseline, each with the
 //! factor and the absolute floor it must pass (the deploy alert's, in
-//! rules/llmchat.rules.yml), and the traffic it needs to say anything.
+//! rules/deploys.recording.rules.yml), and the traffic it needs to say
+//! anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -139,8 +139,19 @@ pub struct Targets<'a> {
 pub fn start_prometheus(d: &Path, targets: &Targets<'_>) -> (Proc, String) {
     let rules_dir = d.join("rules");
     std::fs::create_dir_all(&rules_dir).unwrap();
-    let rules = std::fs::read_to_string(repo_root().join("rules/llmchat.rules.yml")).unwrap();
-    std::fs::write(rules_dir.join("llmchat.rules.yml"), scaled_rules(&rules)).unwrap();
+    // Every rule file, as stack/prometheus.yml's `rules/*.rules.yml` loads
+    // them.
+    let mut copied = 0;
+    for entry in std::fs::read_dir(repo_root().join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".rules.yml") {
+            let rules = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(rules_dir.join(&name), scaled_rules(&rules)).unwrap();
+            copied += 1;
+        }
+    }
+    assert!(copied > 1, "no rule files under rules/");
     let port = free_port();
     let f = "stack/prometheus.yml";
     let mut text = std::fs::read_to_string(repo_root().join(f)).unwrap();
