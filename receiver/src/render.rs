@@ -3,12 +3,8 @@
 //! and links, without sending anything. For template authors, as
 //! `amtool template render` is for Alertmanager's.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::channels::email::{EmailConfig, SmtpTls};
-use crate::channels::slack::SlackConfig;
-use crate::channels::webhook::WebhookConfig;
 use crate::channels::{ChannelError, ChannelKind};
 use crate::config::{Config, RenderArgs};
 use crate::payload::{self, PayloadError};
@@ -32,36 +28,6 @@ pub enum RenderError {
     Channel(#[source] ChannelError),
 }
 
-/// A channel that is not configured is rendered with placeholders for
-/// what only sending needs (a relay, a URL): the templates are the same.
-fn with_placeholder(config: &mut Config, channel: ChannelKind) {
-    let c = &mut config.channels;
-    match channel {
-        ChannelKind::Email if c.email.is_none() => {
-            c.email = Some(EmailConfig {
-                smtp_host: "localhost".into(),
-                smtp_port: None,
-                tls: SmtpTls::None,
-                ca_file: None,
-                username: None,
-                password: None,
-                from: "llmchat-receiver@localhost".into(),
-                to: BTreeMap::from([("default".into(), vec!["oncall@localhost".into()])]),
-                send_resolved: true,
-                per_alert: false,
-                allow_plaintext_auth: false,
-            })
-        }
-        ChannelKind::Slack if c.slack.is_none() => {
-            c.slack = Some(SlackConfig::with_webhook("http://localhost/".into()))
-        }
-        ChannelKind::Webhook if c.webhook.is_none() => {
-            c.webhook = Some(WebhookConfig::new("http://localhost/".into()))
-        }
-        _ => {}
-    }
-}
-
 /// Every message the payload makes on the channel, each under a header
 /// line naming it.
 pub fn render(mut config: Config, args: &RenderArgs) -> Result<String, RenderError> {
@@ -80,7 +46,10 @@ pub fn render(mut config: Config, args: &RenderArgs) -> Result<String, RenderErr
             route.language = None;
         }
     }
-    with_placeholder(&mut config, channel);
+    // A channel that is not configured is rendered with its placeholder
+    // for what only sending needs (a relay, a URL): the templates are the
+    // same.
+    config.channels.with_placeholder(channel);
     let senders = config
         .senders(Default::default())
         .map_err(RenderError::Channel)?;

@@ -24,11 +24,12 @@ use std::path::PathBuf;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
+use super::{Channel, ChannelError, ChannelKind, ChannelSpec, Shared};
 use crate::payload::{Delivery, Notice, Status};
 use crate::store::{Store, Thread};
 use crate::templates::context::{cut, one_line};
-use crate::templates::{TemplateName, Templates};
+use crate::templates::{Language, TemplateSpec, Templates};
+use llmchat_common::{invalid, ConfigError};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -103,17 +104,104 @@ pub enum EmailError {
 }
 
 /// The channel's line in [`super::ALL`].
-pub fn build(
-    config: &ChannelsConfig,
-    shared: &Shared,
-) -> Result<Option<Box<dyn Channel>>, ChannelError> {
-    match &config.email {
-        Some(c) => Ok(Some(Box::new(Email::new(
-            c,
+/// The email's templates: subject, plain text, HTML (HTML-escaped).
+pub const SUBJECT: TemplateSpec = TemplateSpec {
+    name: "email_subject",
+    suffix: "txt",
+    builtin: &[
+        (
+            Language::En,
+            include_str!("../../templates/en/email_subject.txt"),
+        ),
+        (
+            Language::Zh,
+            include_str!("../../templates/zh/email_subject.txt"),
+        ),
+    ],
+};
+pub const TEXT: TemplateSpec = TemplateSpec {
+    name: "email_text",
+    suffix: "txt",
+    builtin: &[
+        (
+            Language::En,
+            include_str!("../../templates/en/email_text.txt"),
+        ),
+        (
+            Language::Zh,
+            include_str!("../../templates/zh/email_text.txt"),
+        ),
+    ],
+};
+pub const HTML: TemplateSpec = TemplateSpec {
+    name: "email_html",
+    suffix: "html",
+    builtin: &[
+        (Language::En, include_str!("../../templates/en/email.html")),
+        (Language::Zh, include_str!("../../templates/zh/email.html")),
+    ],
+};
+
+/// The email channel's line in the `channels!` table.
+pub struct EmailSpec;
+
+impl ChannelSpec for EmailSpec {
+    type Config = EmailConfig;
+    const TEMPLATES: &'static [&'static TemplateSpec] = &[&SUBJECT, &TEXT, &HTML];
+    const SECRET_ENV: &'static [&'static str] = &[
+        "LLMCHAT_RECEIVER_SMTP_USERNAME",
+        "LLMCHAT_RECEIVER_SMTP_PASSWORD",
+    ];
+
+    /// SMTP credentials go into `[channels.email]`, which must exist.
+    fn apply_secret_env(
+        config: &mut Option<EmailConfig>,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (var, is_password) in [
+            ("LLMCHAT_RECEIVER_SMTP_USERNAME", false),
+            ("LLMCHAT_RECEIVER_SMTP_PASSWORD", true),
+        ] {
+            if let Some(v) = get(var) {
+                let Some(email) = config.as_mut() else {
+                    return Err(invalid(
+                        "channels.email",
+                        var,
+                        "SMTP credentials are set but [channels.email] is not",
+                    ));
+                };
+                if is_password {
+                    email.password = Some(v);
+                } else {
+                    email.username = Some(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn placeholder() -> EmailConfig {
+        EmailConfig {
+            smtp_host: "localhost".into(),
+            smtp_port: None,
+            tls: SmtpTls::None,
+            ca_file: None,
+            username: None,
+            password: None,
+            from: "llmchat-receiver@localhost".into(),
+            to: BTreeMap::from([("default".into(), vec!["oncall@localhost".into()])]),
+            send_resolved: true,
+            per_alert: false,
+            allow_plaintext_auth: false,
+        }
+    }
+
+    fn build(config: &EmailConfig, shared: &Shared) -> Result<Box<dyn Channel>, ChannelError> {
+        Ok(Box::new(Email::new(
+            config,
             shared.timeout,
             shared.templates.clone(),
-        )?))),
-        None => Ok(None),
+        )?))
     }
 }
 
@@ -282,14 +370,14 @@ impl Email {
                 .render(name, d.route, "email", &ctx, |_| Ok(()))
                 .unwrap_or_default()
         };
-        let mut subject = subject_line(&render(TemplateName::EmailSubject));
+        let mut subject = subject_line(&render(&SUBJECT));
         if subject.is_empty() {
             subject = subject_line(&format!("[LLMChat] {}", d.first().alertname));
         }
         Composed {
             subject,
-            text: render(TemplateName::EmailText),
-            html: render(TemplateName::EmailHtml),
+            text: render(&TEXT),
+            html: render(&HTML),
         }
     }
 
@@ -415,7 +503,8 @@ mod plaintext_tests {
                 Templates::new(
                     &Default::default(),
                     &[],
-                    &Default::default(),
+                    &crate::channels::templates(),
+                    &[],
                     Default::default(),
                 )
                 .unwrap(),

@@ -1,7 +1,8 @@
 //! The channels of the guide's `NotificationService`, behind one
-//! [`Channel`] trait. Each channel is one file holding its config section,
-//! its rendering and its sending; [`ALL`] is the one list that builds the
-//! configured ones. Each renders its messages through the shared
+//! [`Channel`] trait. Each channel is one module holding all of its code:
+//! its config section, its secrets from the environment, its checks, its
+//! templates, its placeholder for `render`, its rendering and its sending
+//! ([`ChannelSpec`]); the `channels!` table is the one list of them. Each renders its messages through the shared
 //! [`Templates`]. Each send either succeeds, fails for now (retried,
 //! honouring `Retry-After`), or fails for good (a 4xx other than 408/429:
 //! the message itself is wrong).
@@ -19,50 +20,13 @@ use std::sync::Arc;
 
 use crate::payload::{Delivery, Notice, Status};
 use crate::store::Store;
-use crate::templates::{TemplateError, Templates};
+use llmchat_common::ConfigError;
 
-/// Every channel: its kind and how it is built from `[channels]`. Adding a
-/// channel is its file, its `ChannelKind` variant, its `[channels]` field
-/// and one line here.
-pub const ALL: &[(ChannelKind, Build)] = &[
-    (ChannelKind::Email, email::build),
-    (ChannelKind::Slack, slack::build),
-    (ChannelKind::Webhook, webhook::build),
-];
-
-/// Builds a channel from `[channels]`; `None` when it is not configured.
-pub type Build = fn(&ChannelsConfig, &Shared) -> Result<Option<Box<dyn Channel>>, ChannelError>;
-
-/// `[channels]`: one optional section per channel.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChannelsConfig {
-    pub email: Option<email::EmailConfig>,
-    pub slack: Option<slack::SlackConfig>,
-    pub webhook: Option<webhook::WebhookConfig>,
-}
-
-/// A channel's name: in routes, in the outbox's `channel` column, in the
-/// `channel` label.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelKind {
-    Email,
-    Slack,
-    Webhook,
-}
+use crate::templates::{InlineTemplate, TemplateError, TemplateSpec, Templates};
 
 impl ChannelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Email => "email",
-            ChannelKind::Slack => "slack",
-            ChannelKind::Webhook => "webhook",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<ChannelKind> {
-        ALL.iter().map(|(k, _)| *k).find(|k| k.as_str() == s)
+        ALL.iter().copied().find(|k| k.as_str() == s)
     }
 }
 
@@ -118,6 +82,158 @@ pub trait Channel: Send + Sync {
     fn pace(&self) -> Duration {
         Duration::ZERO
     }
+}
+
+/// What a channel's module declares besides its [`Channel`]: its
+/// `[channels.<name>]` section, its templates, the environment variables
+/// carrying its secrets, its own checks, the stand-in `render` uses when
+/// it is not configured, and how it is built. The `channels!` table
+/// below turns one line per channel into the [`ChannelKind`] variant, the
+/// `[channels]` field and every dispatch over them.
+pub trait ChannelSpec {
+    /// `[channels.<name>]`.
+    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug;
+
+    /// The templates it renders (names, suffixes, built-ins).
+    const TEMPLATES: &'static [&'static TemplateSpec];
+
+    /// The environment variables that carry its secrets, so that a
+    /// deployment (docker compose's `.env`, a systemd credential) keeps
+    /// them out of the TOML file.
+    const SECRET_ENV: &'static [&'static str];
+
+    /// Applies [`Self::SECRET_ENV`] (`get` answers `None` for an unset or
+    /// empty variable): into its section, creating it where a variable
+    /// alone can configure the channel.
+    fn apply_secret_env(
+        config: &mut Option<Self::Config>,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let _ = (config, get);
+        Ok(())
+    }
+
+    /// Its checks beyond serde's, before anything starts.
+    fn validate(config: &Self::Config) -> Result<(), ConfigError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Templates written in its section (the webhook's headers): `(key,
+    /// template id, source)`.
+    fn inline_templates(config: &Self::Config) -> Vec<InlineTemplate> {
+        let _ = config;
+        Vec::new()
+    }
+
+    /// A configuration for `render` when the channel is not configured:
+    /// placeholders for what only sending needs (a relay, a URL); the
+    /// templates are the same.
+    fn placeholder() -> Self::Config;
+
+    fn build(config: &Self::Config, shared: &Shared) -> Result<Box<dyn Channel>, ChannelError>;
+}
+
+/// Every channel, one line each: its `[channels]` key, its
+/// [`ChannelKind`] variant and its module's [`ChannelSpec`].
+macro_rules! channels {
+    ($( $key:ident => $variant:ident($spec:ty), )*) => {
+        /// A channel's name: in routes, in the outbox's `channel` column,
+        /// in the `channel` label.
+        #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[serde(rename_all = "lowercase")]
+        pub enum ChannelKind {
+            $( $variant, )*
+        }
+
+        /// Every channel, in table order.
+        pub const ALL: &[ChannelKind] = &[ $( ChannelKind::$variant, )* ];
+
+        impl ChannelKind {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( ChannelKind::$variant => stringify!($key), )*
+                }
+            }
+        }
+
+        /// `[channels]`: one optional section per channel.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct ChannelsConfig {
+            $( pub $key: Option<<$spec as ChannelSpec>::Config>, )*
+        }
+
+        impl ChannelsConfig {
+            /// Every configured channel's checks.
+            pub fn validate(&self) -> Result<(), ConfigError> {
+                $( if let Some(c) = &self.$key {
+                    <$spec as ChannelSpec>::validate(c)?;
+                } )*
+                Ok(())
+            }
+
+            /// Every channel's secrets from the environment
+            /// ([`secret_env`]); empty values count as unset.
+            pub fn apply_secret_env(
+                &mut self,
+                get: impl Fn(&str) -> Option<String>,
+            ) -> Result<(), ConfigError> {
+                let get = |k: &str| get(k).filter(|v| !v.is_empty());
+                $( <$spec as ChannelSpec>::apply_secret_env(&mut self.$key, &get)?; )*
+                Ok(())
+            }
+
+            /// The configured channels' inline templates.
+            pub fn inline_templates(&self) -> Vec<InlineTemplate> {
+                let mut out = Vec::new();
+                $( if let Some(c) = &self.$key {
+                    out.extend(<$spec as ChannelSpec>::inline_templates(c));
+                } )*
+                out
+            }
+
+            /// Configures `kind` with its placeholder if it is not
+            /// configured (`llmchat-receiver render`).
+            pub fn with_placeholder(&mut self, kind: ChannelKind) {
+                match kind {
+                    $( ChannelKind::$variant => {
+                        if self.$key.is_none() {
+                            self.$key = Some(<$spec as ChannelSpec>::placeholder());
+                        }
+                    } )*
+                }
+            }
+
+            fn build(&self, shared: &Shared) -> Result<Vec<Box<dyn Channel>>, ChannelError> {
+                let mut built = Vec::new();
+                $( if let Some(c) = &self.$key {
+                    built.push(<$spec as ChannelSpec>::build(c, shared)?);
+                } )*
+                Ok(built)
+            }
+        }
+
+        /// Every channel's templates.
+        pub fn templates() -> Vec<&'static TemplateSpec> {
+            let mut all = Vec::new();
+            $( all.extend_from_slice(<$spec as ChannelSpec>::TEMPLATES); )*
+            all
+        }
+
+        /// Every environment variable that carries a channel secret.
+        pub fn secret_env() -> Vec<&'static str> {
+            let mut all = Vec::new();
+            $( all.extend_from_slice(<$spec as ChannelSpec>::SECRET_ENV); )*
+            all
+        }
+    };
+}
+
+channels! {
+    email => Email(email::EmailSpec),
+    slack => Slack(slack::SlackSpec),
+    webhook => Webhook(webhook::WebhookSpec),
 }
 
 /// A channel that could not be built from its configuration.
@@ -241,13 +357,9 @@ impl Senders {
             timeout,
             slack_interval,
         };
-        let mut channels = Vec::new();
-        for (_, build) in ALL {
-            if let Some(channel) = build(config, &shared)? {
-                channels.push(channel);
-            }
-        }
-        Ok(Senders { channels })
+        Ok(Senders {
+            channels: config.build(&shared)?,
+        })
     }
 
     pub fn get(&self, kind: ChannelKind) -> Option<&dyn Channel> {

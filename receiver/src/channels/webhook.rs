@@ -14,10 +14,12 @@ use std::collections::BTreeMap;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
+use super::{Channel, ChannelError, ChannelKind, ChannelSpec, Shared};
 use crate::payload::Delivery;
 use crate::store::Store;
-use crate::templates::{TemplateName, Templates};
+use crate::templates::context::{cut, one_line};
+use crate::templates::{InlineTemplate, MessageContext, TemplateSpec, Templates};
+use llmchat_common::{invalid, ConfigError};
 use std::sync::Arc;
 
 pub const SIGNATURE_HEADER: &str = "X-LLMChat-Signature";
@@ -54,8 +56,7 @@ fn json_type() -> String {
 
 impl WebhookConfig {
     /// An http(s) URL, and header names that are header names.
-    pub fn check(&self) -> Result<(), llmchat_common::ConfigError> {
-        use llmchat_common::invalid;
+    pub fn check(&self) -> Result<(), ConfigError> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err(invalid(
                 "channels.webhook.url",
@@ -88,17 +89,82 @@ impl WebhookConfig {
 }
 
 /// The channel's line in [`super::ALL`].
-pub fn build(
-    config: &ChannelsConfig,
-    shared: &Shared,
-) -> Result<Option<Box<dyn Channel>>, ChannelError> {
-    Ok(config.webhook.as_ref().map(|c| {
-        Box::new(Webhook {
+/// The webhook's body template (JSON-escaped); without one the body is
+/// the alert document itself, so it has no built-in.
+pub const BODY: TemplateSpec = TemplateSpec {
+    name: "webhook_body",
+    suffix: "json",
+    builtin: &[],
+};
+
+/// The generic webhook's line in the `channels!` table.
+pub struct WebhookSpec;
+
+impl ChannelSpec for WebhookSpec {
+    type Config = WebhookConfig;
+    const TEMPLATES: &'static [&'static TemplateSpec] = &[&BODY];
+    const SECRET_ENV: &'static [&'static str] = &[
+        "LLMCHAT_RECEIVER_WEBHOOK_URL",
+        "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
+    ];
+
+    /// A URL alone configures the webhook (or overrides the file's); the
+    /// HMAC secret needs a webhook.
+    fn apply_secret_env(
+        config: &mut Option<WebhookConfig>,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(url) = get("LLMCHAT_RECEIVER_WEBHOOK_URL") {
+            match config.as_mut() {
+                Some(w) => w.url = url,
+                None => *config = Some(WebhookConfig::new(url)),
+            }
+        }
+        if let Some(secret) = get("LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET") {
+            let Some(w) = config.as_mut() else {
+                return Err(invalid(
+                    "channels.webhook",
+                    "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
+                    "an HMAC secret is set but no webhook URL",
+                ));
+            };
+            w.hmac_secret = Some(secret);
+        }
+        Ok(())
+    }
+
+    fn validate(config: &WebhookConfig) -> Result<(), ConfigError> {
+        config.check()
+    }
+
+    /// `header_templates`: one template per header, `header/<name>.txt`.
+    fn inline_templates(config: &WebhookConfig) -> Vec<InlineTemplate> {
+        config
+            .header_templates
+            .iter()
+            .map(|(header, source)| InlineTemplate {
+                key: format!("channels.webhook.header_templates.{header}"),
+                id: header_template_id(header),
+                source: source.clone(),
+            })
+            .collect()
+    }
+
+    fn placeholder() -> WebhookConfig {
+        WebhookConfig::new("http://localhost/".into())
+    }
+
+    fn build(config: &WebhookConfig, shared: &Shared) -> Result<Box<dyn Channel>, ChannelError> {
+        Ok(Box::new(Webhook {
             http: shared.http.clone(),
-            config: c.clone(),
+            config: config.clone(),
             templates: shared.templates.clone(),
-        }) as Box<dyn Channel>
-    }))
+        }))
+    }
+}
+
+fn header_template_id(header: &str) -> String {
+    format!("header/{header}.txt")
 }
 
 pub struct Webhook {
@@ -120,17 +186,11 @@ impl Webhook {
     /// the alert document with its links; and the header templates.
     pub fn outgoing(&self, d: &Delivery) -> Result<Outgoing, SendError> {
         let ctx = self.templates.context(&d.notices, d.route);
-        let names: Vec<String> = self.config.header_templates.keys().cloned().collect();
-        let headers = self.templates.headers(&names, &ctx);
-        if self
-            .templates
-            .has_override(TemplateName::WebhookBody, d.route)
-        {
-            if let Some(body) =
-                self.templates
-                    .render(TemplateName::WebhookBody, d.route, "webhook", &ctx, |_| {
-                        Ok(())
-                    })
+        let headers = self.headers(&ctx);
+        if self.templates.has_override(&BODY, d.route) {
+            if let Some(body) = self
+                .templates
+                .render(&BODY, d.route, "webhook", &ctx, |_| Ok(()))
             {
                 return Ok(Outgoing {
                     body: body.into_bytes(),
@@ -164,6 +224,30 @@ impl Webhook {
             content_type: json_type(),
             headers,
         })
+    }
+}
+
+impl Webhook {
+    /// The header templates, rendered; a header that fails is counted and
+    /// left out.
+    fn headers(&self, ctx: &MessageContext) -> Vec<(String, String)> {
+        self.config
+            .header_templates
+            .keys()
+            .filter_map(|h| {
+                match self
+                    .templates
+                    .render_inline(&header_template_id(h), "webhook", ctx)
+                {
+                    // A header value is one line, whatever the alert held.
+                    Ok(v) => Some((h.clone(), cut(&one_line(&v), 1000))),
+                    Err(error) => {
+                        tracing::warn!(header = %h, error = %format!("{error:#}"), "webhook header template failed; header left out");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 }
 

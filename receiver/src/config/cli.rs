@@ -48,7 +48,9 @@ pub struct RenderArgs {
     #[arg(long, value_name = "FILE")]
     pub payload: PathBuf,
     /// email, slack or webhook.
-    #[arg(long, value_name = "CHANNEL", value_parser = ["email", "slack", "webhook"])]
+    #[arg(long, value_name = "CHANNEL", value_parser = clap::builder::PossibleValuesParser::new(
+        crate::channels::ALL.iter().map(|k| k.as_str())
+    ))]
     pub channel: String,
     /// zh or en: every message in this language, whatever the
     /// configuration says.

@@ -116,7 +116,7 @@ pub struct Route {
     pub language: Option<crate::templates::Language>,
     /// Template files for this route's alerts, as `[notify.templates]`.
     #[serde(default)]
-    pub templates: BTreeMap<crate::templates::TemplateName, PathBuf>,
+    pub templates: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,9 +151,6 @@ impl Default for RoutingConfig {
     }
 }
 
-pub use crate::channels::email::{EmailConfig, SmtpTls};
-pub use crate::channels::slack::SlackConfig;
-pub use crate::channels::webhook::WebhookConfig;
 pub use crate::channels::{ChannelKind, ChannelsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,79 +170,16 @@ impl Default for LogConfig {
     }
 }
 
-/// Environment variables that carry channel secrets, so that a deployment
-/// (docker compose's `.env`, a systemd credential) keeps them out of the
-/// TOML file. Empty values count as unset.
-pub const SECRET_ENV: [&str; 6] = [
-    "LLMCHAT_RECEIVER_SMTP_USERNAME",
-    "LLMCHAT_RECEIVER_SMTP_PASSWORD",
-    "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
-    "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
-    "LLMCHAT_RECEIVER_WEBHOOK_URL",
-    "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
-];
-
 impl Config {
-    /// Applies [`SECRET_ENV`]: SMTP credentials into `[channels.email]`
-    /// (which must exist), a Slack or webhook URL creating or overriding
-    /// its channel, the HMAC secret into the webhook channel.
+    /// Applies every channel's secrets from the environment
+    /// ([`crate::channels::secret_env`]), so that a deployment (docker
+    /// compose's `.env`, a systemd credential) keeps them out of the TOML
+    /// file. Empty values count as unset.
     pub fn apply_secret_env(
         &mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
-        let get = |k: &str| get(k).filter(|v| !v.is_empty());
-        for (var, is_password) in [
-            ("LLMCHAT_RECEIVER_SMTP_USERNAME", false),
-            ("LLMCHAT_RECEIVER_SMTP_PASSWORD", true),
-        ] {
-            if let Some(v) = get(var) {
-                let Some(email) = self.channels.email.as_mut() else {
-                    return Err(invalid(
-                        "channels.email",
-                        var,
-                        "SMTP credentials are set but [channels.email] is not",
-                    ));
-                };
-                if is_password {
-                    email.password = Some(v);
-                } else {
-                    email.username = Some(v);
-                }
-            }
-        }
-        if let Some(url) = get("LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL") {
-            match self.channels.slack.as_mut() {
-                Some(s) => s.webhook_url = Some(url),
-                None => self.channels.slack = Some(SlackConfig::with_webhook(url)),
-            }
-        }
-        if let Some(token) = get("LLMCHAT_RECEIVER_SLACK_BOT_TOKEN") {
-            let Some(slack) = self.channels.slack.as_mut() else {
-                return Err(invalid(
-                    "channels.slack",
-                    "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
-                    "a Slack bot token is set but [channels.slack] (with its channel) is not",
-                ));
-            };
-            slack.bot_token = Some(token);
-        }
-        if let Some(url) = get("LLMCHAT_RECEIVER_WEBHOOK_URL") {
-            match self.channels.webhook.as_mut() {
-                Some(w) => w.url = url,
-                None => self.channels.webhook = Some(WebhookConfig::new(url)),
-            }
-        }
-        if let Some(secret) = get("LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET") {
-            let Some(w) = self.channels.webhook.as_mut() else {
-                return Err(invalid(
-                    "channels.webhook",
-                    "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
-                    "an HMAC secret is set but no webhook URL",
-                ));
-            };
-            w.hmac_secret = Some(secret);
-        }
-        Ok(())
+        self.channels.apply_secret_env(get)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -326,12 +260,7 @@ impl Config {
                 "expected critical, warning or info",
             ));
         }
-        if let Some(slack) = &self.channels.slack {
-            slack.check()?;
-        }
-        if let Some(w) = &self.channels.webhook {
-            w.check()?;
-        }
+        self.channels.validate()?;
         for (key, url) in [
             ("notify.runbook_base_url", &self.notify.runbook_base_url),
             ("notify.grafana_url", &self.notify.grafana_url),
@@ -373,9 +302,10 @@ impl Config {
         Ok(())
     }
 
-    /// Every template compiled: `[notify]`'s, each route's (by route
-    /// index) and the webhook's header templates; a template's render
-    /// failures are counted in `template_errors`.
+    /// Every template compiled: the channels' built-ins, `[notify]`'s
+    /// files, each route's (by route index) and those written in the
+    /// channels' sections; a template's render failures are counted in
+    /// `template_errors`.
     pub fn templates(
         &self,
         template_errors: Family<ChannelLabels, Counter>,
@@ -389,13 +319,13 @@ impl Config {
                 templates: r.templates.clone(),
             })
             .collect();
-        let headers = self
-            .channels
-            .webhook
-            .as_ref()
-            .map(|w| w.header_templates.clone())
-            .unwrap_or_default();
-        Templates::new(&self.notify, &routes, &headers, template_errors)
+        Templates::new(
+            &self.notify,
+            &routes,
+            &crate::channels::templates(),
+            &self.channels.inline_templates(),
+            template_errors,
+        )
     }
 
     /// The configured channels with every template compiled.

@@ -63,96 +63,26 @@ impl Language {
     }
 }
 
-/// Each template a channel renders; the key under `[notify.templates]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TemplateName {
-    EmailSubject,
-    EmailText,
-    EmailHtml,
-    Slack,
-    SlackReply,
-    WebhookBody,
+/// One template a channel renders, declared by the channel's module: its
+/// key under `[notify.templates]` and a route's `templates`, the suffix
+/// that picks its escaping (see [`escaping`]), and its built-in text per
+/// language; none where the channel has a default of its own (the
+/// webhook's body is the alert document).
+#[derive(Debug)]
+pub struct TemplateSpec {
+    pub name: &'static str,
+    pub suffix: &'static str,
+    pub builtin: &'static [(Language, &'static str)],
 }
 
-impl TemplateName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TemplateName::EmailSubject => "email_subject",
-            TemplateName::EmailText => "email_text",
-            TemplateName::EmailHtml => "email_html",
-            TemplateName::Slack => "slack",
-            TemplateName::SlackReply => "slack_reply",
-            TemplateName::WebhookBody => "webhook_body",
-        }
-    }
-
-    /// The suffix that picks the escaping (see [`escaping`]).
-    fn suffix(self) -> &'static str {
-        match self {
-            TemplateName::EmailHtml => "html",
-            TemplateName::Slack => "slack.json",
-            TemplateName::SlackReply => "slack",
-            TemplateName::WebhookBody => "json",
-            TemplateName::EmailSubject | TemplateName::EmailText => "txt",
-        }
-    }
+/// A template written in a channel's section (the webhook's header
+/// templates): the key it is reported under, its id, its source.
+#[derive(Debug, Clone)]
+pub struct InlineTemplate {
+    pub key: String,
+    pub id: String,
+    pub source: String,
 }
-
-/// The built-in templates: one line per (name, language). The webhook's
-/// body has none: by default it is the alert document itself.
-const BUILTIN: &[(TemplateName, Language, &str)] = &[
-    (
-        TemplateName::EmailSubject,
-        Language::En,
-        include_str!("../../templates/en/email_subject.txt"),
-    ),
-    (
-        TemplateName::EmailText,
-        Language::En,
-        include_str!("../../templates/en/email_text.txt"),
-    ),
-    (
-        TemplateName::EmailHtml,
-        Language::En,
-        include_str!("../../templates/en/email.html"),
-    ),
-    (
-        TemplateName::Slack,
-        Language::En,
-        include_str!("../../templates/en/slack.json"),
-    ),
-    (
-        TemplateName::SlackReply,
-        Language::En,
-        include_str!("../../templates/en/slack_reply.txt"),
-    ),
-    (
-        TemplateName::EmailSubject,
-        Language::Zh,
-        include_str!("../../templates/zh/email_subject.txt"),
-    ),
-    (
-        TemplateName::EmailText,
-        Language::Zh,
-        include_str!("../../templates/zh/email_text.txt"),
-    ),
-    (
-        TemplateName::EmailHtml,
-        Language::Zh,
-        include_str!("../../templates/zh/email.html"),
-    ),
-    (
-        TemplateName::Slack,
-        Language::Zh,
-        include_str!("../../templates/zh/slack.json"),
-    ),
-    (
-        TemplateName::SlackReply,
-        Language::Zh,
-        include_str!("../../templates/zh/slack_reply.txt"),
-    ),
-];
 
 /// `[notify]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -165,8 +95,9 @@ pub struct NotifyConfig {
     /// Grafana's base URL; with a rule's `dashboard` annotation (a
     /// dashboard uid) it makes the dashboard link.
     pub grafana_url: String,
-    /// Files replacing built-in templates for every message.
-    pub templates: BTreeMap<TemplateName, PathBuf>,
+    /// Files replacing built-in templates for every message, by template
+    /// name (the channels' [`TemplateSpec::name`]s).
+    pub templates: BTreeMap<String, PathBuf>,
 }
 
 /// The configured base URLs the links are made from.
@@ -180,7 +111,7 @@ pub struct LinkConfig {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTemplates {
     pub language: Option<Language>,
-    pub templates: BTreeMap<TemplateName, PathBuf>,
+    pub templates: BTreeMap<String, PathBuf>,
 }
 
 /// A template that cannot be used; the key and file it came from, and the
@@ -193,6 +124,12 @@ pub enum TemplateError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{key}: unknown template {name:?} (known: {known})")]
+    Unknown {
+        key: String,
+        name: String,
+        known: String,
     },
     #[error("{key}: {path}, line {line}: {detail}")]
     Compile {
@@ -208,7 +145,9 @@ pub enum TemplateError {
 impl TemplateError {
     pub fn key(&self) -> &str {
         match self {
-            TemplateError::Read { key, .. } | TemplateError::Compile { key, .. } => key,
+            TemplateError::Read { key, .. }
+            | TemplateError::Unknown { key, .. }
+            | TemplateError::Compile { key, .. } => key,
         }
     }
 }
@@ -305,7 +244,7 @@ fn add_file(
     env: &mut Environment<'static>,
     key: String,
     scope: &str,
-    name: TemplateName,
+    spec: &TemplateSpec,
     path: &PathBuf,
 ) -> Result<(), TemplateError> {
     let source = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
@@ -316,7 +255,7 @@ fn add_file(
     add_source(
         env,
         key,
-        &format!("{scope}/{}.{}", name.as_str(), name.suffix()),
+        &format!("{scope}/{}.{}", spec.name, spec.suffix),
         &path.display().to_string(),
         source,
     )
@@ -343,57 +282,68 @@ fn add_source(
 }
 
 impl Templates {
-    /// Compiles the built-in templates, the `[notify.templates]` files,
-    /// each route's files and the webhook's header templates.
+    /// Compiles the channels' templates (`specs`: their built-ins), the
+    /// `[notify.templates]` files, each route's files and the templates
+    /// written in the channels' sections (`inline`).
     pub fn new(
         notify: &NotifyConfig,
         routes: &[RouteTemplates],
-        webhook_headers: &BTreeMap<String, String>,
+        specs: &[&'static TemplateSpec],
+        inline: &[InlineTemplate],
         errors: Family<ChannelLabels, Counter>,
     ) -> Result<Self, TemplateError> {
         let mut env = new_env();
-        for (name, language, source) in BUILTIN {
-            add_source(
-                &mut env,
-                format!("builtin {}", name.as_str()),
-                &format!(
-                    "builtin.{}/{}.{}",
-                    language.as_str(),
-                    name.as_str(),
-                    name.suffix()
-                ),
-                &format!("templates/{}/{}", language.as_str(), name.as_str()),
-                source.to_string(),
-            )?;
+        for spec in specs {
+            for (language, source) in spec.builtin {
+                add_source(
+                    &mut env,
+                    format!("builtin {}", spec.name),
+                    &format!(
+                        "builtin.{}/{}.{}",
+                        language.as_str(),
+                        spec.name,
+                        spec.suffix
+                    ),
+                    &format!("templates/{}/{}", language.as_str(), spec.name),
+                    source.to_string(),
+                )?;
+            }
         }
+        let spec_of = |key: String, name: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .copied()
+                .ok_or_else(|| TemplateError::Unknown {
+                    key,
+                    name: name.to_string(),
+                    known: specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                })
+        };
         for (name, path) in &notify.templates {
+            let spec = spec_of("notify.templates".into(), name)?;
             add_file(
                 &mut env,
-                format!("notify.templates.{}", name.as_str()),
+                format!("notify.templates.{name}"),
                 "global",
-                *name,
+                spec,
                 path,
             )?;
         }
         for (i, route) in routes.iter().enumerate() {
             for (name, path) in &route.templates {
+                let spec = spec_of(format!("routing.routes[{i}].templates"), name)?;
                 add_file(
                     &mut env,
-                    format!("routing.routes[{i}].templates.{}", name.as_str()),
+                    format!("routing.routes[{i}].templates.{name}"),
                     &format!("route{i}"),
-                    *name,
+                    spec,
                     path,
                 )?;
             }
         }
-        for (header, source) in webhook_headers {
-            add_source(
-                &mut env,
-                format!("channels.webhook.header_templates.{header}"),
-                &format!("header/{header}.txt"),
-                "(inline)",
-                source.clone(),
-            )?;
+        for t in inline {
+            add_source(&mut env, t.key.clone(), &t.id, "(inline)", t.source.clone())?;
         }
         Ok(Templates {
             env: std::sync::Arc::new(env),
@@ -425,8 +375,8 @@ impl Templates {
     }
 
     /// Whether a file replaces `name` for this route (or for all).
-    pub fn has_override(&self, name: TemplateName, route: Option<usize>) -> bool {
-        self.candidates(name, route, Language::En)
+    pub fn has_override(&self, spec: &TemplateSpec, route: Option<usize>) -> bool {
+        self.candidates(spec, route, Language::En)
             .iter()
             .take(2)
             .any(|id| !id.starts_with("builtin.") && self.env.get_template(id).is_ok())
@@ -434,11 +384,11 @@ impl Templates {
 
     fn candidates(
         &self,
-        name: TemplateName,
+        spec: &TemplateSpec,
         route: Option<usize>,
         language: Language,
     ) -> Vec<String> {
-        let file = format!("{}.{}", name.as_str(), name.suffix());
+        let file = format!("{}.{}", spec.name, spec.suffix);
         let mut ids = Vec::with_capacity(3);
         if let Some(i) = route {
             ids.push(format!("route{i}/{file}"));
@@ -448,20 +398,20 @@ impl Templates {
         ids
     }
 
-    /// Renders `name` for a message: the route's file, else the global
+    /// Renders `spec` for a message: the route's file, else the global
     /// file, else the built-in one. A file that fails to render (or whose
     /// output `check` refuses) is counted and the built-in one used
     /// instead. `None` only when no template exists (the webhook body).
     pub fn render(
         &self,
-        name: TemplateName,
+        spec: &TemplateSpec,
         route: Option<usize>,
         channel: &'static str,
         ctx: &MessageContext,
         check: impl Fn(&str) -> Result<(), OutputError>,
     ) -> Option<String> {
         let language = Language::parse(ctx.language).unwrap_or(self.language);
-        for id in self.candidates(name, route, language) {
+        for id in self.candidates(spec, route, language) {
             if self.env.get_template(&id).is_err() {
                 continue;
             }
@@ -505,26 +455,20 @@ impl Templates {
             .unwrap_or(Err(RenderFailure::TimedOut))
     }
 
-    /// The webhook's header templates, rendered; a header that fails is
-    /// counted and left out.
-    pub fn headers(&self, names: &[String], ctx: &MessageContext) -> Vec<(String, String)> {
-        names
-            .iter()
-            .filter_map(|h| {
-                let id = format!("header/{h}.txt");
-                match self.env.get_template(&id).and_then(|t| t.render(ctx)) {
-                    // A header value is one line, whatever the alert held.
-                    Ok(v) => Some((h.clone(), context::cut(&context::one_line(&v), 1000))),
-                    Err(error) => {
-                        self.errors
-                            .get_or_create(&ChannelLabels { channel: "webhook" })
-                            .inc();
-                        tracing::warn!(header = %h, error = %format!("{error:#}"), "webhook header template failed; header left out");
-                        None
-                    }
-                }
+    /// Renders a template written in a channel's section (an
+    /// [`InlineTemplate`]'s id); a failure is counted against `channel`.
+    pub fn render_inline(
+        &self,
+        id: &str,
+        channel: &'static str,
+        ctx: &MessageContext,
+    ) -> Result<String, minijinja::Error> {
+        self.env
+            .get_template(id)
+            .and_then(|t| t.render(ctx))
+            .inspect_err(|_| {
+                self.errors.get_or_create(&ChannelLabels { channel }).inc();
             })
-            .collect()
     }
 }
 

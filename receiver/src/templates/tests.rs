@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::*;
+use crate::channels::{email, slack, webhook};
 use crate::payload::{Notice, Status};
 
 fn notice(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Notice {
@@ -49,7 +50,14 @@ fn templates(
     routes: &[RouteTemplates],
 ) -> (Templates, Family<ChannelLabels, Counter>) {
     let errors = Family::<ChannelLabels, Counter>::default();
-    let t = Templates::new(notify, routes, &BTreeMap::new(), errors.clone()).unwrap();
+    let t = Templates::new(
+        notify,
+        routes,
+        &crate::channels::templates(),
+        &[],
+        errors.clone(),
+    )
+    .unwrap();
     (t, errors)
 }
 
@@ -65,7 +73,7 @@ fn html_email_escapes_everything_an_alert_carries() {
     );
     let ctx = t.context(&[n], None);
     let html = t
-        .render(TemplateName::EmailHtml, None, "email", &ctx, |_| Ok(()))
+        .render(&email::HTML, None, "email", &ctx, |_| Ok(()))
         .unwrap();
     assert!(!html.contains("<b>x"), "{html}");
     assert!(!html.contains("<script>"), "{html}");
@@ -84,7 +92,7 @@ fn slack_message_carries_no_mention_link_or_markup() {
     );
     let ctx = t.context(&[n], None);
     let out = t
-        .render(TemplateName::Slack, None, "slack", &ctx, |_| Ok(()))
+        .render(&slack::MESSAGE, None, "slack", &ctx, |_| Ok(()))
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let text = v.to_string();
@@ -136,14 +144,14 @@ fn line_breaks_in_labels_cannot_fake_lines_or_headers() {
     );
     let ctx = t.context(&[n], None);
     let subject = t
-        .render(TemplateName::EmailSubject, None, "email", &ctx, |_| Ok(()))
+        .render(&email::SUBJECT, None, "email", &ctx, |_| Ok(()))
         .unwrap();
     assert!(
         !subject.trim().contains('\n') && !subject.contains('\r'),
         "{subject:?}"
     );
     let text = t
-        .render(TemplateName::EmailText, None, "email", &ctx, |_| Ok(()))
+        .render(&email::TEXT, None, "email", &ctx, |_| Ok(()))
         .unwrap();
     assert!(
         !text.lines().any(|l| l.starts_with("Bcc:")
@@ -167,11 +175,7 @@ fn oversized_values_are_cut_with_an_ellipsis() {
         context::MAX_VALUE_CHARS
     );
     assert!(ctx.alerts[0].summary.ends_with('…'));
-    for name in [
-        TemplateName::EmailText,
-        TemplateName::EmailHtml,
-        TemplateName::Slack,
-    ] {
+    for name in [&email::TEXT, &email::HTML, &slack::MESSAGE] {
         let out = t.render(name, None, "email", &ctx, |_| Ok(())).unwrap();
         assert!(out.len() < 40 * 1024, "{name:?}: {} bytes", out.len());
         assert!(out.contains('…'));
@@ -183,10 +187,11 @@ fn a_template_that_does_not_compile_names_its_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = file(&dir, "subject.j2", "line one\nline two\n{% if %}\n");
     let notify = NotifyConfig {
-        templates: BTreeMap::from([(TemplateName::EmailSubject, path.clone())]),
+        templates: BTreeMap::from([(email::SUBJECT.name.to_string(), path.clone())]),
         ..Default::default()
     };
-    let e = Templates::new(&notify, &[], &BTreeMap::new(), Default::default())
+    let specs = crate::channels::templates();
+    let e = Templates::new(&notify, &[], &specs, &[], Default::default())
         .err()
         .expect("a syntax error");
     let msg = e.to_string();
@@ -195,12 +200,16 @@ fn a_template_that_does_not_compile_names_its_file_and_line() {
     assert!(msg.contains("line 3"), "{msg}");
     let route = RouteTemplates {
         language: None,
-        templates: BTreeMap::from([(TemplateName::Slack, dir.path().join("missing.j2"))]),
+        templates: BTreeMap::from([(
+            slack::MESSAGE.name.to_string(),
+            dir.path().join("missing.j2"),
+        )]),
     };
     let e = Templates::new(
         &NotifyConfig::default(),
         &[route],
-        &BTreeMap::new(),
+        &specs,
+        &[],
         Default::default(),
     )
     .err()
@@ -208,6 +217,24 @@ fn a_template_that_does_not_compile_names_its_file_and_line() {
     assert!(
         e.to_string().contains("routing.routes[0].templates.slack"),
         "{e}"
+    );
+    // A name no channel renders: refused, naming the key and the known
+    // names.
+    let notify = NotifyConfig {
+        templates: BTreeMap::from([("emial_subject".to_string(), path)]),
+        ..Default::default()
+    };
+    let e = Templates::new(&notify, &[], &specs, &[], Default::default())
+        .err()
+        .expect("an unknown template");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("notify.templates: unknown template \"emial_subject\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("email_subject, email_text, email_html, slack, slack_reply, webhook_body"),
+        "{msg}"
     );
 }
 
@@ -218,12 +245,12 @@ fn a_render_error_falls_back_to_the_built_in_template_and_is_counted() {
         templates: BTreeMap::from([
             // Compiles, fails at render time (a filter on the wrong type).
             (
-                TemplateName::EmailSubject,
+                email::SUBJECT.name.to_string(),
                 file(&dir, "s.j2", "{{ no_such_function() }}"),
             ),
             // Renders, but not JSON: refused by Slack's check.
             (
-                TemplateName::Slack,
+                slack::MESSAGE.name.to_string(),
                 file(&dir, "slack.j2", "not json {{ status }}"),
             ),
         ]),
@@ -232,7 +259,7 @@ fn a_render_error_falls_back_to_the_built_in_template_and_is_counted() {
     let (t, errors) = templates(&notify, &[]);
     let ctx = t.context(&[notice(&[("alertname", "A")], &[])], None);
     let subject = t
-        .render(TemplateName::EmailSubject, None, "email", &ctx, |_| Ok(()))
+        .render(&email::SUBJECT, None, "email", &ctx, |_| Ok(()))
         .unwrap();
     assert_eq!(subject.trim(), "[LLMChat][CRITICAL] A");
     let is_json = |s: &str| {
@@ -245,7 +272,7 @@ fn a_render_error_falls_back_to_the_built_in_template_and_is_counted() {
             })
     };
     let slack = t
-        .render(TemplateName::Slack, None, "slack", &ctx, is_json)
+        .render(&slack::MESSAGE, None, "slack", &ctx, is_json)
         .unwrap();
     assert!(slack.contains("\"[LLMChat][CRITICAL] A\""), "{slack}");
     assert_eq!(
@@ -267,7 +294,7 @@ fn route_files_beat_global_files_beat_built_ins_and_routes_pick_their_language()
     let dir = tempfile::tempdir().unwrap();
     let notify = NotifyConfig {
         templates: BTreeMap::from([(
-            TemplateName::EmailSubject,
+            email::SUBJECT.name.to_string(),
             file(&dir, "g.j2", "global {{ alerts[0].alertname }}"),
         )]),
         ..Default::default()
@@ -276,7 +303,7 @@ fn route_files_beat_global_files_beat_built_ins_and_routes_pick_their_language()
         RouteTemplates {
             language: Some(Language::Zh),
             templates: BTreeMap::from([(
-                TemplateName::EmailSubject,
+                email::SUBJECT.name.to_string(),
                 file(&dir, "r.j2", "route {{ language }}"),
             )]),
         },
@@ -289,7 +316,7 @@ fn route_files_beat_global_files_beat_built_ins_and_routes_pick_their_language()
     let n = notice(&[("alertname", "A")], &[]);
     let render = |route| {
         let ctx = t.context(std::slice::from_ref(&n), route);
-        t.render(TemplateName::EmailSubject, route, "email", &ctx, |_| Ok(()))
+        t.render(&email::SUBJECT, route, "email", &ctx, |_| Ok(()))
             .unwrap()
     };
     assert_eq!(render(Some(0)), "route zh");
@@ -297,7 +324,7 @@ fn route_files_beat_global_files_beat_built_ins_and_routes_pick_their_language()
     assert_eq!(render(None), "global A");
     let ctx = t.context(std::slice::from_ref(&n), Some(1));
     let text = t
-        .render(TemplateName::EmailText, Some(1), "email", &ctx, |_| Ok(()))
+        .render(&email::TEXT, Some(1), "email", &ctx, |_| Ok(()))
         .unwrap();
     assert!(text.contains("级别：严重"), "{text}");
 }
@@ -307,7 +334,7 @@ fn the_webhook_body_template_is_json_escaped() {
     let dir = tempfile::tempdir().unwrap();
     let notify = NotifyConfig {
         templates: BTreeMap::from([(
-            TemplateName::WebhookBody,
+            webhook::BODY.name.to_string(),
             file(
                 &dir,
                 "b.j2",
@@ -325,7 +352,7 @@ fn the_webhook_body_template_is_json_escaped() {
         None,
     );
     let body = t
-        .render(TemplateName::WebhookBody, None, "webhook", &ctx, |_| Ok(()))
+        .render(&webhook::BODY, None, "webhook", &ctx, |_| Ok(()))
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["title"], "say \"hi\"\n}, \"x\": 1");
@@ -359,13 +386,13 @@ proptest::proptest! {
         let evil = notice(&[("alertname", &name), ("job", &value)], &[("summary", &summary), ("description", &value)]);
         let plain = notice(&[("alertname", "a"), ("job", "b")], &[("summary", "c"), ("description", "d")]);
         proptest::prop_assert_eq!(
-            tags(&render(evil.clone(), TemplateName::EmailHtml)),
-            tags(&render(plain, TemplateName::EmailHtml))
+            tags(&render(evil.clone(), &email::HTML)),
+            tags(&render(plain, &email::HTML))
         );
-        let slack = render(evil.clone(), TemplateName::Slack);
+        let slack = render(evil.clone(), &slack::MESSAGE);
         proptest::prop_assert!(serde_json::from_str::<serde_json::Value>(&slack).is_ok(), "{}", slack);
         proptest::prop_assert!(!slack.contains('<'), "{}", slack);
-        let subject = render(evil, TemplateName::EmailSubject);
+        let subject = render(evil, &email::SUBJECT);
         proptest::prop_assert!(!subject.trim().contains(['\r', '\n']), "{:?}", subject);
         proptest::prop_assert_eq!(errors.get_or_create(&ChannelLabels { channel: "email" }).get(), 0);
     }
@@ -397,11 +424,11 @@ fn long_runs_of_escaped_characters_are_never_cut_inside_an_escape() {
             );
             let ctx = t.context(&[n], None);
             let html = t
-                .render(TemplateName::EmailHtml, None, "email", &ctx, |_| Ok(()))
+                .render(&email::HTML, None, "email", &ctx, |_| Ok(()))
                 .unwrap();
             entities_whole(&html).unwrap_or_else(|e| panic!("email, {c:?} x{len}: {e}"));
             let slack = t
-                .render(TemplateName::Slack, None, "slack", &ctx, |_| Ok(()))
+                .render(&slack::MESSAGE, None, "slack", &ctx, |_| Ok(()))
                 .unwrap();
             let mut message: serde_json::Value = serde_json::from_str(&slack).unwrap();
             crate::channels::slack::limits::enforce(&mut message);
@@ -427,7 +454,7 @@ fn a_runaway_template_runs_out_of_fuel_and_the_built_in_one_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let notify = NotifyConfig {
         templates: BTreeMap::from([(
-            TemplateName::EmailText,
+            email::TEXT.name.to_string(),
             file(
                 &dir,
                 "loop.txt",
@@ -439,7 +466,7 @@ fn a_runaway_template_runs_out_of_fuel_and_the_built_in_one_is_sent() {
     let (t, errors) = templates(&notify, &[]);
     let ctx = t.context(&[notice(&[("alertname", "A")], &[])], None);
     let out = t
-        .render(TemplateName::EmailText, None, "email", &ctx, |_| Ok(()))
+        .render(&email::TEXT, None, "email", &ctx, |_| Ok(()))
         .unwrap();
     // The built-in text, not ten billion x.
     assert!(
@@ -479,7 +506,7 @@ fn a_storm_group_lists_its_first_alerts_and_counts_the_rest() {
     assert_eq!(ctx.firing_count, 9600);
     assert_eq!(ctx.alerts.len(), context::MAX_LISTED);
     assert_eq!(ctx.unlisted, 9600 - context::MAX_LISTED);
-    for name in [TemplateName::EmailHtml, TemplateName::EmailText] {
+    for name in [&email::HTML, &email::TEXT] {
         let out = t.render(name, None, "email", &ctx, |_| Ok(())).unwrap();
         assert!(out.len() < 400 * 1024, "{name:?}: {} bytes", out.len());
         assert!(out.contains("9500"), "{name:?} does not count the rest");

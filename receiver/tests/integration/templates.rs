@@ -31,7 +31,7 @@ fn built_in_templates_match_their_golden_files() {
     let bless = std::env::var_os("LLMCHAT_BLESS").is_some();
     let mut differ = Vec::new();
     for language in ["en", "zh"] {
-        for channel in ["email", "slack", "webhook"] {
+        for channel in llmchat_receiver::channels::ALL.iter().map(|k| k.as_str()) {
             for case in ["firing", "resolved", "group30", "recovery"] {
                 let payload = dir.join(format!("payloads/{case}.json"));
                 let out = render(&[

@@ -22,10 +22,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{http_outcome, transport_error, SendError};
-use super::{Channel, ChannelError, ChannelKind, ChannelsConfig, Shared};
+use super::{Channel, ChannelError, ChannelKind, ChannelSpec, Shared};
 use crate::payload::Delivery;
 use crate::store::Store;
-use crate::templates::{MessageContext, OutputError, TemplateName, Templates};
+use crate::templates::{Language, MessageContext, OutputError, TemplateSpec, Templates};
 use std::sync::Arc;
 
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
@@ -97,18 +97,89 @@ fn is_http(url: &str) -> bool {
 }
 
 /// The channel's line in [`super::ALL`].
-pub fn build(
-    config: &ChannelsConfig,
-    shared: &Shared,
-) -> Result<Option<Box<dyn Channel>>, ChannelError> {
-    Ok(config.slack.as_ref().map(|c| {
-        Box::new(Slack {
+/// Slack's templates: the message (Slack- then JSON-escaped) and the
+/// thread reply (Slack-escaped).
+pub const MESSAGE: TemplateSpec = TemplateSpec {
+    name: "slack",
+    suffix: "slack.json",
+    builtin: &[
+        (
+            Language::En,
+            include_str!("../../../templates/en/slack.json"),
+        ),
+        (
+            Language::Zh,
+            include_str!("../../../templates/zh/slack.json"),
+        ),
+    ],
+};
+pub const REPLY: TemplateSpec = TemplateSpec {
+    name: "slack_reply",
+    suffix: "slack",
+    builtin: &[
+        (
+            Language::En,
+            include_str!("../../../templates/en/slack_reply.txt"),
+        ),
+        (
+            Language::Zh,
+            include_str!("../../../templates/zh/slack_reply.txt"),
+        ),
+    ],
+};
+
+/// Slack's line in the `channels!` table.
+pub struct SlackSpec;
+
+impl ChannelSpec for SlackSpec {
+    type Config = SlackConfig;
+    const TEMPLATES: &'static [&'static TemplateSpec] = &[&MESSAGE, &REPLY];
+    const SECRET_ENV: &'static [&'static str] = &[
+        "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
+        "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
+    ];
+
+    /// A webhook URL alone configures Slack (or overrides the file's); a
+    /// bot token goes into `[channels.slack]`, which names the channel.
+    fn apply_secret_env(
+        config: &mut Option<SlackConfig>,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(url) = get("LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL") {
+            match config.as_mut() {
+                Some(s) => s.webhook_url = Some(url),
+                None => *config = Some(SlackConfig::with_webhook(url)),
+            }
+        }
+        if let Some(token) = get("LLMCHAT_RECEIVER_SLACK_BOT_TOKEN") {
+            let Some(slack) = config.as_mut() else {
+                return Err(invalid(
+                    "channels.slack",
+                    "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
+                    "a Slack bot token is set but [channels.slack] (with its channel) is not",
+                ));
+            };
+            slack.bot_token = Some(token);
+        }
+        Ok(())
+    }
+
+    fn validate(config: &SlackConfig) -> Result<(), ConfigError> {
+        config.check()
+    }
+
+    fn placeholder() -> SlackConfig {
+        SlackConfig::with_webhook("http://localhost/".into())
+    }
+
+    fn build(config: &SlackConfig, shared: &Shared) -> Result<Box<dyn Channel>, ChannelError> {
+        Ok(Box::new(Slack {
             http: shared.http.clone(),
-            config: c.clone(),
+            config: config.clone(),
             pace: shared.slack_interval,
             templates: shared.templates.clone(),
-        }) as Box<dyn Channel>
-    }))
+        }))
+    }
 }
 
 pub struct Slack {
@@ -147,7 +218,7 @@ impl Slack {
         let ctx = self.templates.context(&d.notices, d.route);
         let mut message = self
             .templates
-            .render(TemplateName::Slack, d.route, "slack", &ctx, is_json)
+            .render(&MESSAGE, d.route, "slack", &ctx, is_json)
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_else(|| minimal(&ctx));
         limits::enforce(&mut message);
@@ -159,7 +230,7 @@ impl Slack {
         let ctx = self.templates.context(&d.notices, d.route);
         let text = self
             .templates
-            .render(TemplateName::SlackReply, d.route, "slack", &ctx, |_| Ok(()))
+            .render(&REPLY, d.route, "slack", &ctx, |_| Ok(()))
             .unwrap_or_default();
         crate::templates::context::cut(text.trim(), limits::MAX_TEXT)
     }
