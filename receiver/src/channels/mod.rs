@@ -7,10 +7,6 @@
 //! honouring `Retry-After`), or fails for good (a 4xx other than 408/429:
 //! the message itself is wrong).
 
-pub mod email;
-pub mod slack;
-pub mod webhook;
-
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -134,10 +130,16 @@ pub trait ChannelSpec {
     fn build(config: &Self::Config, shared: &Shared) -> Result<Box<dyn Channel>, ChannelError>;
 }
 
-/// Every channel, one line each: its `[channels]` key, its
-/// [`ChannelKind`] variant and its module's [`ChannelSpec`].
+/// Every channel, one line each: its module (`channels/<key>.rs` or
+/// `channels/<key>/mod.rs`, also its `[channels]` key and its name), its
+/// [`ChannelKind`] variant and the [`ChannelSpec`] in its module.
 macro_rules! channels {
-    ($( $key:ident => $variant:ident($spec:ty), )*) => {
+    ($( $key:ident => $variant:ident($spec_name:ident), )*) => {
+        $( pub mod $key; )*
+
+        channels!(@table $( $key => $variant($key::$spec_name), )*);
+    };
+    (@table $( $key:ident => $variant:ident($spec:path), )*) => {
         /// A channel's name: in routes, in the outbox's `channel` column,
         /// in the `channel` label.
         #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -231,9 +233,9 @@ macro_rules! channels {
 }
 
 channels! {
-    email => Email(email::EmailSpec),
-    slack => Slack(slack::SlackSpec),
-    webhook => Webhook(webhook::WebhookSpec),
+    email => Email(EmailSpec),
+    slack => Slack(SlackSpec),
+    webhook => Webhook(WebhookSpec),
 }
 
 /// A channel that could not be built from its configuration.
