@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use llmchat_common::http::{refusal, AuthError, Refusal};
 use serde_json::json;
 
-use crate::channels::ChannelKind;
+use crate::channels::ChannelSet;
 use crate::channels::Senders;
 use crate::config::{RoutingConfig, WebConfig};
 use crate::metrics::{AlertLabels, Metrics, RequestLabels};
@@ -296,8 +296,8 @@ fn fold(state: &AppState, hook: &mut payload::Webhook) {
     );
 }
 
-/// An alert of a post, and whether it went to Slack.
-type ToRecover<'h> = (&'h payload::Alert, bool);
+/// An alert of a post, and the channels it went to.
+type ToRecover<'h> = (&'h payload::Alert, ChannelSet);
 
 /// The outbox rows of a post (see [`routing::plan`]) and each alert with
 /// whether it went to Slack (where its recovery outcome is reported).
@@ -317,7 +317,7 @@ fn outbox_rows<'h>(
             })
             .inc();
         let channels = routing::channels(alert, &severity, &state.routing);
-        recover.push((alert, channels.contains(&ChannelKind::Slack)));
+        recover.push((alert, ChannelSet::of(&channels)));
     }
     let (planned, folded) = state.budget.apply(
         routing::plan(hook, &state.routing, &state.senders, None),

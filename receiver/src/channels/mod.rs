@@ -24,6 +24,52 @@ impl ChannelKind {
     pub fn parse(s: &str) -> Option<ChannelKind> {
         ALL.iter().copied().find(|k| k.as_str() == s)
     }
+
+    fn bit(self) -> u64 {
+        1 << ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+}
+
+/// Which channels a recovery action's outcome goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryOutcomes {
+    /// Every outcome (the webhook: the machine-readable record).
+    Always,
+    /// Where the alert that triggered the action went (Slack: a reply in
+    /// the alert's thread).
+    WhereTheAlertWent,
+    Never,
+}
+
+/// A set of channels (where an alert went), small and `Copy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelSet(u64);
+
+impl ChannelSet {
+    pub fn of(kinds: &[ChannelKind]) -> Self {
+        ChannelSet(kinds.iter().fold(0, |bits, k| bits | k.bit()))
+    }
+
+    pub fn contains(self, kind: ChannelKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    pub fn union(self, other: ChannelSet) -> Self {
+        ChannelSet(self.0 | other.0)
+    }
+
+    /// The channels a recovery outcome goes to when its alert went to
+    /// these: each channel's [`RecoveryOutcomes`].
+    pub fn for_recovery_outcome(self) -> Vec<ChannelKind> {
+        ALL.iter()
+            .copied()
+            .filter(|k| match k.recovery_outcomes() {
+                RecoveryOutcomes::Always => true,
+                RecoveryOutcomes::WhereTheAlertWent => self.contains(*k),
+                RecoveryOutcomes::Never => false,
+            })
+            .collect()
+    }
 }
 
 /// What every channel's build gets besides its section.
@@ -122,6 +168,10 @@ pub trait ChannelSpec {
         Vec::new()
     }
 
+    /// Whether a recovery action's outcome (a notice of its own) goes to
+    /// this channel.
+    const RECOVERY_OUTCOMES: RecoveryOutcomes = RecoveryOutcomes::Never;
+
     /// A configuration for `render` when the channel is not configured:
     /// placeholders for what only sending needs (a relay, a URL); the
     /// templates are the same.
@@ -155,6 +205,13 @@ macro_rules! channels {
             pub fn as_str(self) -> &'static str {
                 match self {
                     $( ChannelKind::$variant => stringify!($key), )*
+                }
+            }
+
+            /// Its [`ChannelSpec::RECOVERY_OUTCOMES`].
+            pub fn recovery_outcomes(self) -> RecoveryOutcomes {
+                match self {
+                    $( ChannelKind::$variant => <$spec as ChannelSpec>::RECOVERY_OUTCOMES, )*
                 }
             }
         }

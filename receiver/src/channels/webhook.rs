@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Channel, ChannelError, ChannelKind, ChannelSpec, Shared};
+use super::{Channel, ChannelError, ChannelKind, ChannelSpec, RecoveryOutcomes, Shared};
 use crate::payload::Delivery;
 use crate::store::Store;
 use crate::templates::context::{cut, one_line};
@@ -103,6 +103,8 @@ pub struct WebhookSpec;
 impl ChannelSpec for WebhookSpec {
     type Config = WebhookConfig;
     const TEMPLATES: &'static [&'static TemplateSpec] = &[&BODY];
+    /// The machine-readable record: every outcome.
+    const RECOVERY_OUTCOMES: RecoveryOutcomes = RecoveryOutcomes::Always;
     const SECRET_ENV: &'static [&'static str] = &[
         "LLMCHAT_RECEIVER_WEBHOOK_URL",
         "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",

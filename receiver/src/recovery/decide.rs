@@ -303,7 +303,7 @@ impl Recovery {
         if dry_run {
             self.count(name, Decision::DryRun);
             tracing::info!(action = %name, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action: dry run");
-            self.notify(&record, alert, post.to_slack, None).await;
+            self.notify(&record, alert, post.went, None).await;
             return;
         }
         tracing::info!(action = %name, kind = record.kind, alert = %record.alertname, fingerprint = %alert.fingerprint, "recovery action started");
@@ -330,7 +330,7 @@ impl Recovery {
         if let Err(e) = self.store.audit_finish(&record).await {
             tracing::error!(action = %name, error = %e, "cannot write the recovery audit");
         }
-        self.notify(&record, alert, post.to_slack, Some(took)).await;
+        self.notify(&record, alert, post.went, Some(took)).await;
     }
 }
 

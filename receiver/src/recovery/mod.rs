@@ -32,7 +32,7 @@ use serde_json::json;
 
 use self::config::{ActionConfig, RecoveryConfig, Trigger};
 use self::coordination::Coordinator;
-use crate::channels::Senders;
+use crate::channels::{ChannelSet, Senders};
 pub use crate::decision::Decision;
 
 use crate::metrics::{ActionLabels, Metrics};
@@ -203,11 +203,11 @@ impl Recovery {
     /// Starts what a post's alerts call for and returns at once: firing
     /// alerts run their actions, one decision per (action, scope) however
     /// many alerts of the post call for it; a resolved alert cancels its
-    /// running commands that asked for it. Each alert comes with whether
-    /// it went to Slack, where the outcome then follows it.
-    pub fn on_post(self: &Arc<Self>, alerts: &[(&Alert, bool)]) {
+    /// running commands that asked for it. Each alert comes with the
+    /// channels it went to, where the outcome may follow it.
+    pub fn on_post(self: &Arc<Self>, alerts: &[(&Alert, ChannelSet)]) {
         let mut decisions: BTreeMap<(String, String), (Alert, share::Share)> = BTreeMap::new();
-        for (alert, to_slack) in alerts {
+        for (alert, went) in alerts {
             let names = self.actions_for(&alert.labels);
             if names.is_empty() {
                 continue;
@@ -231,9 +231,9 @@ impl Recovery {
                             .entry((name, scope))
                             .and_modify(|(_, share)| {
                                 share.covers += 1;
-                                share.to_slack |= *to_slack;
+                                share.went = share.went.union(*went);
                             })
-                            .or_insert_with(|| ((*alert).clone(), share::Share::one(*to_slack)));
+                            .or_insert_with(|| ((*alert).clone(), share::Share::one(*went)));
                     }
                 }
             }

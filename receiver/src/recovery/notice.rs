@@ -1,12 +1,14 @@
 //! The outcome of a run as a notice: an `info` event through the outbox
-//! (retried and deduplicated like any notification), to the webhook, and
-//! to Slack when the alert that triggered the run went there.
+//! (retried and deduplicated like any notification), to the channels that
+//! take every outcome (the webhook) and to those that reply where the
+//! alert that triggered the run went (Slack), each channel's
+//! `RECOVERY_OUTCOMES`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::Recovery;
-use crate::channels::ChannelKind;
+use crate::channels::ChannelSet;
 use crate::payload::{Notice, NoticeKind, Status};
 use crate::store::{AuditRecord, NewNotification};
 
@@ -19,7 +21,7 @@ impl Recovery {
         &self,
         r: &AuditRecord,
         trigger: &crate::payload::Alert,
-        to_slack: bool,
+        went: ChannelSet,
         took: Option<Duration>,
     ) {
         let summary = if *r.dry_run {
@@ -81,11 +83,8 @@ impl Recovery {
         else {
             return;
         };
-        let mut channels = vec![ChannelKind::Webhook];
-        if to_slack {
-            channels.push(ChannelKind::Slack);
-        }
-        let rows: Vec<NewNotification> = channels
+        let rows: Vec<NewNotification> = went
+            .for_recovery_outcome()
             .into_iter()
             .filter(|c| self.senders.wants(*c, &notice))
             .map(|c| NewNotification {

@@ -1,23 +1,23 @@
 //! What one decision stands for in its post: the alerts it covers and
-//! whether they went to Slack. A post of 7,000 alerts that all call for
+//! the channels they went to. A post of 7,000 alerts that all call for
 //! one action on one scope is one decision, one audit row and one log
 //! line, not 7,000 of each.
+
+use crate::channels::ChannelSet;
 
 /// One decision's share of a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Share {
-    /// The alert went to Slack, so the outcome follows it there.
-    pub to_slack: bool,
+    /// Where its alerts went: the outcome follows them to the channels
+    /// that reply where the alert went (Slack's thread).
+    pub went: ChannelSet,
     /// Alerts of the post this decision was made for (at least 1).
     pub covers: usize,
 }
 
 impl Share {
-    pub fn one(to_slack: bool) -> Self {
-        Share {
-            to_slack,
-            covers: 1,
-        }
+    pub fn one(went: ChannelSet) -> Self {
+        Share { went, covers: 1 }
     }
 
     /// An audit detail with how many alerts the decision covered, when
@@ -40,13 +40,13 @@ mod tests {
 
     #[test]
     fn the_note_says_how_many_alerts_a_decision_covered() {
-        assert_eq!(Share::one(false).note(None), None);
+        assert_eq!(Share::one(ChannelSet::default()).note(None), None);
         assert_eq!(
-            Share::one(true).note(Some("x".into())),
+            Share::one(ChannelSet::default()).note(Some("x".into())),
             Some("x".to_string())
         );
         let many = Share {
-            to_slack: false,
+            went: ChannelSet::default(),
             covers: 7000,
         };
         assert_eq!(

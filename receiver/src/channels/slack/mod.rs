@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{http_outcome, transport_error, SendError};
-use super::{Channel, ChannelError, ChannelKind, ChannelSpec, Shared};
+use super::{Channel, ChannelError, ChannelKind, ChannelSpec, RecoveryOutcomes, Shared};
 use crate::payload::Delivery;
 use crate::store::Store;
 use crate::templates::{Language, MessageContext, OutputError, TemplateSpec, Templates};
@@ -134,6 +134,9 @@ pub struct SlackSpec;
 impl ChannelSpec for SlackSpec {
     type Config = SlackConfig;
     const TEMPLATES: &'static [&'static TemplateSpec] = &[&MESSAGE, &REPLY];
+    /// A recovery outcome is a reply in the thread of the alert that
+    /// caused it, so only where that alert went.
+    const RECOVERY_OUTCOMES: RecoveryOutcomes = RecoveryOutcomes::WhereTheAlertWent;
     const SECRET_ENV: &'static [&'static str] = &[
         "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
         "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
