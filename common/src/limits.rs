@@ -1,7 +1,7 @@
 //! `[web.limits]`: what one client may hold of the server, the same for
 //! both binaries. Each limit has a default, a TOML key, a flag (and so an
 //! environment variable), and a metric where it acts (see
-//! [`super::connections`]).
+//! [`crate::http::connections`]).
 //!
 //! The defaults follow what nginx and Go's net/http do for a server on the
 //! open network, tightened where a monitoring endpoint can afford it:

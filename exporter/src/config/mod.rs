@@ -5,7 +5,7 @@
 //! `section.key_name`, the flag `--section.key-name`, the environment
 //! `LLMCHAT_EXPORTER_SECTION_KEY_NAME`. Each section is owned by the module
 //! that uses it (a collector's config and flags live in the collector's
-//! module); this file only lists the sections, once, in [`sections!`].
+//! module); this file only lists the sections, once, in `sections!`.
 //!
 //! Each default is written once, in its section's `Default`: the layers
 //! start from it, and `--help` shows it (added by

@@ -4,7 +4,7 @@
 //! `LogMonitor`'s "more than 10 errors" and "not updated for 1 hour" checks
 //! (the thresholds are alerting rules).
 //!
-//! Counting happens on a background thread fed by [`crate::logs::tail`]; a scrape
+//! Counting happens on a background thread fed by the tailer (`llmchat_tail`); a scrape
 //! only stats the files for presence and last-write time.
 
 use llmchat_common::lock;

@@ -65,7 +65,7 @@ impl Language {
 
 /// One template a channel renders, declared by the channel's module: its
 /// key under `[notify.templates]` and a route's `templates`, the suffix
-/// that picks its escaping (see [`escaping`]), and its built-in text per
+/// that picks its escaping (`escaping` below), and its built-in text per
 /// language; none where the channel has a default of its own (the
 /// webhook's body is the alert document).
 #[derive(Debug)]
