@@ -220,3 +220,28 @@ pub fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> Output {
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// Compares `got` with the golden file at `path`; `LLMCHAT_BLESS=1`
+/// rewrites the file after a deliberate change.
+pub fn assert_golden(path: &Path, got: &str) {
+    if std::env::var_os("LLMCHAT_BLESS").is_some() {
+        std::fs::write(path, got).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return;
+    }
+    let want = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (LLMCHAT_BLESS=1 writes it)", path.display()));
+    if got != want {
+        let first = got
+            .lines()
+            .zip(want.lines())
+            .position(|(g, w)| g != w)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "{} differs at line {}:\n got: {:?}\nwant: {:?}\n(LLMCHAT_BLESS=1 rewrites it)\n{got}",
+            path.display(),
+            first + 1,
+            got.lines().nth(first),
+            want.lines().nth(first)
+        );
+    }
+}

@@ -544,6 +544,14 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_and_variable_keeps_its_name() {
+        let flags = llmchat_common::config::describe_flags(&Cli::full_command());
+        let golden =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/flags.txt");
+        llmchat_tests::assert_golden(&golden, &flags);
+    }
+
+    #[test]
     fn help_shows_each_default_and_variable_from_the_one_default() {
         let help = Cli::full_command().render_long_help().to_string();
         for wanted in [
