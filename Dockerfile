@@ -43,6 +43,8 @@ WORKDIR /src
 # recipe and the cook layer below stays cached.
 FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
+COPY settings-derive/Cargo.toml settings-derive/
+COPY settings-derive/src settings-derive/src
 COPY common/Cargo.toml common/
 COPY common/src common/src
 COPY tail/Cargo.toml tail/
@@ -65,6 +67,8 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
       -p llmchat-exporter -p llmchat-receiver
 # Only what the two binaries are compiled from.
 COPY Cargo.toml Cargo.lock ./
+COPY settings-derive/Cargo.toml settings-derive/
+COPY settings-derive/src settings-derive/src
 COPY common/Cargo.toml common/
 COPY common/src common/src
 COPY tail/Cargo.toml tail/

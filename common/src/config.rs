@@ -63,14 +63,19 @@ impl ConfigError {
         }
     }
 
-    /// Adds the flag spelling of the key when `command` has such a flag and
-    /// it is spelt differently (`logs.poll_interval` → `--logs.poll-interval`).
+    /// Adds the flag spelling of the key when `command` has a flag for it
+    /// (its id is the key, as [`crate::settings::arguments`] makes them)
+    /// spelt differently: `logs.poll_interval` → `--logs.poll-interval`,
+    /// `web.config_file` → `--web.config.file`.
     pub fn name_flag(mut self, command: &clap::Command) -> Self {
         if let ConfigError::File { key, flag, .. } | ConfigError::Invalid { key, flag, .. } =
             &mut self
         {
-            let long = key.replace('_', "-");
-            if long != *key && command.get_arguments().any(|a| a.get_long() == Some(&long)) {
+            let long = command
+                .get_arguments()
+                .find(|a| a.get_id() == key.as_str())
+                .and_then(|a| a.get_long());
+            if let Some(long) = long.filter(|l| l != key) {
                 *flag = Some(format!("--{long}"));
             }
         }
@@ -152,11 +157,12 @@ fn stack<T: DeserializeOwned>(
     })
 }
 
-/// Finishes a derived command: every `--section.key` flag that takes a
-/// value gets its environment variable (`<prefix>SECTION_KEY`) unless it
-/// names one already, and `[default: …]` in its help, read from `defaults`
-/// (the serialised `Config::default()`), so that each default is written
-/// once, in code, and `--help` cannot drift from it.
+/// Finishes a derived command's own flags (those not made by
+/// [`crate::settings::arguments`], which come finished: `--config.file`,
+/// `--collector.<name>`): every `--section.key` flag that takes a value and
+/// names no variable gets one (`<prefix>SECTION_KEY`), and `[default: …]`
+/// in its help, read from `defaults` (a serialised default), so that
+/// `--help` cannot drift from the code.
 pub fn finish_command(
     command: clap::Command,
     env_prefix: &str,
@@ -164,7 +170,7 @@ pub fn finish_command(
 ) -> clap::Command {
     let args: Vec<(String, String)> = command
         .get_arguments()
-        .filter(|a| a.get_action().takes_values())
+        .filter(|a| a.get_action().takes_values() && a.get_env().is_none())
         .filter_map(|a| {
             let long = a.get_long()?;
             (long.contains('.') && !long.starts_with("no-"))
@@ -182,11 +188,7 @@ pub fn finish_command(
             long.to_uppercase().replace(['.', '-'], "_")
         );
         command = command.mut_arg(id, |arg| {
-            let arg = if arg.get_env().is_none() {
-                arg.env(env)
-            } else {
-                arg
-            };
+            let arg = arg.env(env);
             // `--help` names the variable but never shows its value: any
             // of them may hold a credential (a URL with a password).
             let arg = arg.hide_env_values(true);
@@ -411,7 +413,8 @@ mod tests {
         std::fs::write(&file, "[inner]\npoll_interval = \"x\"\n").unwrap();
         let e = layered(&Sample::default(), Some(&file), &unset).unwrap_err();
         assert_eq!(e.key(), Some("inner.poll_interval"), "{e}");
-        let command = clap::Command::new("t").arg(clap::Arg::new("p").long("inner.poll-interval"));
+        let command = clap::Command::new("t")
+            .arg(clap::Arg::new("inner.poll_interval").long("inner.poll-interval"));
         let text = e.name_flag(&command).to_string();
         assert!(
             text.contains("inner.poll_interval (--inner.poll-interval)"),

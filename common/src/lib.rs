@@ -4,12 +4,17 @@
 //! server ([`http`]).
 #![forbid(unsafe_code)]
 
+// `#[derive(Settings)]` writes `::llmchat_common::settings::…`, in this
+// crate as in the others.
+extern crate self as llmchat_common;
+
 pub mod auth;
 pub mod escape;
 pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod runtime;
+pub mod settings;
 pub mod webconfig;
 pub use config::duration;
 

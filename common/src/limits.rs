@@ -23,47 +23,47 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{duration, invalid, ConfigError};
+use crate::settings::Settings;
 
 /// `[web.limits]`, resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Connections served at once. At the cap a new connection closes
-    /// the one that has waited longest without a request being handled
+    /// Connections served at once; at the cap the longest-waiting one
+    /// without a request being handled is closed.
+    ///
+    /// The one closed has waited longest without a request being handled
     /// (idle, still sending headers, or still sending a body); when every
     /// connection has a request being handled, the new one is refused.
     /// Lowered at start to three quarters of the open-file limit.
+    #[setting(flag, value_name = "N", default = 512)]
     pub max_connections: usize,
-    /// A request's headers must have arrived this long after the
+    /// Time a client has to send a request's headers, from when the
     /// connection became ready for them.
+    #[setting(flag, default = Duration::from_secs(10))]
     #[serde(with = "duration")]
     pub header_timeout: Duration,
-    /// A request's whole body must have arrived this long after its
-    /// headers; otherwise 408 and the connection is closed.
+    /// Time a client has to send a request's body, from its headers.
+    ///
+    /// Past it: 408, and the connection is closed.
+    #[setting(flag, default = Duration::from_secs(10))]
     #[serde(with = "duration")]
     pub body_timeout: Duration,
-    /// A connection with no request in progress is closed after this long.
+    /// Time an idle keep-alive connection (no request in progress) is kept.
+    #[setting(flag, default = Duration::from_secs(60))]
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
-    /// bcrypt checks of the web-config file's basic-auth users running at
-    /// once (each takes one core for tens of milliseconds).
+    /// bcrypt checks of basic-auth passwords running at once.
+    ///
+    /// The web-config file's users; each check takes one core for tens of
+    /// milliseconds.
+    #[setting(flag, value_name = "N", default = 1)]
     pub auth_concurrency: usize,
-    /// Requests waiting for a bcrypt check beyond those running; more are
-    /// answered 429 at once, and none waits longer than `header_timeout`.
+    /// Requests that may wait for a bcrypt check; more get 429.
+    ///
+    /// Beyond those running; none waits longer than `header_timeout`.
+    #[setting(flag, value_name = "N", default = 16)]
     pub auth_queue: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 512,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            auth_concurrency: 1,
-            auth_queue: 16,
-        }
-    }
 }
 
 impl Limits {
@@ -95,42 +95,6 @@ impl Limits {
         }
         Ok(())
     }
-}
-
-/// The flags of `[web.limits]`; flattened into each binary's web flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct LimitsFlags {
-    /// Connections served at once; at the cap the longest-waiting one without a request being handled is closed.
-    #[arg(
-        id = "web.limits.max_connections",
-        long = "web.limits.max-connections",
-        value_name = "N"
-    )]
-    pub max_connections: Option<usize>,
-    /// Time a client has to send a request's headers.
-    #[arg(id = "web.limits.header_timeout", long = "web.limits.header-timeout", value_name = "DURATION", value_parser = duration::flag)]
-    pub header_timeout: Option<String>,
-    /// Time a client has to send a request's body.
-    #[arg(id = "web.limits.body_timeout", long = "web.limits.body-timeout", value_name = "DURATION", value_parser = duration::flag)]
-    pub body_timeout: Option<String>,
-    /// Time an idle keep-alive connection is kept.
-    #[arg(id = "web.limits.idle_timeout", long = "web.limits.idle-timeout", value_name = "DURATION", value_parser = duration::flag)]
-    pub idle_timeout: Option<String>,
-    /// bcrypt checks of basic-auth passwords running at once.
-    #[arg(
-        id = "web.limits.auth_concurrency",
-        long = "web.limits.auth-concurrency",
-        value_name = "N"
-    )]
-    pub auth_concurrency: Option<usize>,
-    /// Requests that may wait for a bcrypt check; more get 429.
-    #[arg(
-        id = "web.limits.auth_queue",
-        long = "web.limits.auth-queue",
-        value_name = "N"
-    )]
-    pub auth_queue: Option<usize>,
 }
 
 /// Raises the soft open-file limit to the hard limit, as Go's runtime does

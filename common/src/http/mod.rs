@@ -18,7 +18,7 @@
 pub mod connections;
 
 pub use crate::auth::{AuthError, Credentials};
-pub use crate::limits::{self, Limits, LimitsFlags};
+pub use crate::limits::{self, Limits};
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -6,6 +6,7 @@
 //! `verify-deployment` read.
 
 use llmchat_common::lock;
+use llmchat_common::settings::Settings;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,14 +40,18 @@ pub fn start(config: &AppConfig, ctx: &mut Context<'_>) -> Started {
 }
 
 /// `[app]`: the backend's base URL and which versions it may report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
-    /// The backend's base URL.
+    /// The backend's base URL, probed at /health, /health/db, /health/redis.
+    #[setting(flag, value_name = "URL", default = "http://localhost:3001")]
     pub url: String,
-    /// A regular expression a reported `version` must match in full to
-    /// become the `version` label of `llmchat_app_info`; any other value
-    /// is `unknown`, so a backend cannot grow the label without bound.
+    /// A reported version matching this (in full) is a label value; any
+    /// other is `unknown`.
+    ///
+    /// The `version` label of `llmchat_app_info`, so that a backend cannot
+    /// grow the label without bound.
+    #[setting(flag, value_name = "REGEX", default = DEFAULT_VERSION_PATTERN)]
     pub version_pattern: String,
 }
 
@@ -54,23 +59,6 @@ pub struct AppConfig {
 /// build suffix (`1.4.2`, `v2.0.0-rc.1`, `1.4.2+build.7`).
 pub const DEFAULT_VERSION_PATTERN: &str =
     r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)([-+][0-9A-Za-z.-]{1,40})?";
-
-/// `--app.*` flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct AppFlags {
-    /// The backend's base URL, probed at /health, /health/db, /health/redis.
-    #[arg(id = "app.url", long = "app.url", value_name = "URL")]
-    pub url: Option<String>,
-    /// A reported version matching this (in full) is a label value; any
-    /// other is `unknown`.
-    #[arg(
-        id = "app.version_pattern",
-        long = "app.version-pattern",
-        value_name = "REGEX"
-    )]
-    pub version_pattern: Option<String>,
-}
 
 impl crate::collector_kit::Section for AppConfig {
     fn validate(&self, enabled: bool) -> Result<(), llmchat_common::ConfigError> {
@@ -85,15 +73,6 @@ impl crate::collector_kit::Section for AppConfig {
             }
         }
         Ok(())
-    }
-}
-
-impl Default for AppConfig {
-    fn default() -> Self {
-        Self {
-            url: "http://localhost:3001".into(),
-            version_pattern: DEFAULT_VERSION_PATTERN.into(),
-        }
     }
 }
 

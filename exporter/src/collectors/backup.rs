@@ -7,6 +7,7 @@
 //! `backup_check.rs` checks each new file once, in the background.
 
 use llmchat_common::lock;
+use llmchat_common::settings::Settings;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -58,51 +59,36 @@ pub fn start(config: &BackupConfig, live_url: &str, ctx: &mut Context<'_>) -> St
 }
 
 /// `[backup]`: where `backup.sh` writes, and how its files are checked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
+    /// Directory backup.sh writes to.
+    #[setting(flag, default = "/backups/llmchat")]
     pub dir: PathBuf,
-    /// Whether each new file is read back (`backup_check.rs`).
+    /// Read each new backup file back (gzip, tar, pg_dump's trailer).
+    #[setting(flag, default = true)]
     pub check: bool,
-    /// How often the folder is looked at for files to check.
+    /// How often the backup folder is looked at for new files to check.
+    #[setting(flag, default = Duration::from_secs(60))]
     #[serde(with = "duration")]
     pub check_interval: Duration,
-    /// A file unchanged this long (and between two looks) is complete.
+    /// A backup file unchanged this long (and between two looks) is
+    /// complete and may be checked.
+    #[setting(flag, default = Duration::from_secs(60))]
     #[serde(with = "duration")]
     pub settle: Duration,
     /// Read budget of the checks, bytes a second.
+    ///
+    /// 20 MiB/s by default: a 50 GB uploads archive is read in about 40
+    /// minutes, a small share of a disk's bandwidth.
+    #[setting(flag, value_name = "BYTES", default = 20 * 1024 * 1024)]
     pub check_bytes_per_second: u64,
     /// The program that reads custom-format dumps (`pg_dump -Fc`); the
     /// header alone is checked when it is not installed.
+    #[setting(default = "pg_restore")]
     pub pg_restore: PathBuf,
     /// `[backup.drill]`: the optional restore drill.
     pub drill: DrillConfig,
-}
-
-/// `--backup.*` flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct BackupFlags {
-    /// Directory backup.sh writes to.
-    #[arg(id = "backup.dir", long = "backup.dir", value_name = "PATH")]
-    pub dir: Option<PathBuf>,
-    /// Read each new backup file back (gzip, tar, pg_dump's trailer).
-    #[arg(id = "backup.check", long = "backup.check", value_name = "BOOL",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub check: Option<bool>,
-    /// How often the backup folder is looked at for new files to check.
-    #[arg(id = "backup.check_interval", long = "backup.check-interval", value_name = "DURATION", value_parser = duration::flag)]
-    pub check_interval: Option<String>,
-    /// A backup file unchanged this long is complete and may be checked.
-    #[arg(id = "backup.settle", long = "backup.settle", value_name = "DURATION", value_parser = duration::flag)]
-    pub settle: Option<String>,
-    /// Read budget of the checks, bytes a second.
-    #[arg(
-        id = "backup.check_bytes_per_second",
-        long = "backup.check-bytes-per-second",
-        value_name = "BYTES"
-    )]
-    pub check_bytes_per_second: Option<u64>,
 }
 
 impl BackupConfig {
@@ -127,22 +113,6 @@ impl crate::collector_kit::Section for BackupConfig {
             ));
         }
         Ok(())
-    }
-}
-
-impl Default for BackupConfig {
-    fn default() -> Self {
-        Self {
-            dir: PathBuf::from("/backups/llmchat"),
-            check: true,
-            check_interval: Duration::from_secs(60),
-            settle: Duration::from_secs(60),
-            // 20 MiB/s: a 50 GB uploads archive is read in about 40
-            // minutes, a small share of a disk's bandwidth.
-            check_bytes_per_second: 20 * 1024 * 1024,
-            pg_restore: PathBuf::from("pg_restore"),
-            drill: DrillConfig::default(),
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! Everything is read with sysinfo on each scrape, on a blocking thread.
 
 use llmchat_common::lock;
+use llmchat_common::settings::Settings;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,72 +48,34 @@ pub fn start(config: &HostConfig, ctx: &mut Context<'_>) -> Started {
 }
 
 /// `[host]`: which process is the backend, which filesystems count.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostConfig {
     /// Executable name of the LLMChat backend process.
+    #[setting(flag, value_name = "NAME", default = "node")]
     pub process_name: String,
-    /// A pid file; when set, it wins over `process_name`.
+    /// Pid file of the LLMChat backend; wins over --host.process-name.
+    #[setting(flag)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
-    /// Filesystem types that are not real storage.
-    pub fs_types_exclude: Vec<String>,
-    /// Mount points to skip, as one regular expression.
-    pub mount_points_exclude: String,
-}
-
-impl Default for HostConfig {
-    fn default() -> Self {
-        Self {
-            process_name: "node".into(),
-            pid_file: None,
-            // node_exporter's list, less overlay (a container's `/` is
-            // overlay, and the guide checks `df /`), plus RAM-backed tmpfs.
-            fs_types_exclude: [
-                "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
-                "devpts", "devtmpfs", "fusectl", "hugetlbfs", "iso9660", "mqueue", "nsfs", "proc",
-                "procfs", "pstore", "ramfs", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs",
-                "erofs", "sysfs", "tmpfs", "tracefs",
-            ]
-            .map(String::from)
-            .to_vec(),
-            mount_points_exclude:
-                "^/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+|etc/(hosts|hostname|resolv\\.conf))($|/)"
-                    .into(),
-        }
-    }
-}
-
-/// `--host.*` flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct HostFlags {
-    /// Executable name of the LLMChat backend process.
-    #[arg(
-        id = "host.process_name",
-        long = "host.process-name",
-        value_name = "NAME"
-    )]
-    pub process_name: Option<String>,
-    /// Pid file of the LLMChat backend; wins over --host.process-name.
-    #[arg(id = "host.pid_file", long = "host.pid-file", value_name = "PATH")]
-    pub pid_file: Option<PathBuf>,
-    /// Filesystem types to skip, comma-separated.
-    #[arg(
-        id = "host.fs_types_exclude",
-        long = "host.fs-types-exclude",
-        value_name = "TYPES",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Filesystem types to skip (not real storage), comma-separated.
+    ///
+    /// node_exporter's list, less overlay (a container's `/` is overlay,
+    /// and the guide checks `df /`), plus RAM-backed tmpfs.
+    #[setting(flag, value_name = "TYPES", default = [
+        "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
+        "devpts", "devtmpfs", "fusectl", "hugetlbfs", "iso9660", "mqueue", "nsfs", "proc",
+        "procfs", "pstore", "ramfs", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs",
+        "erofs", "sysfs", "tmpfs", "tracefs",
+    ])]
     pub fs_types_exclude: Vec<String>,
     /// Mount points to skip, as a regular expression.
-    #[arg(
-        id = "host.mount_points_exclude",
-        long = "host.mount-points-exclude",
-        value_name = "REGEX"
+    #[setting(
+        flag,
+        value_name = "REGEX",
+        default = "^/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+|etc/(hosts|hostname|resolv\\.conf))($|/)"
     )]
-    pub mount_points_exclude: Option<String>,
+    pub mount_points_exclude: String,
 }
 
 impl Section for HostConfig {

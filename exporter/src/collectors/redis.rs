@@ -10,6 +10,7 @@
 //! the scrape publishes its latest counts (see [`crate::collector_kit::background`]).
 
 use crate::collector_kit::PingError;
+use llmchat_common::settings::Settings;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::collector_kit::Section;
-use llmchat_common::{duration, invalid, ConfigError};
+use llmchat_common::{invalid, ConfigError};
 
 use crate::collector_kit::background::{self, BackgroundError, Job, Schedule, Tasks};
 use crate::collector_kit::snapshot::{Published, Snapshot};
@@ -47,70 +48,29 @@ pub fn start(config: &RedisConfig, ctx: &mut Context<'_>) -> Started {
 }
 
 /// `[redis]`: the connection and the namespace SCAN's budget.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`.
+    /// Redis URL, `redis://[:password@]host:port[/db]`; the password never
+    /// appears in labels, logs or errors.
+    #[setting(flag, value_name = "URL", default = "redis://localhost:6379")]
     pub url: String,
-    /// Cache namespaces: keys `<namespace>:*` are counted per namespace.
+    /// Cache namespaces counted by key prefix (`<namespace>:*`),
+    /// comma-separated.
+    #[setting(flag, default = ["agents", "sessions", "messages"])]
     pub namespaces: Vec<String>,
     /// Time budget of one namespace SCAN run; counts are lower bounds past it.
+    #[setting(flag, default = Duration::from_millis(500))]
     #[serde(with = "llmchat_common::duration")]
     pub scan_budget: Duration,
-    /// Keys examined at most by one namespace SCAN run.
+    /// Keys one namespace SCAN run examines at most.
+    #[setting(flag, default = 100_000)]
     pub scan_max_keys: u64,
-    /// How often the namespace SCAN runs (in the background, never in a
+    /// How often the namespace SCAN runs, in the background (never in a
     /// scrape: it walks the keyspace).
+    #[setting(flag, default = Duration::from_secs(30))]
     #[serde(with = "llmchat_common::duration")]
     pub scan_interval: Duration,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            url: "redis://localhost:6379".into(),
-            namespaces: vec!["agents".into(), "sessions".into(), "messages".into()],
-            scan_budget: Duration::from_millis(500),
-            scan_max_keys: 100_000,
-            scan_interval: Duration::from_secs(30),
-        }
-    }
-}
-
-/// `--redis.*` flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct RedisFlags {
-    /// Redis URL; the password never appears in labels, logs or errors.
-    #[arg(
-        id = "redis.url",
-        long = "redis.url",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub url: Option<String>,
-    /// Cache namespaces counted by key prefix, comma-separated.
-    #[arg(
-        id = "redis.namespaces",
-        long = "redis.namespaces",
-        value_name = "LIST",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub namespaces: Vec<String>,
-    /// Time budget of one namespace SCAN run.
-    #[arg(id = "redis.scan_budget", long = "redis.scan-budget", value_name = "DURATION", value_parser = duration::flag)]
-    pub scan_budget: Option<String>,
-    /// How often the namespace SCAN runs, in the background.
-    #[arg(id = "redis.scan_interval", long = "redis.scan-interval", value_name = "DURATION", value_parser = duration::flag)]
-    pub scan_interval: Option<String>,
-    /// Keys one namespace SCAN run examines at most.
-    #[arg(
-        id = "redis.scan_max_keys",
-        long = "redis.scan-max-keys",
-        value_name = "N"
-    )]
-    pub scan_max_keys: Option<u64>,
 }
 
 impl Section for RedisConfig {

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use llmchat_common::settings::{self, Settings};
 use serde::{Deserialize, Serialize};
 
 pub mod collectors;
@@ -39,24 +40,18 @@ pub const DEFAULT_PORT: u16 = 9842;
 /// Prefix of every environment variable.
 pub const ENV_PREFIX: &str = "LLMCHAT_EXPORTER_";
 
-/// Lists the sections once: the `Config` field, its type, and the flags
-/// struct flattened into the command line.
+/// Lists the sections once: the `Config` field and its type, which
+/// declares its settings (and so its flags) with `#[derive(Settings)]`.
 macro_rules! sections {
-    ($( $(#[$doc:meta])* $name:ident : $config:ty, $flags:ty; )*) => {
+    ($( $(#[$doc:meta])* $name:ident : $config:ty; )*) => {
         /// The resolved configuration the exporter runs with.
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
         #[serde(default, deny_unknown_fields)]
         pub struct Config {
-            /// Which collectors run (`collectors.<name> = true|false`).
+            /// Which collectors run (`collectors.<name> = true|false`);
+            /// their flags are the collector table's.
             pub collectors: CollectorsConfig,
-            $( $(#[$doc])* pub $name: $config, )*
-        }
-
-        /// Every section's flags; unset ones serialise to nothing, so that
-        /// they leave the file's values alone.
-        #[derive(Debug, Default, clap::Args, Serialize)]
-        pub struct SectionFlags {
-            $( #[command(flatten)] pub $name: $flags, )*
+            $( $(#[$doc])* #[setting(section)] pub $name: $config, )*
         }
 
         impl Config {
@@ -72,89 +67,52 @@ macro_rules! sections {
 }
 
 sections! {
-    web: WebConfig, WebFlags;
+    web: WebConfig;
     /// The files the log pipeline tails.
-    logs: logs::LogsConfig, logs::LogsFlags;
-    access: logs::access::AccessConfig, logs::access::AccessFlags;
-    chat: logs::chat_event::ChatConfig, logs::chat::ChatFlags;
-    database: c::database::DatabaseConfig, c::database::DatabaseFlags;
-    redis: c::redis::RedisConfig, c::redis::RedisFlags;
-    app: c::app::AppConfig, c::app::AppFlags;
-    backup: c::backup::BackupConfig, c::backup::BackupFlags;
-    host: c::host::HostConfig, c::host::HostFlags;
+    logs: logs::LogsConfig;
+    access: logs::access::AccessConfig;
+    chat: logs::chat_event::ChatConfig;
+    database: c::database::DatabaseConfig;
+    redis: c::redis::RedisConfig;
+    app: c::app::AppConfig;
+    backup: c::backup::BackupConfig;
+    host: c::host::HostConfig;
     /// The exporter's own log.
-    log: OwnLogConfig, OwnLogFlags;
+    log: OwnLogConfig;
 }
 
 /// `[web]`: the HTTP server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
-    /// `host:port`, or `:port` for every IPv4 address.
+    /// Address to listen on, `host:port` or `:port` (every IPv4 address).
+    #[setting(flag, value_name = "ADDR", default = format!(":{DEFAULT_PORT}"))]
     pub listen_address: String,
+    /// Path under which metrics are served.
+    #[setting(flag, value_name = "PATH", default = "/metrics")]
     pub telemetry_path: String,
-    /// Time budget of one scrape's collectors; Prometheus' own scrape
-    /// timeout (X-Prometheus-Scrape-Timeout-Seconds) lowers it further.
+    /// Time budget of each collector within one scrape.
+    ///
+    /// Prometheus' own scrape timeout (X-Prometheus-Scrape-Timeout-Seconds)
+    /// lowers it further.
+    #[setting(flag, default = Duration::from_secs(5))]
     #[serde(with = "duration")]
     pub collector_timeout: Duration,
-    /// Bearer token that /health/detailed requires (the guide's AdminGuard);
-    /// without one, /health/detailed answers 403.
+    /// Bearer token for /health/detailed (prefer the environment variable).
+    ///
+    /// The guide's AdminGuard; without one, /health/detailed answers 403.
+    #[setting(flag, value_name = "TOKEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
-    /// exporter-toolkit's web-config file: TLS, mutual TLS, basic auth,
-    /// response headers; re-read when it changes or on SIGHUP.
+    /// exporter-toolkit web-config file (TLS, basic auth, headers).
+    ///
+    /// Also mutual TLS; re-read when it changes or on SIGHUP.
+    #[setting(flag = "web.config.file", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_file: Option<std::path::PathBuf>,
     /// What one client may hold of the server (`[web.limits]`).
+    #[setting(section)]
     pub limits: llmchat_common::http::Limits,
-}
-
-impl Default for WebConfig {
-    fn default() -> Self {
-        Self {
-            listen_address: format!(":{DEFAULT_PORT}"),
-            telemetry_path: "/metrics".into(),
-            collector_timeout: Duration::from_secs(5),
-            admin_token: None,
-            config_file: None,
-            limits: Default::default(),
-        }
-    }
-}
-
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct WebFlags {
-    /// Address to listen on, `host:port` or `:port`.
-    #[arg(
-        id = "web.listen_address",
-        long = "web.listen-address",
-        value_name = "ADDR"
-    )]
-    pub listen_address: Option<String>,
-    /// Path under which metrics are served.
-    #[arg(
-        id = "web.telemetry_path",
-        long = "web.telemetry-path",
-        value_name = "PATH"
-    )]
-    pub telemetry_path: Option<String>,
-    /// Time budget of each collector within one scrape.
-    #[arg(id = "web.collector_timeout", long = "web.collector-timeout", value_name = "DURATION", value_parser = duration::flag)]
-    pub collector_timeout: Option<String>,
-    /// Bearer token for /health/detailed (prefer the environment variable).
-    #[arg(
-        id = "web.admin_token",
-        long = "web.admin-token",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
-    /// exporter-toolkit web-config file (TLS, basic auth, headers).
-    #[arg(id = "web.config_file", long = "web.config.file", value_name = "FILE")]
-    pub config_file: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    pub limits: llmchat_common::http::LimitsFlags,
 }
 
 impl Section for WebConfig {
@@ -190,27 +148,13 @@ impl Section for WebConfig {
 }
 
 /// `[log]`: the exporter's own log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct OwnLogConfig {
-    /// tracing filter for the exporter's own log, e.g. `info` or `llmchat_exporter=debug`.
+    /// The exporter's own log filter, e.g. `info` or `llmchat_exporter=debug`
+    /// (a tracing filter).
+    #[setting(flag, value_name = "FILTER", default = "info")]
     pub level: String,
-}
-
-impl Default for OwnLogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-        }
-    }
-}
-
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct OwnLogFlags {
-    /// The exporter's own log filter.
-    #[arg(id = "log.level", long = "log.level", value_name = "FILTER")]
-    pub level: Option<String>,
 }
 
 impl Section for OwnLogConfig {
@@ -261,8 +205,10 @@ pub struct Cli {
     )]
     pub role: Option<collector_kit::Role>,
 
-    #[command(flatten)]
-    pub sections: SectionFlags,
+    /// What the section flags (and their variables) gave, in the keys'
+    /// shape ([`llmchat_common::settings::layer`]).
+    #[arg(skip)]
+    pub settings: serde_json::Value,
 
     /// `--collector.<name>` / `--no-collector.<name>` as given.
     #[arg(skip)]
@@ -308,6 +254,7 @@ impl Cli {
                         .help(format!("Disable the {} collector", e.name)),
                 );
         }
+        let command = command.args(settings::arguments(ENV_PREFIX, Config::settings()));
         let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
         llmchat_common::config::finish_command(command, ENV_PREFIX, &defaults)
     }
@@ -320,6 +267,7 @@ impl Cli {
     {
         let matches = Self::full_command().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.settings = settings::layer(&matches, Config::settings());
         for e in collectors::ALL.iter().map(|line| &line.entry) {
             let on = format!("collector.{}", e.name);
             let off = format!("no-collector.{}", e.name);
@@ -337,13 +285,6 @@ impl Cli {
     /// Stacks defaults < the file named by `--config.file` < environment
     /// and flags, then validates.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
-        #[derive(Serialize)]
-        struct FlagLayer<'a> {
-            #[serde(flatten)]
-            sections: &'a SectionFlags,
-            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-            collectors: &'a BTreeMap<String, bool>,
-        }
         let defaults = Config {
             collectors: if self.disable_defaults == Some(true) {
                 CollectorsConfig::none()
@@ -352,10 +293,13 @@ impl Cli {
             },
             ..Config::default()
         };
-        let layer = FlagLayer {
-            sections: &self.sections,
-            collectors: &self.collector_switches,
+        let mut layer = match &self.settings {
+            serde_json::Value::Null => serde_json::json!({}),
+            given => given.clone(),
         };
+        if !self.collector_switches.is_empty() {
+            layer["collectors"] = serde_json::json!(self.collector_switches);
+        }
         let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
         let config = llmchat_common::layered(&defaults, self.config_file.as_deref(), &layer)
             .map_err(name_flag)?;
@@ -577,6 +521,32 @@ mod fuzz {
         fn any_toml_text_is_accepted_or_refused_with_a_key(text in "\\PC{0,200}") {
             if let Err(llmchat_common::TomlError { key, message }) = Config::from_toml(&text) {
                 prop_assert!(!key.is_empty() && !message.is_empty());
+            }
+        }
+
+        #[test]
+        fn any_flag_value_is_accepted_or_refused_naming_the_flag(
+            value in "\\PC{0,40}",
+            pick in any::<prop::sample::Index>(),
+        ) {
+            let command = Cli::full_command();
+            let longs: Vec<String> = command
+                .get_arguments()
+                .filter(|a| a.get_action().takes_values() && a.get_long() != Some("config.file"))
+                .filter_map(|a| a.get_long().map(String::from))
+                .collect();
+            let long = pick.get(&longs);
+            match Cli::parse_from_args(["llmchat-exporter", &format!("--{long}={value}")]) {
+                Ok(cli) => {
+                    // Refused naming the key, or (a file the value names
+                    // cannot be read: `--web.config.file`) naming the file.
+                    if let Err(e) = cli.resolve() {
+                        let named = e.key().is_some()
+                            || matches!(e, ConfigError::Read { .. } if long == "web.config.file");
+                        prop_assert!(named, "{e}");
+                    }
+                }
+                Err(e) => prop_assert!(e.to_string().contains(&format!("--{long}")), "{e}"),
             }
         }
     }

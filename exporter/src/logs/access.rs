@@ -26,11 +26,12 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::collector_kit::encode::{counter_family, histogram_family, HistogramCounts};
 use crate::collector_kit::{validate_buckets, Context, Section, StartError, Started};
 use crate::collector_kit::{FileLabels, RefreshError, Source};
+use crate::logs::access_format::JsonFields;
 use crate::logs::access_format::Parser;
-use crate::logs::access_format::{DurationUnit, JsonFields};
 use crate::logs::route::RouteRule;
 use crate::logs::route::{Normalizer, RouteId};
 use crate::logs::LogsConfig;
+use llmchat_common::settings::Settings;
 use llmchat_common::{invalid, ConfigError};
 use llmchat_tail::{self as tail, Rotation, Sink, Tailer};
 use serde::{Deserialize, Serialize};
@@ -55,109 +56,29 @@ pub fn start(logs: &LogsConfig, access: &AccessConfig, ctx: &mut Context<'_>) ->
 }
 
 /// `[access]`: how access-log lines are read and labelled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccessConfig {
-    /// `combined` (nginx combined + $request_time), `json`, or an nginx
-    /// `log_format` string.
+    /// Access log format: combined, json, or an nginx log_format string.
+    ///
+    /// `combined` is nginx's combined format plus $request_time.
+    #[setting(flag, value_name = "FORMAT", default = "combined")]
     pub format: String,
     /// Field names for `format = "json"`.
+    #[setting(section)]
     pub json: JsonFields,
-    /// Bucket bounds of `llmchat_http_request_duration_seconds`.
-    pub buckets: Vec<f64>,
-    /// Distinct routes kept; the rest become `other`.
-    pub max_routes: usize,
-    /// User rules, applied before the built-in `:id` normalisation.
-    pub routes: Vec<RouteRule>,
-}
-
-impl Default for AccessConfig {
-    fn default() -> Self {
-        Self {
-            format: "combined".into(),
-            json: JsonFields::default(),
-            // The guide's MetricsService buckets.
-            buckets: vec![0.1, 0.5, 1.0, 2.0, 5.0, 10.0],
-            max_routes: 200,
-            routes: Vec::new(),
-        }
-    }
-}
-
-/// `--access.*` flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct AccessFlags {
-    /// Access log format: combined, json, or an nginx log_format string.
-    #[arg(id = "access.format", long = "access.format", value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Request duration histogram buckets, seconds, comma-separated.
-    #[arg(
-        id = "access.buckets",
-        long = "access.buckets",
-        value_name = "LIST",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Request duration histogram buckets, seconds, comma-separated
+    /// (`llmchat_http_request_duration_seconds`; the guide's MetricsService
+    /// buckets by default).
+    #[setting(flag, default = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0])]
     pub buckets: Vec<f64>,
     /// Distinct route label values kept; the rest become "other".
-    #[arg(id = "access.max_routes", long = "access.max-routes", value_name = "N")]
-    pub max_routes: Option<usize>,
-    /// A route rule REGEX=ROUTE, applied before the :id normalisation; repeatable.
-    #[arg(
-        id = "access.routes",
-        long = "access.routes",
-        value_name = "REGEX=ROUTE"
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[setting(flag, default = 200)]
+    pub max_routes: usize,
+    /// A route rule REGEX=ROUTE, applied before the :id normalisation;
+    /// repeatable.
+    #[setting(flag, no_delimiter, value_name = "REGEX=ROUTE")]
     pub routes: Vec<RouteRule>,
-    /// Unset fields serialise to an empty table, which the merge ignores.
-    #[command(flatten)]
-    pub json: JsonFlags,
-}
-
-/// `--access.json.*`: field names of JSON access logs.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct JsonFlags {
-    /// JSON access logs: field (dotted path) of the method.
-    #[arg(
-        id = "access.json.method",
-        long = "access.json.method",
-        value_name = "FIELD"
-    )]
-    pub method: Option<String>,
-    /// JSON access logs: field of the request path.
-    #[arg(
-        id = "access.json.path",
-        long = "access.json.path",
-        value_name = "FIELD"
-    )]
-    pub path: Option<String>,
-    /// JSON access logs: field of the status code.
-    #[arg(
-        id = "access.json.status",
-        long = "access.json.status",
-        value_name = "FIELD"
-    )]
-    pub status: Option<String>,
-    /// JSON access logs: field of the duration.
-    #[arg(
-        id = "access.json.duration",
-        long = "access.json.duration",
-        value_name = "FIELD"
-    )]
-    pub duration: Option<String>,
-    /// JSON access logs: unit of the duration, ms or s.
-    #[arg(id = "access.json.duration_unit", long = "access.json.duration-unit", value_name = "UNIT", value_parser = DurationUnit::flag)]
-    pub duration_unit: Option<DurationUnit>,
-    /// JSON access logs: field of the response size.
-    #[arg(
-        id = "access.json.bytes",
-        long = "access.json.bytes",
-        value_name = "FIELD"
-    )]
-    pub bytes: Option<String>,
 }
 
 impl Section for AccessConfig {

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use llmchat_common::settings::{FlagValue, FlagValueError, Settings};
 use memchr::memmem;
 
 /// nginx's `combined` format followed by `$request_time`: the default.
@@ -292,15 +293,26 @@ fn parse_upstream_times(v: &[u8]) -> Result<Option<f64>, ParseError> {
 
 /// Where the fields of a JSON access line are; dotted paths reach into
 /// nested objects (`req.method` for pino-http).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonFields {
+    /// JSON access logs: field (dotted path) of the method.
+    #[setting(flag, value_name = "FIELD", default = "method")]
     pub method: String,
+    /// JSON access logs: field of the request path.
+    #[setting(flag, value_name = "FIELD", default = "url")]
     pub path: String,
+    /// JSON access logs: field of the status code.
+    #[setting(flag, value_name = "FIELD", default = "statusCode")]
     pub status: String,
+    /// JSON access logs: field of the duration.
+    #[setting(flag, value_name = "FIELD", default = "responseTime")]
     pub duration: String,
-    /// Unit of the duration field: "ms" or "s".
+    /// JSON access logs: unit of the duration, ms or s.
+    #[setting(flag, default = DurationUnit::Ms)]
     pub duration_unit: DurationUnit,
+    /// JSON access logs: field of the response size.
+    #[setting(flag, value_name = "FIELD", default = "contentLength")]
     pub bytes: String,
 }
 
@@ -316,12 +328,20 @@ pub enum DurationUnit {
 #[error("expected ms or s")]
 pub struct UnknownUnit;
 
-impl DurationUnit {
-    /// A flag's value parser.
-    pub fn flag(s: &str) -> Result<Self, UnknownUnit> {
-        Self::parse(s).ok_or(UnknownUnit)
+impl FlagValue for DurationUnit {
+    const VALUE_NAME: &'static str = "UNIT";
+    fn parse(text: &str) -> Result<serde_json::Value, FlagValueError> {
+        match DurationUnit::parse(text) {
+            Some(unit) => Ok(serde_json::json!(unit)),
+            None => Err(FlagValueError::from(Box::new(UnknownUnit) as Box<_>)),
+        }
     }
+    fn show(&self) -> Option<String> {
+        Some(serde_json::json!(self).as_str()?.to_string())
+    }
+}
 
+impl DurationUnit {
     pub fn to_seconds(self, v: f64) -> f64 {
         match self {
             DurationUnit::Ms => v / 1000.0,
@@ -334,19 +354,6 @@ impl DurationUnit {
             "ms" => Some(DurationUnit::Ms),
             "s" => Some(DurationUnit::S),
             _ => None,
-        }
-    }
-}
-
-impl Default for JsonFields {
-    fn default() -> Self {
-        Self {
-            method: "method".into(),
-            path: "url".into(),
-            status: "statusCode".into(),
-            duration: "responseTime".into(),
-            duration_unit: DurationUnit::Ms,
-            bytes: "contentLength".into(),
         }
     }
 }

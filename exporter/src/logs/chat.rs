@@ -22,7 +22,6 @@ use crate::collector_kit::encode::{
     counter_family, gauge_family, histogram_family, HistogramCounts,
 };
 use crate::collector_kit::{validate_buckets, Section};
-use crate::logs::access_format::DurationUnit;
 use crate::logs::chat_event::{ChatConfig, ChatStatus, Parser};
 use crate::logs::llm_usage::{Budget, Usage, UsageConfig};
 use llmchat_common::{invalid, ConfigError};
@@ -37,62 +36,6 @@ pub const ENTRY: crate::collector_kit::Entry = crate::collector_kit::Entry {
     enabled_by_default: true,
     help: "chat events from the app logs (needs the logs collector)",
 };
-
-/// `--chat.*` flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, serde::Serialize)]
-pub struct ChatFlags {
-    /// Chat events: field naming the event.
-    #[arg(
-        id = "chat.event_field",
-        long = "chat.event-field",
-        value_name = "FIELD"
-    )]
-    pub event_field: Option<String>,
-    /// Chat events: value of that field that marks a chat message.
-    #[arg(
-        id = "chat.event_value",
-        long = "chat.event-value",
-        value_name = "VALUE"
-    )]
-    pub event_value: Option<String>,
-    /// Chat events: field of the agent id.
-    #[arg(
-        id = "chat.agent_field",
-        long = "chat.agent-field",
-        value_name = "FIELD"
-    )]
-    pub agent_field: Option<String>,
-    /// Chat events: field of the status, success or error.
-    #[arg(
-        id = "chat.status_field",
-        long = "chat.status-field",
-        value_name = "FIELD"
-    )]
-    pub status_field: Option<String>,
-    /// Chat events: field of the response duration.
-    #[arg(
-        id = "chat.duration_field",
-        long = "chat.duration-field",
-        value_name = "FIELD"
-    )]
-    pub duration_field: Option<String>,
-    /// Chat events: unit of the duration, ms or s.
-    #[arg(id = "chat.duration_unit", long = "chat.duration-unit", value_name = "UNIT", value_parser = DurationUnit::flag)]
-    pub duration_unit: Option<DurationUnit>,
-    /// Distinct agent_id values kept; the rest become "other".
-    #[arg(id = "chat.max_agents", long = "chat.max-agents", value_name = "N")]
-    pub max_agents: Option<usize>,
-    /// Chat duration histogram buckets, seconds.
-    #[arg(
-        id = "chat.buckets",
-        long = "chat.buckets",
-        value_name = "LIST",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub buckets: Vec<f64>,
-}
 
 impl Section for ChatConfig {
     fn validate(&self, _enabled: bool) -> Result<(), ConfigError> {

@@ -2,6 +2,7 @@
 //! the lines behind the guide's `recordChatMessage(agentId, status)`:
 //! `{"level":"info","event":"chat_message","agent_id":"gpt-4o","status":"success","duration_ms":1830,...}`.
 
+use llmchat_common::settings::Settings;
 use memchr::memmem;
 use serde::Deserialize;
 
@@ -10,41 +11,40 @@ use crate::logs::llm_usage::{Malformed, Usage, UsageConfig};
 
 /// Where the chat fields are in an event line, and how the metrics are
 /// bounded and bucketed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
-    /// The field that names the event, and the value that marks a chat message.
+    /// Chat events: field naming the event.
+    #[setting(flag, value_name = "FIELD", default = "event")]
     pub event_field: String,
+    /// Chat events: value of that field that marks a chat message.
+    #[setting(flag, value_name = "VALUE", default = "chat_message")]
     pub event_value: String,
+    /// Chat events: field of the agent id.
+    #[setting(flag, value_name = "FIELD", default = "agent_id")]
     pub agent_field: String,
-    /// `success` or `error`; when absent, the line's level decides.
+    /// Chat events: field of the status, success or error.
+    ///
+    /// When the line has no such field, its level decides.
+    #[setting(flag, value_name = "FIELD", default = "status")]
     pub status_field: String,
-    /// Response duration, when the backend logs it.
+    /// Chat events: field of the response duration, when the backend logs it.
+    #[setting(flag, value_name = "FIELD", default = "duration_ms")]
     pub duration_field: String,
+    /// Chat events: unit of the duration, ms or s.
+    #[setting(flag, default = DurationUnit::Ms)]
     pub duration_unit: DurationUnit,
-    /// Distinct `agent_id` values kept; the rest become `other`.
+    /// Distinct agent_id values kept; the rest become "other".
+    #[setting(flag, default = 100)]
     pub max_agents: usize,
-    /// Bucket bounds of `llmchat_chat_response_duration_seconds`.
+    /// Chat duration histogram buckets, seconds
+    /// (`llmchat_chat_response_duration_seconds`).
+    #[setting(flag, default = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0])]
     pub buckets: Vec<f64>,
     /// `[chat.llm]`: model, provider, tokens, time to first token, error
     /// types and prices.
+    #[setting(default = UsageConfig::default())]
     pub llm: UsageConfig,
-}
-
-impl Default for ChatConfig {
-    fn default() -> Self {
-        Self {
-            event_field: "event".into(),
-            event_value: "chat_message".into(),
-            agent_field: "agent_id".into(),
-            status_field: "status".into(),
-            duration_field: "duration_ms".into(),
-            duration_unit: DurationUnit::Ms,
-            max_agents: 100,
-            buckets: vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0],
-            llm: UsageConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

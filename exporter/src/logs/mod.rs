@@ -27,87 +27,38 @@ pub mod route;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use llmchat_common::settings::Settings;
 use llmchat_common::{duration, invalid, ConfigError};
 use serde::{Deserialize, Serialize};
 
 /// `[logs]`: the files to tail and how.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogsConfig {
-    /// Application log files to tail (winston JSON or plain lines).
+    /// Application log file to tail (winston JSON or plain lines); repeat
+    /// for several (comma-separated in the variable).
+    #[setting(flag, value_name = "PATH", default = ["/var/log/llmchat/app.log", "/var/log/llmchat/error.log"])]
     pub app: Vec<PathBuf>,
-    /// Access log files to tail (nginx, or JSON lines).
-    pub access: Vec<PathBuf>,
-    /// Read files that exist at start-up from their beginning instead of
-    /// their end.
-    pub from_beginning: bool,
-    /// Safety-net re-check of every file, on top of inotify events.
-    #[serde(with = "duration")]
-    pub poll_interval: Duration,
-    /// How long a rotated-away file is still drained for late writes.
-    #[serde(with = "duration")]
-    pub rotate_wait: Duration,
-    /// Longer lines are counted once, classified on their first bytes and
-    /// the rest discarded, so memory stays bounded.
-    pub max_line_bytes: usize,
-}
-
-impl Default for LogsConfig {
-    fn default() -> Self {
-        Self {
-            app: vec![
-                PathBuf::from("/var/log/llmchat/app.log"),
-                PathBuf::from("/var/log/llmchat/error.log"),
-            ],
-            access: vec![PathBuf::from("/var/log/nginx/access.log")],
-            from_beginning: false,
-            poll_interval: Duration::from_secs(1),
-            rotate_wait: Duration::from_secs(5),
-            max_line_bytes: 1024 * 1024,
-        }
-    }
-}
-
-/// `--logs.*` flags; each also reads `LLMCHAT_EXPORTER_LOGS_*`.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct LogsFlags {
-    /// Application log file to tail; repeat for several (comma-separated in the variable).
-    #[arg(
-        id = "logs.app",
-        long = "logs.app",
-        value_name = "PATH",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub app: Vec<PathBuf>,
-    /// Access log file to tail; repeat for several.
-    #[arg(
-        id = "logs.access",
-        long = "logs.access",
-        value_name = "PATH",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Access log file to tail (nginx, or JSON lines); repeat for several.
+    #[setting(flag, value_name = "PATH", default = ["/var/log/nginx/access.log"])]
     pub access: Vec<PathBuf>,
     /// Read log files that already exist from their start, not their end.
-    #[arg(id = "logs.from_beginning", long = "logs.from-beginning", value_name = "BOOL",
-          num_args = 0..=1, default_missing_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub from_beginning: Option<bool>,
-    /// Re-check every log file this often, besides inotify.
-    #[arg(id = "logs.poll_interval", long = "logs.poll-interval", value_name = "DURATION", value_parser = duration::flag)]
-    pub poll_interval: Option<String>,
-    /// Keep draining a rotated-away log file this long.
-    #[arg(id = "logs.rotate_wait", long = "logs.rotate-wait", value_name = "DURATION", value_parser = duration::flag)]
-    pub rotate_wait: Option<String>,
+    #[setting(flag)]
+    pub from_beginning: bool,
+    /// Re-check every log file this often, besides inotify (a safety net).
+    #[setting(flag, default = Duration::from_secs(1))]
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// Keep draining a rotated-away log file this long, for late writes.
+    #[setting(flag, default = Duration::from_secs(5))]
+    #[serde(with = "duration")]
+    pub rotate_wait: Duration,
     /// Bytes of one log line kept for classification.
-    #[arg(
-        id = "logs.max_line_bytes",
-        long = "logs.max-line-bytes",
-        value_name = "BYTES"
-    )]
-    pub max_line_bytes: Option<usize>,
+    ///
+    /// Longer lines are counted once, classified on their first bytes and
+    /// the rest discarded, so memory stays bounded.
+    #[setting(flag, value_name = "BYTES", default = 1024 * 1024)]
+    pub max_line_bytes: usize,
 }
 
 impl LogsConfig {

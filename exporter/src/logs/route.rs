@@ -30,18 +30,33 @@ pub struct RouteRule {
     pub route: String,
 }
 
+/// A route rule without its `=`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not REGEX=ROUTE")]
+pub struct NotARouteRule(String);
+
 impl std::str::FromStr for RouteRule {
-    type Err = String;
+    type Err = NotARouteRule;
 
     /// `REGEX=ROUTE`, for the command line.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (pattern, route) = s
             .rsplit_once('=')
-            .ok_or_else(|| format!("{s:?} is not REGEX=ROUTE"))?;
+            .ok_or_else(|| NotARouteRule(s.to_string()))?;
         Ok(RouteRule {
             pattern: pattern.into(),
             route: route.into(),
         })
+    }
+}
+
+/// `--access.routes REGEX=ROUTE`, stored as the file's table.
+impl llmchat_common::settings::FlagValue for RouteRule {
+    fn parse(text: &str) -> Result<serde_json::Value, llmchat_common::settings::FlagValueError> {
+        llmchat_common::settings::parse_via_from_str::<RouteRule>(text)
+    }
+    fn show(&self) -> Option<String> {
+        Some(format!("{}={}", self.pattern, self.route))
     }
 }
 

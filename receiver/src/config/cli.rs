@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{Config, LogConfig, StoreConfig, WebConfig};
+use super::Config;
+use llmchat_common::settings::{self, Settings};
+
+/// Prefix of every environment variable.
+const ENV_PREFIX: &str = "LLMCHAT_RECEIVER_";
 use llmchat_common::{invalid, ConfigError};
 
 /// Command line of `llmchat-receiver`. Every flag also reads its
@@ -29,8 +33,10 @@ pub struct Cli {
     /// Validate the configuration and exit.
     #[arg(long = "config.check")]
     pub config_check: bool,
-    #[command(flatten)]
-    pub flags: Flags,
+    /// What the section flags (and their variables) gave, in the keys'
+    /// shape ([`llmchat_common::settings::layer`]).
+    #[arg(skip)]
+    pub settings: serde_json::Value,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -58,114 +64,13 @@ pub struct RenderArgs {
     pub language: Option<String>,
 }
 
-/// The flags that set configuration keys, in the keys' own shape, so that
-/// figment lays them over the file without a line per setting.
-#[derive(Debug, Default, clap::Args, serde::Serialize)]
-pub struct Flags {
-    #[command(flatten)]
-    web: WebFlags,
-    #[command(flatten)]
-    store: StoreFlags,
-    #[command(flatten)]
-    recovery: RecoveryFlags,
-    #[command(flatten)]
-    log: LogFlags,
-}
-
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, serde::Serialize)]
-struct WebFlags {
-    /// Address to listen on.
-    #[arg(
-        id = "web.listen_address",
-        long = "web.listen-address",
-        value_name = "ADDR"
-    )]
-    listen_address: Option<String>,
-    /// Bearer token Alertmanager must send.
-    #[arg(
-        id = "web.bearer_token",
-        long = "web.bearer-token",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    bearer_token: Option<String>,
-    /// File holding the bearer token (instead of --web.bearer-token).
-    #[arg(
-        id = "web.bearer_token_file",
-        long = "web.bearer-token-file",
-        value_name = "PATH"
-    )]
-    bearer_token_file: Option<PathBuf>,
-    /// Accept posts without credentials (trusted networks only).
-    #[arg(id = "web.auth_disabled", long = "web.auth-disabled", value_name = "BOOL",
-          num_args = 0..=1, default_missing_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    auth_disabled: Option<bool>,
-    /// exporter-toolkit web-config file (TLS, mutual TLS, basic auth, headers).
-    #[arg(id = "web.config_file", long = "web.config.file", value_name = "FILE")]
-    config_file: Option<PathBuf>,
-    #[command(flatten)]
-    limits: llmchat_common::http::LimitsFlags,
-}
-
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, serde::Serialize)]
-struct StoreFlags {
-    /// Outbox store: sqlite://PATH or postgres://...
-    #[arg(
-        id = "store.url",
-        long = "store.url",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    url: Option<String>,
-}
-
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, serde::Serialize)]
-struct RecoveryFlags {
-    /// Redis that shares recovery cooldowns between receiver replicas (SET NX PX);
-    /// without it they are kept in the store (key recovery.redis_url).
-    #[arg(
-        id = "recovery.redis_url",
-        long = "redis.url",
-        env = "LLMCHAT_RECEIVER_REDIS_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    redis_url: Option<String>,
-    /// Record recovery decisions without running any action.
-    #[arg(id = "recovery.dry_run", long = "recovery.dry-run", value_name = "BOOL",
-          num_args = 0..=1, default_missing_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    dry_run: Option<bool>,
-}
-
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, serde::Serialize)]
-struct LogFlags {
-    /// Log filter.
-    #[arg(id = "log.level", long = "log.level", value_name = "FILTER")]
-    level: Option<String>,
-    /// Log format, text or json.
-    #[arg(id = "log.format", long = "log.format", value_name = "FORMAT")]
-    format: Option<String>,
-}
-
 impl Cli {
-    /// The command with every flag's variable and default filled in.
+    /// The command with every section's flags, and every flag's variable
+    /// and default filled in.
     pub fn full_command() -> clap::Command {
         use clap::CommandFactory;
-        let defaults = serde_json::json!({
-            "web": {
-                "listen_address": WebConfig::default().listen_address,
-                "limits": llmchat_common::http::Limits::default(),
-            },
-            "store": { "url": StoreConfig::default().url },
-            "log": { "level": LogConfig::default().level, "format": LogConfig::default().format },
-        });
-        llmchat_common::config::finish_command(Cli::command(), "LLMCHAT_RECEIVER_", &defaults)
+        let command = Cli::command().args(settings::arguments(ENV_PREFIX, Config::settings()));
+        llmchat_common::config::finish_command(command, ENV_PREFIX, &serde_json::Value::Null)
     }
 
     /// Parses a command line (the program name first).
@@ -175,16 +80,30 @@ impl Cli {
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::FromArgMatches;
-        Cli::from_arg_matches(&Self::full_command().try_get_matches_from(args)?)
+        let matches = Self::full_command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.settings = settings::layer(&matches, Config::settings());
+        Ok(cli)
+    }
+
+    /// What the flags lay over the file: an empty table when the command
+    /// line was not read by [`Cli::parse_from_args`].
+    fn flag_layer(&self) -> serde_json::Value {
+        match &self.settings {
+            serde_json::Value::Null => serde_json::json!({}),
+            given => given.clone(),
+        }
     }
 
     /// The configuration for `render`: the file and flags, with the
     /// templates compiled, but without what only serving needs (credentials).
     pub fn resolve_for_render(self) -> Result<Config, ConfigError> {
         let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
-        let c: Config =
-            llmchat_common::layered_on_serde_defaults(self.config_file.as_deref(), &self.flags)
-                .map_err(name_flag)?;
+        let c: Config = llmchat_common::layered_on_serde_defaults(
+            self.config_file.as_deref(),
+            &self.flag_layer(),
+        )
+        .map_err(name_flag)?;
         c.check_templates()?;
         Ok(c)
     }
@@ -193,9 +112,11 @@ impl Cli {
     /// secrets' variables, then validates.
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
-        let mut c: Config =
-            llmchat_common::layered_on_serde_defaults(self.config_file.as_deref(), &self.flags)
-                .map_err(name_flag)?;
+        let mut c: Config = llmchat_common::layered_on_serde_defaults(
+            self.config_file.as_deref(),
+            &self.flag_layer(),
+        )
+        .map_err(name_flag)?;
         c.apply_secret_env(|k| std::env::var(k).ok())?;
         if let Some(path) = &c.web.bearer_token_file {
             if c.web.bearer_token.is_some() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use llmchat_common::settings::Settings;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
@@ -25,84 +26,77 @@ pub use llmchat_common::duration;
 
 mod cli;
 mod delivery;
-pub use cli::{Cli, Command, Flags, RenderArgs};
+pub use cli::{Cli, Command, RenderArgs};
 pub use delivery::DeliveryConfig;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The resolved configuration the receiver runs with. The sections with
+/// flags declare them with `#[derive(Settings)]`.
+#[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    #[setting(section)]
     pub web: WebConfig,
+    #[setting(section)]
     pub store: StoreConfig,
     pub delivery: DeliveryConfig,
     pub routing: RoutingConfig,
     pub channels: ChannelsConfig,
+    #[setting(section)]
     pub recovery: crate::recovery::config::RecoveryConfig,
     pub notify: crate::templates::NotifyConfig,
+    #[setting(section)]
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
+    /// Address to listen on.
+    #[setting(flag, value_name = "ADDR", default = format!(":{DEFAULT_PORT}"))]
     pub listen_address: String,
-    /// Bearer token Alertmanager sends (`http_config.authorization`).
+    /// Bearer token Alertmanager must send (`http_config.authorization`).
+    #[setting(flag, value_name = "TOKEN")]
     pub bearer_token: Option<String>,
-    /// Or read from this file (a Docker or systemd credential); trailing
-    /// whitespace is ignored.
+    /// File holding the bearer token (instead of --web.bearer-token).
+    ///
+    /// A Docker or systemd credential; trailing whitespace is ignored.
+    #[setting(flag)]
     pub bearer_token_file: Option<PathBuf>,
     /// Or basic auth (`http_config.basic_auth`).
     pub basic_username: Option<String>,
     pub basic_password: Option<String>,
-    /// Accept unauthenticated posts; only for a trusted local network.
+    /// Accept posts without credentials (trusted networks only).
+    #[setting(flag)]
     pub auth_disabled: bool,
+    #[setting(default = 1024 * 1024)]
     pub body_limit_bytes: usize,
     /// Alerts taken from one post; beyond it, the firing and most severe
     /// are kept and the rest folded into the post's count of left-out
     /// alerts (the email says how many, with a link to Alertmanager).
+    #[setting(default = 1000)]
     pub max_alerts_per_post: usize,
     /// Posts read and parsed at once; the others wait (up to
     /// `web.limits.body_timeout`), then get 503, which Alertmanager retries.
     /// A post carrying a critical alert may also take one slot kept for
     /// such posts: a page does not queue behind a storm of warnings.
+    #[setting(default = 4)]
     pub max_concurrent_posts: usize,
-    /// exporter-toolkit's web-config file: TLS, mutual TLS, basic auth for
-    /// every path, response headers; re-read when it changes or on SIGHUP.
+    /// exporter-toolkit web-config file (TLS, mutual TLS, basic auth, headers).
+    ///
+    /// Basic auth for every path; re-read when it changes or on SIGHUP.
+    #[setting(flag = "web.config.file", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// What one client may hold of the server (`[web.limits]`).
+    #[setting(section)]
     pub limits: llmchat_common::http::Limits,
 }
 
-impl Default for WebConfig {
-    fn default() -> Self {
-        Self {
-            listen_address: format!(":{DEFAULT_PORT}"),
-            bearer_token: None,
-            bearer_token_file: None,
-            basic_username: None,
-            basic_password: None,
-            auth_disabled: false,
-            body_limit_bytes: 1024 * 1024,
-            max_alerts_per_post: 1000,
-            max_concurrent_posts: 4,
-            config_file: None,
-            limits: Default::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://path` (default, no server needed) or `postgres://...`.
+    /// Outbox store: sqlite://PATH (default, no server needed) or postgres://...
+    #[setting(flag, value_name = "URL", default = "sqlite://llmchat-receiver.db")]
     pub url: String,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://llmchat-receiver.db".into(),
-        }
-    }
 }
 
 /// A route: alerts whose labels match all `matchers` go to `channels`.
@@ -153,21 +147,15 @@ impl Default for RoutingConfig {
 
 pub use crate::channels::{ChannelKind, ChannelsConfig};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
+    /// Log filter.
+    #[setting(flag, value_name = "FILTER", default = "info")]
     pub level: String,
-    /// `text` or `json`.
+    /// Log format, text or json.
+    #[setting(flag, value_name = "FORMAT", default = "text")]
     pub format: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: "text".into(),
-        }
-    }
 }
 
 impl Config {

@@ -3,6 +3,7 @@
 //! written here can run: an alert's labels select among these actions and
 //! never supply a command, an argument, a URL or a key pattern.
 
+use llmchat_common::settings::Settings;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -16,13 +17,20 @@ pub use super::redis_cleanup::RedisCleanupSpec;
 pub use super::signal::SignalSpec;
 use llmchat_common::{duration, invalid, ConfigError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecoveryConfig {
-    /// Record every decision, run nothing.
+    /// Record recovery decisions without running any action.
+    #[setting(flag)]
     pub dry_run: bool,
-    /// Redis shared by the replicas for cooldowns and run caps (SET NX PX);
-    /// without it, both live in the store.
+    /// Redis that shares recovery cooldowns and run caps between receiver
+    /// replicas (SET NX PX); without it they are kept in the store (key
+    /// recovery.redis_url).
+    #[setting(
+        flag = "redis.url",
+        env = "LLMCHAT_RECEIVER_REDIS_URL",
+        value_name = "URL"
+    )]
     pub redis_url: Option<String>,
     /// Alerts to actions. Unset: the guide's attemptAutoRecovery by the
     /// `fault` label, for those of its actions that are configured.
@@ -30,6 +38,7 @@ pub struct RecoveryConfig {
     pub actions: BTreeMap<String, ActionConfig>,
     /// How often runs interrupted by a stop are looked for and recorded
     /// as `abandoned`.
+    #[setting(default = Duration::from_secs(60))]
     #[serde(with = "duration")]
     pub maintenance_interval: Duration,
     /// The instance this receiver acts for, as a matcher
@@ -37,19 +46,6 @@ pub struct RecoveryConfig {
     /// only for alerts it matches; the rest are audited as
     /// `skipped_other_instance`. Unset: every alert.
     pub instance: Option<Matcher>,
-}
-
-impl Default for RecoveryConfig {
-    fn default() -> Self {
-        Self {
-            dry_run: false,
-            redis_url: None,
-            triggers: None,
-            actions: BTreeMap::new(),
-            maintenance_interval: Duration::from_secs(60),
-            instance: None,
-        }
-    }
 }
 
 /// Alerts matching every matcher trigger every listed action. Unlike

@@ -27,8 +27,8 @@ pub fn bin(name: &str) -> PathBuf {
     let crate_dir = name.trim_start_matches("llmchat-");
     // The crate and the workspace crates it is built from.
     let from: &[&str] = match crate_dir {
-        "exporter" => &["common", "tail", "report"],
-        _ => &["common"],
+        "exporter" => &["settings-derive", "common", "tail", "report"],
+        _ => &["settings-derive", "common"],
     };
     for src in std::iter::once(crate_dir)
         .chain(from.iter().copied())

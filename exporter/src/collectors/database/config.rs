@@ -1,6 +1,7 @@
 //! `[database]`: the connection, the tables, the LLMChat queries and the
 //! custom ones, and their `--database.*` flags.
 
+use llmchat_common::settings::Settings;
 use std::time::Duration;
 
 use llmchat_common::{duration, invalid, ConfigError};
@@ -9,24 +10,41 @@ use serde::{Deserialize, Serialize};
 use crate::collector_kit::background::Schedule;
 use crate::collector_kit::Section;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Settings)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `postgres://user:password@host:port/database`.
+    /// PostgreSQL URL, `postgres://user:password@host:port/database`; the
+    /// password never appears in labels, logs or errors.
+    ///
+    /// The default is the guide's `pg_dump -h localhost -U postgres llmchat`.
+    #[setting(
+        flag,
+        value_name = "URL",
+        default = "postgres://postgres@localhost:5432/llmchat"
+    )]
     pub url: String,
-    /// Tables whose statistics are exported.
+    /// Tables whose statistics are exported, comma-separated.
+    #[setting(flag, default = ["chat_sessions", "messages", "agents"])]
     pub tables: Vec<String>,
-    /// A session updated within this window is active.
+    /// Window in which an updated session counts as active.
+    #[setting(flag, default = Duration::from_secs(30 * 60))]
     #[serde(with = "duration")]
     pub active_window: Duration,
-    /// Connections the background queries may hold at once; the scrape
-    /// path has two more of its own, so a slow query never delays a scrape.
+    /// Connections the background queries may hold at once (the scrape
+    /// has two more of its own).
+    ///
+    /// So a slow query never delays a scrape.
+    #[setting(flag, default = 2)]
     pub max_connections: u32,
     /// A query whose plan reads more rows than this by sequential scan is
     /// reported once at start (log and gauge).
+    #[setting(default = 100_000)]
     pub seq_scan_warn_rows: u64,
     /// A statement whose mean execution time (pg_stat_statements) is over
     /// this is slow: its calls count in `llmchat_database_slow_queries_total`.
+    /// PostgreSQL's own habit for "slow" (log_min_duration_statement is
+    /// commonly set to 1 s); the guide names no figure.
+    #[setting(default = Duration::from_secs(1))]
     #[serde(with = "duration")]
     pub slow_query_threshold: Duration,
     pub queries: Queries,
@@ -141,59 +159,6 @@ impl CustomQuery {
             timeout: self.timeout,
         }
     }
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            // The guide's `pg_dump -h localhost -U postgres llmchat`.
-            url: "postgres://postgres@localhost:5432/llmchat".into(),
-            tables: vec!["chat_sessions".into(), "messages".into(), "agents".into()],
-            active_window: Duration::from_secs(30 * 60),
-            max_connections: 2,
-            seq_scan_warn_rows: 100_000,
-            // PostgreSQL's own habit for "slow" (log_min_duration_statement
-            // is commonly set to 1 s); the guide names no figure.
-            slow_query_threshold: Duration::from_secs(1),
-            queries: Queries::default(),
-            refresh: Refresh::default(),
-            custom_queries: Vec::new(),
-        }
-    }
-}
-
-/// `--database.*` flags.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, clap::Args, Serialize)]
-pub struct DatabaseFlags {
-    /// PostgreSQL URL; the password never appears in labels, logs or errors.
-    #[arg(
-        id = "database.url",
-        long = "database.url",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub url: Option<String>,
-    /// Tables whose statistics are exported, comma-separated.
-    #[arg(
-        id = "database.tables",
-        long = "database.tables",
-        value_name = "LIST",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tables: Vec<String>,
-    /// Window in which an updated session counts as active.
-    #[arg(id = "database.active_window", long = "database.active-window", value_name = "DURATION", value_parser = duration::flag)]
-    pub active_window: Option<String>,
-    /// Connections the background queries may hold at once (the scrape
-    /// has two more of its own).
-    #[arg(
-        id = "database.max_connections",
-        long = "database.max-connections",
-        value_name = "N"
-    )]
-    pub max_connections: Option<u32>,
 }
 
 impl Section for DatabaseConfig {

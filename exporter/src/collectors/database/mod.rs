@@ -28,7 +28,7 @@ mod config;
 mod jobs;
 mod rows;
 
-pub use config::{CustomQuery, DatabaseConfig, DatabaseFlags, Queries, Refresh};
+pub use config::{CustomQuery, DatabaseConfig, Queries, Refresh};
 use rows::{column_f64, table_stats};
 
 /// What the collector says of itself, for its line in
