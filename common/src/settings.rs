@@ -23,6 +23,22 @@ pub use llmchat_settings_derive::Settings;
 pub trait Settings {
     /// The section's settings, in declaration order.
     fn settings() -> Vec<Setting>;
+
+    /// Sets the field of an environment-only setting (`Kind::Env`) from
+    /// its variable's text; other keys are left alone.
+    fn set_from_env(&mut self, key: &str, text: &str) -> Result<(), FlagValueError>;
+}
+
+/// The environment-only settings of `T`: (key, variable), in declaration
+/// order.
+pub fn env_settings<T: Settings>() -> Vec<(&'static str, &'static str)> {
+    T::settings()
+        .into_iter()
+        .filter_map(|s| match s.kind {
+            Kind::Env(var) => Some((s.key, var)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One declared setting: a flag, or a nested section.
@@ -43,6 +59,9 @@ pub enum Kind {
     Flag(Flag),
     /// A section within the section (`[web.limits]`).
     Section(fn() -> Vec<Setting>),
+    /// Read from this variable only, never a flag (a channel's secret);
+    /// its section applies it ([`Settings::set_from_env`]).
+    Env(&'static str),
 }
 
 /// How a setting appears on the command line.
@@ -91,6 +110,13 @@ pub trait FlagValue {
     fn parse(text: &str) -> Result<Value, FlagValueError>;
     /// The value as `--help` shows it; `None` for nothing worth showing.
     fn show(&self) -> Option<String>;
+    /// One value from a variable, as the field's own type.
+    fn from_text(text: &str) -> Result<Self, FlagValueError>
+    where
+        Self: Sized + serde::de::DeserializeOwned,
+    {
+        serde_json::from_value(Self::parse(text)?).map_err(FlagValueError::new)
+    }
 }
 
 impl FlagValue for String {
@@ -206,6 +232,7 @@ fn walk(prefix: &str, settings: Vec<Setting>, visit: &mut dyn FnMut(String, Sett
         };
         match s.kind {
             Kind::Section(inner) => walk(&path, inner(), visit),
+            Kind::Env(_) => {}
             Kind::Flag(flag) => {
                 let s = Setting {
                     kind: Kind::Section(Vec::new),
@@ -353,6 +380,39 @@ mod tests {
         count: Option<u64>,
         #[setting(section)]
         inner: Inner,
+    }
+
+    #[derive(Debug, Clone, serde::Deserialize, Settings)]
+    #[setting(no_default)]
+    struct Secrets {
+        required: String,
+        /// A token.
+        #[setting(env = "T_TOKEN")]
+        token: Option<String>,
+        /// A URL.
+        #[setting(env = "T_URL")]
+        url: String,
+    }
+
+    #[test]
+    fn environment_only_settings_set_their_field_and_make_no_flag() {
+        assert_eq!(
+            env_settings::<Secrets>(),
+            [("token", "T_TOKEN"), ("url", "T_URL")]
+        );
+        let mut s = Secrets {
+            required: "r".into(),
+            token: None,
+            url: "a".into(),
+        };
+        s.set_from_env("token", "t").unwrap();
+        s.set_from_env("url", "b").unwrap();
+        s.set_from_env("required", "no").unwrap();
+        assert_eq!(
+            (s.token.as_deref(), s.url.as_str(), s.required.as_str()),
+            (Some("t"), "b", "r")
+        );
+        assert!(arguments("T_", Secrets::settings()).is_empty());
     }
 
     fn command() -> clap::Command {

@@ -20,9 +20,13 @@
 //! Attributes: `default = EXPR` (a string literal goes through `From<&str>`,
 //! a constant through `Into`, an array of literals is collected into the
 //! field's list; without it the field takes its type's `Default`), `flag` or `flag = "long.name"`,
-//! `env = "VARIABLE"`, `value_name = "NAME"`, `no_delimiter` (a list flag
-//! that is repeated but never split on commas), `section` (a nested section
-//! whose own settings are read under this key).
+//! `env = "VARIABLE"` (with `flag`: the flag's variable when not derived;
+//! alone: a setting read from that variable only, as a channel's secrets
+//! are), `value_name = "NAME"`, `no_delimiter` (a list flag that is
+//! repeated but never split on commas), `section` (a nested section whose
+//! own settings are read under this key). On the struct,
+//! `#[setting(no_default)]`: the section has required keys, so no
+//! `Default` is written (and no flag can show one).
 //!
 //! The derive writes `impl Default` and `impl llmchat_common::settings::Settings`;
 //! what the flags do at run time (clap arguments, the layer they lay over
@@ -93,10 +97,10 @@ fn parse_field(field: &syn::Field) -> syn::Result<FieldSetting> {
             format!("{name}: a section has its own settings; no flag or default here"),
         ));
     }
-    if !s.flag && (s.env.is_some() || s.value_name.is_some() || s.no_delimiter) {
+    if !s.flag && (s.value_name.is_some() || s.no_delimiter) {
         return Err(syn::Error::new_spanned(
             field,
-            format!("{name}: env, value_name and no_delimiter describe a flag: add `flag`"),
+            format!("{name}: value_name and no_delimiter describe a flag: add `flag`"),
         ));
     }
     Ok(s)
@@ -159,16 +163,34 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             "Settings: named fields only",
         ));
     };
+    let mut no_default = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("setting")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("no_default") {
+                no_default = true;
+                Ok(())
+            } else {
+                Err(meta.error("on a struct: `no_default` only"))
+            }
+        })?;
+    }
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let rt = quote! { ::llmchat_common::settings };
     let mut inits = Vec::new();
     let mut settings = Vec::new();
+    let mut env_arms = Vec::new();
     for field in &fields.named {
         let ident = field.ident.as_ref().expect("named field");
         let key = ident.to_string();
         let ty = &field.ty;
         let s = parse_field(field)?;
+        if no_default && (s.default.is_some() || s.flag) {
+            return Err(syn::Error::new_spanned(
+                field,
+                format!("{key}: a section without a Default has no defaults and no flags"),
+            ));
+        }
         let value = default_value(&s);
         inits.push(quote! { #ident: #value });
         let doc = doc_of(field);
@@ -179,6 +201,20 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                     doc: #doc,
                     default: ::core::option::Option::None,
                     kind: #rt::Kind::Section(<#ty as #rt::Settings>::settings),
+                }
+            });
+        } else if let (false, Some(var)) = (s.flag, &s.env) {
+            settings.push(quote! {
+                #rt::Setting {
+                    key: #key,
+                    doc: #doc,
+                    default: ::core::option::Option::None,
+                    kind: #rt::Kind::Env(#var),
+                }
+            });
+            env_arms.push(quote! {
+                #key => {
+                    self.#ident = <#ty as #rt::FlagValue>::from_text(text)?;
                 }
             });
         } else if s.flag {
@@ -215,18 +251,46 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             });
         }
     }
-    Ok(quote! {
-        impl #impl_generics ::core::default::Default for #name #ty_generics #where_clause {
-            fn default() -> Self {
-                Self { #( #inits, )* }
+    let default_impl = if no_default {
+        quote! {}
+    } else {
+        quote! {
+            impl #impl_generics ::core::default::Default for #name #ty_generics #where_clause {
+                fn default() -> Self {
+                    Self { #( #inits, )* }
+                }
             }
         }
+    };
+    let defaults = if no_default {
+        quote! {}
+    } else {
+        quote! {
+            #[allow(unused_variables)]
+            let defaults = <Self as ::core::default::Default>::default();
+        }
+    };
+    Ok(quote! {
+        #default_impl
 
         impl #impl_generics #rt::Settings for #name #ty_generics #where_clause {
             fn settings() -> ::std::vec::Vec<#rt::Setting> {
-                #[allow(unused_variables)]
-                let defaults = <Self as ::core::default::Default>::default();
+                #defaults
                 ::std::vec![ #( #settings, )* ]
+            }
+
+            fn set_from_env(
+                &mut self,
+                key: &str,
+                text: &str,
+            ) -> ::core::result::Result<(), #rt::FlagValueError> {
+                #[allow(clippy::match_single_binding)]
+                match key {
+                    #( #env_arms )*
+                    _ => {}
+                }
+                let _ = text;
+                ::core::result::Result::Ok(())
             }
         }
     })

@@ -9,6 +9,7 @@
 //! first email is the thread's root (its `Message-ID` kept in the store),
 //! later ones, the resolve among them, carry `In-Reply-To`/`References`.
 
+use llmchat_common::settings::Settings;
 use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
@@ -33,8 +34,11 @@ use llmchat_common::{invalid, ConfigError};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[channels.email]`: the relay, the sender and the recipients (no
+/// defaults: they are the deployment's).
+#[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(deny_unknown_fields)]
+#[setting(no_default)]
 pub struct EmailConfig {
     pub smtp_host: String,
     #[serde(default)]
@@ -45,8 +49,12 @@ pub struct EmailConfig {
     /// (an internal relay with a private CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The relay's user name.
+    #[setting(env = "LLMCHAT_RECEIVER_SMTP_USERNAME")]
     #[serde(default)]
     pub username: Option<String>,
+    /// The relay's password.
+    #[setting(env = "LLMCHAT_RECEIVER_SMTP_PASSWORD")]
     #[serde(default)]
     pub password: Option<String>,
     pub from: String,
@@ -148,36 +156,17 @@ pub struct EmailSpec;
 impl ChannelSpec for EmailSpec {
     type Config = EmailConfig;
     const TEMPLATES: &'static [&'static TemplateSpec] = &[&SUBJECT, &TEXT, &HTML];
-    const SECRET_ENV: &'static [&'static str] = &[
-        "LLMCHAT_RECEIVER_SMTP_USERNAME",
-        "LLMCHAT_RECEIVER_SMTP_PASSWORD",
-    ];
-
     /// SMTP credentials go into `[channels.email]`, which must exist.
-    fn apply_secret_env(
-        config: &mut Option<EmailConfig>,
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
-        for (var, is_password) in [
-            ("LLMCHAT_RECEIVER_SMTP_USERNAME", false),
-            ("LLMCHAT_RECEIVER_SMTP_PASSWORD", true),
-        ] {
-            if let Some(v) = get(var) {
-                let Some(email) = config.as_mut() else {
-                    return Err(invalid(
-                        "channels.email",
-                        var,
-                        "SMTP credentials are set but [channels.email] is not",
-                    ));
-                };
-                if is_password {
-                    email.password = Some(v);
-                } else {
-                    email.username = Some(v);
-                }
-            }
-        }
-        Ok(())
+    fn section_from_env(
+        _key: &str,
+        var: &'static str,
+        _value: String,
+    ) -> Result<EmailConfig, ConfigError> {
+        Err(invalid(
+            "channels.email",
+            var,
+            "SMTP credentials are set but [channels.email] is not",
+        ))
     }
 
     fn placeholder() -> EmailConfig {

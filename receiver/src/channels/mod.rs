@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use crate::payload::{Delivery, Notice, Status};
 use crate::store::Store;
-use llmchat_common::ConfigError;
+use llmchat_common::settings::{env_settings, Settings};
+use llmchat_common::{invalid, ConfigError};
 
 use crate::templates::{InlineTemplate, TemplateError, TemplateSpec, Templates};
 
@@ -133,25 +134,47 @@ pub trait Channel: Send + Sync {
 /// below turns one line per channel into the [`ChannelKind`] variant, the
 /// `[channels]` field and every dispatch over them.
 pub trait ChannelSpec {
-    /// `[channels.<name>]`.
-    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug;
+    /// `[channels.<name>]`. Its secrets are the fields it declares with
+    /// `#[setting(env = "LLMCHAT_RECEIVER_…")]`, so that a deployment
+    /// (docker compose's `.env`, a systemd credential) keeps them out of
+    /// the TOML file.
+    type Config: serde::de::DeserializeOwned + Clone + std::fmt::Debug + Settings;
 
     /// The templates it renders (names, suffixes, built-ins).
     const TEMPLATES: &'static [&'static TemplateSpec];
 
-    /// The environment variables that carry its secrets, so that a
-    /// deployment (docker compose's `.env`, a systemd credential) keeps
-    /// them out of the TOML file.
-    const SECRET_ENV: &'static [&'static str];
+    /// The section a secret's variable makes when the file has none: the
+    /// one that alone configures the channel (Slack's webhook URL) makes
+    /// it; any other is refused, saying what is missing.
+    fn section_from_env(
+        key: &str,
+        var: &'static str,
+        value: String,
+    ) -> Result<Self::Config, ConfigError> {
+        let _ = (key, value);
+        Err(invalid(
+            var,
+            "(not shown)",
+            "is set but the channel has no section",
+        ))
+    }
 
-    /// Applies [`Self::SECRET_ENV`] (`get` answers `None` for an unset or
-    /// empty variable): into its section, creating it where a variable
-    /// alone can configure the channel.
+    /// Applies the secrets' variables (`get` answers `None` for an unset
+    /// or empty variable), in the order the section declares them: into
+    /// its section, or making it ([`Self::section_from_env`]).
     fn apply_secret_env(
         config: &mut Option<Self::Config>,
         get: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
-        let _ = (config, get);
+        for (key, var) in env_settings::<Self::Config>() {
+            let Some(value) = get(var) else { continue };
+            match config.as_mut() {
+                Some(c) => c
+                    .set_from_env(key, &value)
+                    .map_err(|e| invalid(var, "(not shown)", e))?,
+                None => *config = Some(Self::section_from_env(key, var, value)?),
+            }
+        }
         Ok(())
     }
 
@@ -283,7 +306,9 @@ macro_rules! channels {
         /// Every environment variable that carries a channel secret.
         pub fn secret_env() -> Vec<&'static str> {
             let mut all = Vec::new();
-            $( all.extend_from_slice(<$spec as ChannelSpec>::SECRET_ENV); )*
+            $( all.extend(
+                env_settings::<<$spec as ChannelSpec>::Config>().into_iter().map(|(_, var)| var)
+            ); )*
             all
         }
     };

@@ -5,6 +5,7 @@
 //! `[notify.templates]` or a route's templates, JSON-escaped) and headers
 //! are templates too (`header_templates`, one line each).
 
+use llmchat_common::settings::Settings;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -30,13 +31,19 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[channels.webhook]`: where every alert goes as JSON (or a template).
+#[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(deny_unknown_fields)]
+#[setting(no_default)]
 pub struct WebhookConfig {
+    /// Where to post. The variable alone configures the webhook (or
+    /// overrides the file's).
+    #[setting(env = "LLMCHAT_RECEIVER_WEBHOOK_URL")]
     pub url: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Shared secret for the `X-LLMChat-Signature: sha256=<hex>` header.
+    #[setting(env = "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET")]
     #[serde(default)]
     pub hmac_secret: Option<String>,
     #[serde(default = "crate::channels::yes")]
@@ -105,34 +112,21 @@ impl ChannelSpec for WebhookSpec {
     const TEMPLATES: &'static [&'static TemplateSpec] = &[&BODY];
     /// The machine-readable record: every outcome.
     const RECOVERY_OUTCOMES: RecoveryOutcomes = RecoveryOutcomes::Always;
-    const SECRET_ENV: &'static [&'static str] = &[
-        "LLMCHAT_RECEIVER_WEBHOOK_URL",
-        "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
-    ];
-
-    /// A URL alone configures the webhook (or overrides the file's); the
-    /// HMAC secret needs a webhook.
-    fn apply_secret_env(
-        config: &mut Option<WebhookConfig>,
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
-        if let Some(url) = get("LLMCHAT_RECEIVER_WEBHOOK_URL") {
-            match config.as_mut() {
-                Some(w) => w.url = url,
-                None => *config = Some(WebhookConfig::new(url)),
-            }
+    /// The URL's variable alone configures the webhook; the HMAC secret
+    /// needs a webhook.
+    fn section_from_env(
+        key: &str,
+        var: &'static str,
+        value: String,
+    ) -> Result<WebhookConfig, ConfigError> {
+        match key {
+            "url" => Ok(WebhookConfig::new(value)),
+            _ => Err(invalid(
+                "channels.webhook",
+                var,
+                "an HMAC secret is set but no webhook URL",
+            )),
         }
-        if let Some(secret) = get("LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET") {
-            let Some(w) = config.as_mut() else {
-                return Err(invalid(
-                    "channels.webhook",
-                    "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
-                    "an HMAC secret is set but no webhook URL",
-                ));
-            };
-            w.hmac_secret = Some(secret);
-        }
-        Ok(())
     }
 
     fn validate(config: &WebhookConfig) -> Result<(), ConfigError> {

@@ -363,4 +363,73 @@ mod tests {
             .to_string();
         assert!(e.contains("[channels.email]") && !e.contains("pw"), "{e}");
     }
+
+    #[test]
+    fn every_secret_variable_keeps_its_name_and_its_place() {
+        assert_eq!(
+            crate::channels::secret_env(),
+            [
+                "LLMCHAT_RECEIVER_SMTP_USERNAME",
+                "LLMCHAT_RECEIVER_SMTP_PASSWORD",
+                "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
+                "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
+                "LLMCHAT_RECEIVER_WEBHOOK_URL",
+                "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET",
+            ]
+        );
+        let file =
+            "[channels.email]\nsmtp_host = \"h\"\nfrom = \"a@b\"\nto = { default = [\"c@d\"] }\n\
+                    [channels.slack]\nchannel = \"#alerts\"\n\
+                    [channels.webhook]\nurl = \"http://file/\"\n";
+        let mut c: Config = llmchat_common::from_toml(file).unwrap();
+        c.apply_secret_env(|k| Some(format!("{k}-value"))).unwrap();
+        let (email, slack, webhook) = (
+            c.channels.email.unwrap(),
+            c.channels.slack.unwrap(),
+            c.channels.webhook.unwrap(),
+        );
+        assert_eq!(
+            email.username.unwrap(),
+            "LLMCHAT_RECEIVER_SMTP_USERNAME-value"
+        );
+        assert_eq!(
+            email.password.unwrap(),
+            "LLMCHAT_RECEIVER_SMTP_PASSWORD-value"
+        );
+        assert_eq!(
+            slack.webhook_url.unwrap(),
+            "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL-value"
+        );
+        assert_eq!(
+            slack.bot_token.unwrap(),
+            "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN-value"
+        );
+        assert_eq!(webhook.url, "LLMCHAT_RECEIVER_WEBHOOK_URL-value");
+        assert_eq!(
+            webhook.hmac_secret.unwrap(),
+            "LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET-value"
+        );
+        // A variable that cannot make its section alone says what is missing.
+        for (var, wanted) in [
+            (
+                "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
+                "[channels.slack] (with its channel)",
+            ),
+            ("LLMCHAT_RECEIVER_WEBHOOK_HMAC_SECRET", "no webhook URL"),
+        ] {
+            let e = Config::default()
+                .apply_secret_env(|k| (k == var).then(|| "s3cret".to_string()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(wanted) && e.contains(var) && !e.contains("s3cret"),
+                "{e}"
+            );
+        }
+        let mut c = Config::default();
+        c.apply_secret_env(|k| (k == "LLMCHAT_RECEIVER_WEBHOOK_URL").then(|| "http://env/".into()))
+            .unwrap();
+        let w = c.channels.webhook.unwrap();
+        assert_eq!((w.url.as_str(), w.send_resolved), ("http://env/", true));
+    }
 }

@@ -14,6 +14,7 @@
 mod api;
 pub mod limits;
 
+use llmchat_common::settings::Settings;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -30,26 +31,23 @@ use std::sync::Arc;
 
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
 
-fn default_api_url() -> String {
-    DEFAULT_API_URL.into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[channels.slack]`: an incoming webhook, or a bot token and a channel.
+#[derive(Debug, Clone, Deserialize, Settings)]
+#[serde(default, deny_unknown_fields)]
 pub struct SlackConfig {
     /// An incoming webhook's URL (a secret: the path is the credential).
-    #[serde(default)]
+    /// The variable alone configures Slack (or overrides the file's).
+    #[setting(env = "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
     /// A bot token (`xoxb-…`) for the Web API; with `channel`.
-    #[serde(default)]
+    #[setting(env = "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN")]
     pub bot_token: Option<String>,
     /// The channel the bot posts to (`#alerts` or an id).
-    #[serde(default)]
     pub channel: Option<String>,
     /// The Web API's base URL.
-    #[serde(default = "default_api_url")]
+    #[setting(default = DEFAULT_API_URL)]
     pub api_url: String,
-    #[serde(default = "crate::channels::yes")]
+    #[setting(default = true)]
     pub send_resolved: bool,
 }
 
@@ -57,10 +55,7 @@ impl SlackConfig {
     pub fn with_webhook(url: String) -> Self {
         SlackConfig {
             webhook_url: Some(url),
-            bot_token: None,
-            channel: None,
-            api_url: default_api_url(),
-            send_resolved: true,
+            ..SlackConfig::default()
         }
     }
 
@@ -137,34 +132,21 @@ impl ChannelSpec for SlackSpec {
     /// A recovery outcome is a reply in the thread of the alert that
     /// caused it, so only where that alert went.
     const RECOVERY_OUTCOMES: RecoveryOutcomes = RecoveryOutcomes::WhereTheAlertWent;
-    const SECRET_ENV: &'static [&'static str] = &[
-        "LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL",
-        "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
-    ];
-
-    /// A webhook URL alone configures Slack (or overrides the file's); a
-    /// bot token goes into `[channels.slack]`, which names the channel.
-    fn apply_secret_env(
-        config: &mut Option<SlackConfig>,
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
-        if let Some(url) = get("LLMCHAT_RECEIVER_SLACK_WEBHOOK_URL") {
-            match config.as_mut() {
-                Some(s) => s.webhook_url = Some(url),
-                None => *config = Some(SlackConfig::with_webhook(url)),
-            }
+    /// The webhook URL's variable alone configures Slack; a bot token
+    /// needs `[channels.slack]`, which names the channel.
+    fn section_from_env(
+        key: &str,
+        var: &'static str,
+        value: String,
+    ) -> Result<SlackConfig, ConfigError> {
+        match key {
+            "webhook_url" => Ok(SlackConfig::with_webhook(value)),
+            _ => Err(invalid(
+                "channels.slack",
+                var,
+                "a Slack bot token is set but [channels.slack] (with its channel) is not",
+            )),
         }
-        if let Some(token) = get("LLMCHAT_RECEIVER_SLACK_BOT_TOKEN") {
-            let Some(slack) = config.as_mut() else {
-                return Err(invalid(
-                    "channels.slack",
-                    "LLMCHAT_RECEIVER_SLACK_BOT_TOKEN",
-                    "a Slack bot token is set but [channels.slack] (with its channel) is not",
-                ));
-            };
-            slack.bot_token = Some(token);
-        }
-        Ok(())
     }
 
     fn validate(config: &SlackConfig) -> Result<(), ConfigError> {
