@@ -225,6 +225,7 @@ pub fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> Output {
 /// rewrites the file after a deliberate change.
 pub fn assert_golden(path: &Path, got: &str) {
     if std::env::var_os("LLMCHAT_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, got).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         return;
     }
@@ -244,4 +245,12 @@ pub fn assert_golden(path: &Path, got: &str) {
             want.lines().nth(first)
         );
     }
+}
+
+/// Pins every flag and variable name of a binary's command (id, long
+/// name, value name, variable, how it takes values) to the golden file
+/// `tests/golden/flags.txt` of the crate at `crate_dir`.
+pub fn assert_flags_unchanged(command: &clap::Command, crate_dir: &str) {
+    let flags = llmchat_common::config::describe_flags(command);
+    assert_golden(&Path::new(crate_dir).join("tests/golden/flags.txt"), &flags);
 }

@@ -489,10 +489,7 @@ mod tests {
 
     #[test]
     fn every_flag_and_variable_keeps_its_name() {
-        let flags = llmchat_common::config::describe_flags(&Cli::full_command());
-        let golden =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/flags.txt");
-        llmchat_tests::assert_golden(&golden, &flags);
+        llmchat_tests::assert_flags_unchanged(&Cli::full_command(), env!("CARGO_MANIFEST_DIR"));
     }
 
     #[test]

@@ -56,26 +56,7 @@ fn golden_reports_in_english_and_chinese() {
             + "\n";
         let golden =
             llmchat_tests::repo_root().join(format!("report/tests/golden/report-{lang}.md"));
-        if std::env::var_os("LLMCHAT_BLESS").is_some() {
-            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-            std::fs::write(&golden, &md).unwrap();
-        }
-        let want = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|e| panic!("{}: {e} (LLMCHAT_BLESS=1 writes it)", golden.display()));
-        if md != want {
-            let line = md
-                .lines()
-                .zip(want.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(md.lines().count().min(want.lines().count()));
-            panic!(
-                "{lang}: the report differs from {} at line {}:\n got: {:?}\nwant: {:?}\n(LLMCHAT_BLESS=1 rewrites it)\n{md}",
-                golden.display(),
-                line + 1,
-                md.lines().nth(line),
-                want.lines().nth(line)
-            );
-        }
+        llmchat_tests::assert_golden(&golden, &md);
     }
 }
 
