@@ -35,6 +35,12 @@ pub struct AppState {
     pub posts: Arc<tokio::sync::Semaphore>,
     /// One more slot, only for posts that carry a critical alert.
     pub urgent_posts: Arc<tokio::sync::Semaphore>,
+    /// Bytes of posts waiting for the store's commit
+    /// (`web.commit_queue_bytes`).
+    pub committing: Arc<tokio::sync::Semaphore>,
+    /// Room for one more post (`web.body_limit_bytes`), only for posts
+    /// that carry a critical alert.
+    pub urgent_committing: Arc<tokio::sync::Semaphore>,
     /// Messages per minute per channel (`delivery.max_messages_per_minute`).
     pub budget: crate::budget::Budget,
 }
@@ -60,6 +66,8 @@ pub enum RequestError {
     Unavailable,
     #[error("too many posts at once (web.max_concurrent_posts); retry")]
     Busy,
+    #[error("too many posts waiting for the store (web.commit_queue_bytes); retry")]
+    CommitQueueFull,
 }
 
 impl Refusal for RequestError {
@@ -70,7 +78,9 @@ impl Refusal for RequestError {
             RequestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RequestError::Unavailable | RequestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Unavailable | RequestError::Busy | RequestError::CommitQueueFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -223,13 +233,34 @@ where
             state.posts.clone().acquire_owned().await
         }
     };
-    let Ok(Ok(_parsing)) = tokio::time::timeout(state.web.limits.body_timeout, permit).await else {
+    let deadline = tokio::time::Instant::now() + state.web.limits.body_timeout;
+    let Ok(Ok(parsing)) = tokio::time::timeout_at(deadline, permit).await else {
         return Err(RequestError::Busy);
     };
+    let size = u32::try_from(body.len()).unwrap_or(u32::MAX);
     let mut hook = payload::parse(&body).map_err(|e| RequestError::BadRequest(e.to_string()))?;
     drop(body);
     fold(state, &mut hook);
     let (rows, recover) = outbox_rows(state, &hook)?;
+    // The parse slot is for the CPU and the peak of parsing; waiting for
+    // the commit holds only this post's share of the byte budget, so the
+    // group commit can take every post that is waiting (one fsync for
+    // all) while what they hold in memory stays bounded. A page may also
+    // take the room kept for one post, as it may the kept slot.
+    let committing = async {
+        if urgent {
+            tokio::select! {
+                p = state.committing.clone().acquire_many_owned(size) => p,
+                p = state.urgent_committing.clone().acquire_many_owned(size) => p,
+            }
+        } else {
+            state.committing.clone().acquire_many_owned(size).await
+        }
+    };
+    let Ok(Ok(_committing)) = tokio::time::timeout_at(deadline, committing).await else {
+        return Err(RequestError::CommitQueueFull);
+    };
+    drop(parsing);
     // The store logs when it stops (and starts again) taking writes; one
     // line per refused post would repeat that through a whole outage.
     let stored = state.store.insert(&rows).await.map_err(|e| {

@@ -97,6 +97,8 @@ pub async fn run(
         web_guard: web_guard.clone(),
         posts: Arc::new(tokio::sync::Semaphore::new(config.web.max_concurrent_posts)),
         urgent_posts: Arc::new(tokio::sync::Semaphore::new(1)),
+        committing: Arc::new(tokio::sync::Semaphore::new(config.web.commit_queue_bytes)),
+        urgent_committing: Arc::new(tokio::sync::Semaphore::new(config.web.body_limit_bytes)),
         budget: budget::Budget::new(config.delivery.max_messages_per_minute),
     });
     let listener = tokio::net::TcpListener::bind(addr)

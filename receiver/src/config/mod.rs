@@ -75,12 +75,19 @@ pub struct WebConfig {
     /// alerts (the email says how many, with a link to Alertmanager).
     #[setting(default = 1000)]
     pub max_alerts_per_post: usize,
-    /// Posts read and parsed at once; the others wait (up to
+    /// Posts parsed and routed at once; the others wait (up to
     /// `web.limits.body_timeout`), then get 503, which Alertmanager retries.
     /// A post carrying a critical alert may also take one slot kept for
     /// such posts: a page does not queue behind a storm of warnings.
     #[setting(default = 4)]
     pub max_concurrent_posts: usize,
+    /// Bytes of posts (their bodies' length) whose notifications may wait
+    /// for the store's commit at once; past it a post waits for room (up
+    /// to `web.limits.body_timeout`, then 503). A post leaves its parse
+    /// slot once routed, so one group commit (one fsync) takes every post
+    /// waiting, while the memory they hold stays bounded.
+    #[setting(default = 16 * 1024 * 1024)]
+    pub commit_queue_bytes: usize,
     /// exporter-toolkit web-config file (TLS, mutual TLS, basic auth, headers).
     ///
     /// Basic auth for every path; re-read when it changes or on SIGHUP.
@@ -225,6 +232,21 @@ impl Config {
                 "web.body_limit_bytes",
                 self.web.body_limit_bytes,
                 "must be at least 1024",
+            ));
+        }
+        // A semaphore's permits are counted in u32 per acquisition; a
+        // post must fit whole.
+        if self.web.commit_queue_bytes < self.web.body_limit_bytes
+            || self.web.commit_queue_bytes > u32::MAX as usize
+        {
+            return Err(invalid(
+                "web.commit_queue_bytes",
+                self.web.commit_queue_bytes,
+                format!(
+                    "must be from web.body_limit_bytes ({}) to {}",
+                    self.web.body_limit_bytes,
+                    u32::MAX
+                ),
             ));
         }
         let url = &self.store.url;
