@@ -4,7 +4,7 @@
 //! environment variable (`<PREFIX>SECTION_KEY_NAME`), both derived from the
 //! key unless spelt out; its doc comment is the flag's help.
 //!
-//! ```ignore
+//! ```text
 //! #[derive(Serialize, Deserialize, Settings)]
 //! #[serde(default, deny_unknown_fields)]
 //! pub struct RedisConfig {
