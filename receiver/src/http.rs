@@ -2,6 +2,7 @@
 //! (authenticated), `/metrics`, `/health`, `/-/healthy`, `/-/ready`, `/`.
 //! [`handle`] needs no socket, so tests can call it directly.
 
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -257,9 +258,10 @@ where
             state.committing.clone().acquire_many_owned(size).await
         }
     };
-    let Ok(Ok(_committing)) = tokio::time::timeout_at(deadline, committing).await else {
+    let Ok(Ok(committing)) = tokio::time::timeout_at(deadline, committing).await else {
         return Err(RequestError::CommitQueueFull);
     };
+    let _queued = Queued::new(committing, &state.metrics.commit_queue_bytes);
     drop(parsing);
     // The store logs when it stops (and starts again) taking writes; one
     // line per refused post would repeat that through a whole outage.
@@ -279,6 +281,32 @@ where
         StatusCode::OK,
         &json!({"alerts": hook.alerts.len(), "stored": stored, "duplicates": duplicates}),
     ))
+}
+
+/// A post's room in the commit queue, shown in
+/// `llmchat_receiver_commit_queue_bytes` until the post is answered.
+struct Queued {
+    _room: tokio::sync::OwnedSemaphorePermit,
+    gauge: Gauge,
+    bytes: i64,
+}
+
+impl Queued {
+    fn new(room: tokio::sync::OwnedSemaphorePermit, gauge: &Gauge) -> Self {
+        let bytes = room.num_permits() as i64;
+        gauge.inc_by(bytes);
+        Queued {
+            _room: room,
+            gauge: gauge.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
+    }
 }
 
 /// Whether a post's raw body carries a critical alert, before it is

@@ -56,6 +56,9 @@ pub struct Metrics {
     pub alerts_folded: Counter,
     /// Per-alert messages folded into a digest by the per-minute budget.
     pub notifications_folded: Counter,
+    /// Bytes of posts waiting for the store's commit
+    /// (`web.commit_queue_bytes` is its bound).
+    pub commit_queue_bytes: Gauge,
     pub recovery_actions: Family<ActionLabels, Counter>,
     pub recovery_duration: Family<ActionNameLabels, Histogram>,
     /// Templates that failed to render, by channel (the built-in one was
@@ -81,6 +84,13 @@ impl Metrics {
         let duplicates = Counter::default();
         let alerts_folded = Counter::default();
         let notifications_folded = Counter::default();
+        let commit_queue_bytes = Gauge::default();
+        registry.register_with_unit(
+            "commit_queue",
+            "Bytes of posts (their bodies) waiting for the store's commit; at web.commit_queue_bytes posts wait, then get 503",
+            Unit::Bytes,
+            commit_queue_bytes.clone(),
+        );
         registry.register(
             "notifications_folded",
             "Per-alert messages folded into one digest message by delivery.max_messages_per_minute",
@@ -181,6 +191,7 @@ impl Metrics {
             duplicates,
             alerts_folded,
             notifications_folded,
+            commit_queue_bytes,
         }
     }
 }

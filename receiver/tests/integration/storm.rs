@@ -219,7 +219,7 @@ fn past_the_per_minute_budget_a_post_goes_to_slack_as_one_digest() {
 /// (plus `extra` in `[web]`), whose SQLite outbox another process holds
 /// locked for 3 s (the receiver waits up to its busy_timeout of 5 s).
 struct LockedStore {
-    _receiver: Receiver,
+    receiver: Receiver,
     base: String,
     locker: std::process::Child,
 }
@@ -260,7 +260,7 @@ impl LockedStore {
         assert_eq!(line.trim(), "locked");
         LockedStore {
             base: receiver.base.clone(),
-            _receiver: receiver,
+            receiver,
             locker,
         }
     }
@@ -312,12 +312,23 @@ fn posts_waiting_for_the_store_leave_their_parse_slot() {
             p
         })
         .collect();
+    // While they wait, the queue shows their bodies' bytes.
+    let one = crate::helpers::payload(&[("Warning0", "warning", "firing")]).len() as f64;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        store.receiver.metric("llmchat_receiver_commit_queue_bytes"),
+        Some(4.0 * one)
+    );
     let done: Vec<(u16, Duration)> = posts.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(done.iter().all(|(status, _)| *status == 200), "{done:?}");
     // They waited for the lock, not for one another's slot.
     assert!(
         done.iter().all(|(_, took)| *took > Duration::from_secs(2)),
         "{done:?}"
+    );
+    assert_eq!(
+        store.receiver.metric("llmchat_receiver_commit_queue_bytes"),
+        Some(0.0)
     );
     store.wait_for_the_lock_to_go();
 }
