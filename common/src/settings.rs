@@ -223,23 +223,17 @@ where
 }
 
 /// Visits every flag under `prefix` (the key path of `settings`' section).
-fn walk(prefix: &str, settings: Vec<Setting>, visit: &mut dyn FnMut(String, Setting, Flag)) {
+fn walk(prefix: &str, settings: Vec<Setting>, visit: &mut dyn FnMut(String, &Setting, &Flag)) {
     for s in settings {
         let path = if prefix.is_empty() {
             s.key.to_string()
         } else {
             format!("{prefix}.{}", s.key)
         };
-        match s.kind {
+        match &s.kind {
             Kind::Section(inner) => walk(&path, inner(), visit),
             Kind::Env(_) => {}
-            Kind::Flag(flag) => {
-                let s = Setting {
-                    kind: Kind::Section(Vec::new),
-                    ..s
-                };
-                visit(path, s, flag)
-            }
+            Kind::Flag(flag) => visit(path, &s, flag),
         }
     }
 }
@@ -314,10 +308,17 @@ fn help_of(doc: &str) -> (String, Option<String>) {
     (help, long)
 }
 
-/// What the command line and the environment gave for `root`'s flags, in
-/// the keys' shape (`{"web": {"limits": {"body_timeout": "5s"}}}`); flags
-/// not given are absent, so that they leave the file's values alone.
-pub fn layer(matches: &clap::ArgMatches, root: Vec<Setting>) -> Value {
+/// What the command line and the environment gave for the flags, in the
+/// keys' shape (`{"web": {"limits": {"body_timeout": "5s"}}}`), for figment
+/// to lay over the file. Flags not given are absent, so that they leave the
+/// file's values alone; the default (a command line not read by [`layer`])
+/// is an empty table.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Given(pub serde_json::Map<String, Value>);
+
+/// What the command line and the environment gave for `root`'s flags.
+pub fn layer(matches: &clap::ArgMatches, root: Vec<Setting>) -> Given {
     let mut out = Value::Object(Default::default());
     walk("", root, &mut |path, _, flag| {
         let Ok(Some(values)) = matches.try_get_many::<Value>(&path) else {
@@ -337,7 +338,10 @@ pub fn layer(matches: &clap::ArgMatches, root: Vec<Setting>) -> Value {
         }
         *at = value;
     });
-    out
+    match out {
+        Value::Object(map) => Given(map),
+        _ => Given::default(),
+    }
 }
 
 #[cfg(test)]
@@ -432,7 +436,7 @@ mod tests {
         assert_eq!(d.place, "x");
         assert_eq!(d.inner.names, ["a", "b"]);
         assert_eq!(d.inner.hidden, 3);
-        let flags = crate::config::describe_flags(&command());
+        let flags = llmchat_tests::describe_flags(&command());
         assert_eq!(
             flags,
             "count --count <N> $T_COUNT\n\

@@ -251,6 +251,50 @@ pub fn assert_golden(path: &Path, got: &str) {
 /// name, value name, variable, how it takes values) to the golden file
 /// `tests/golden/flags.txt` of the crate at `crate_dir`.
 pub fn assert_flags_unchanged(command: &clap::Command, crate_dir: &str) {
-    let flags = llmchat_common::config::describe_flags(command);
+    let flags = describe_flags(command);
     assert_golden(&Path::new(crate_dir).join("tests/golden/flags.txt"), &flags);
+}
+
+/// One line per argument of `command` that sets something: its id, long
+/// name, value name, variable and how it takes values. The tests that pin
+/// every flag and variable name compare it with a golden file.
+pub fn describe_flags(command: &clap::Command) -> String {
+    let mut lines: Vec<String> = command
+        .get_arguments()
+        .filter(|a| a.get_long().is_some())
+        .map(|a| {
+            let value = a
+                .get_value_names()
+                .map(|v| format!(" <{}>", v.join(" ")))
+                .unwrap_or_default();
+            let env = a
+                .get_env()
+                .map(|e| format!(" ${}", e.to_string_lossy()))
+                .unwrap_or_default();
+            let optional = match a.get_num_args() {
+                Some(r) if r.min_values() == 0 && a.get_action().takes_values() => {
+                    " (value optional)"
+                }
+                _ => "",
+            };
+            let delimiter = a
+                .get_value_delimiter()
+                .map(|d| format!(" (split on {d:?})"))
+                .unwrap_or_default();
+            let takes = if !a.get_action().takes_values() {
+                " (switch)"
+            } else if matches!(a.get_action(), clap::ArgAction::Append) {
+                " (repeatable)"
+            } else {
+                ""
+            };
+            format!(
+                "{} --{}{value}{env}{optional}{delimiter}{takes}",
+                a.get_id(),
+                a.get_long().unwrap_or_default()
+            )
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n") + "\n"
 }

@@ -208,7 +208,7 @@ pub struct Cli {
     /// What the section flags (and their variables) gave, in the keys'
     /// shape ([`llmchat_common::settings::layer`]).
     #[arg(skip)]
-    pub settings: serde_json::Value,
+    pub settings: settings::Given,
 
     /// `--collector.<name>` / `--no-collector.<name>` as given.
     #[arg(skip)]
@@ -293,12 +293,12 @@ impl Cli {
             },
             ..Config::default()
         };
-        let mut layer = match &self.settings {
-            serde_json::Value::Null => serde_json::json!({}),
-            given => given.clone(),
-        };
+        let mut layer = self.settings.clone();
         if !self.collector_switches.is_empty() {
-            layer["collectors"] = serde_json::json!(self.collector_switches);
+            layer.0.insert(
+                "collectors".into(),
+                serde_json::json!(self.collector_switches),
+            );
         }
         let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
         let config = llmchat_common::layered(&defaults, self.config_file.as_deref(), &layer)

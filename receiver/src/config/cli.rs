@@ -36,7 +36,7 @@ pub struct Cli {
     /// What the section flags (and their variables) gave, in the keys'
     /// shape ([`llmchat_common::settings::layer`]).
     #[arg(skip)]
-    pub settings: serde_json::Value,
+    pub settings: settings::Given,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -86,24 +86,13 @@ impl Cli {
         Ok(cli)
     }
 
-    /// What the flags lay over the file: an empty table when the command
-    /// line was not read by [`Cli::parse_from_args`].
-    fn flag_layer(&self) -> serde_json::Value {
-        match &self.settings {
-            serde_json::Value::Null => serde_json::json!({}),
-            given => given.clone(),
-        }
-    }
-
     /// The configuration for `render`: the file and flags, with the
     /// templates compiled, but without what only serving needs (credentials).
     pub fn resolve_for_render(self) -> Result<Config, ConfigError> {
         let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
-        let c: Config = llmchat_common::layered_on_serde_defaults(
-            self.config_file.as_deref(),
-            &self.flag_layer(),
-        )
-        .map_err(name_flag)?;
+        let c: Config =
+            llmchat_common::layered_on_serde_defaults(self.config_file.as_deref(), &self.settings)
+                .map_err(name_flag)?;
         c.check_templates()?;
         Ok(c)
     }
@@ -112,11 +101,9 @@ impl Cli {
     /// secrets' variables, then validates.
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let name_flag = |e: ConfigError| e.name_flag(&Self::full_command());
-        let mut c: Config = llmchat_common::layered_on_serde_defaults(
-            self.config_file.as_deref(),
-            &self.flag_layer(),
-        )
-        .map_err(name_flag)?;
+        let mut c: Config =
+            llmchat_common::layered_on_serde_defaults(self.config_file.as_deref(), &self.settings)
+                .map_err(name_flag)?;
         c.apply_secret_env(|k| std::env::var(k).ok())?;
         if let Some(path) = &c.web.bearer_token_file {
             if c.web.bearer_token.is_some() {
