@@ -399,6 +399,12 @@ mod tests {
         }
     }
 
+    async fn pending_sorted(store: &Store) -> Vec<(String, i64, i64)> {
+        let mut pending = store.pending_by_channel().await.unwrap();
+        pending.sort();
+        pending
+    }
+
     /// The gauges' query: per channel the pending count and the creation
     /// time of the oldest row still pending, not of one already sent.
     #[tokio::test]
@@ -419,10 +425,8 @@ mod tests {
         let first = all.iter().find(|n| n.id == 1).unwrap();
         let later = all.iter().find(|n| n.id == 3).unwrap();
         assert!(later.created_ms > first.created_ms);
-        let mut pending = store.pending_by_channel().await.unwrap();
-        pending.sort();
         assert_eq!(
-            pending,
+            pending_sorted(&store).await,
             vec![
                 ("slack".to_string(), 3, first.created_ms),
                 ("webhook".to_string(), 1, first.created_ms),
@@ -448,10 +452,8 @@ mod tests {
             "{plan:?}"
         );
         store.mark_sent(1, 1).await.unwrap();
-        let mut pending = store.pending_by_channel().await.unwrap();
-        pending.sort();
         assert_eq!(
-            pending,
+            pending_sorted(&store).await,
             vec![
                 ("slack".to_string(), 2, later.created_ms),
                 ("webhook".to_string(), 1, first.created_ms),
